@@ -1,0 +1,65 @@
+# presencekit: the presence gateway, its operator and their packaging.
+# This Makefile is the one entry point: `make run` starts the gateway on the
+# embedded store, `make test` runs every test (installing or building what it
+# needs into bin/, cached by version, so a second run is fast).
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := build
+
+BIN := $(CURDIR)/bin
+export GOBIN := $(BIN)
+GO ?= go
+
+## Tool versions (each tool is cached in bin/ under a versioned name).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Gateway
+
+.PHONY: build
+build: ## Build bin/presence-gateway and bin/presence-operator.
+	$(GO) build -trimpath -o $(BIN)/presence-gateway ./cmd/presence-gateway
+	@if [ -d cmd/presence-operator ]; then $(GO) build -trimpath -o $(BIN)/presence-operator ./cmd/presence-operator; fi
+
+.PHONY: run
+run: ## Run the gateway on the embedded in-memory store on :8080.
+	$(GO) run ./cmd/presence-gateway
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	$(GO) fmt ./...
+
+.PHONY: vet
+vet: ## go vet every package.
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml).
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.golangci-lint-build $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/.golangci-lint-build/golangci-lint $@
+	rm -rf $(BIN)/.golangci-lint-build
+
+##@ Tests
+
+# Every test of the repository. Each part below installs or starts what it needs.
+.PHONY: test
+test: lint test-gateway ## Run every test (what .ci/run calls).
+
+.PHONY: test-gateway
+test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus.
+	$(GO) test -race -count=1 ./gateway/... ./cmd/presence-gateway/...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/...

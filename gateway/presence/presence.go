@@ -1,0 +1,115 @@
+// Package presence defines who is online: the Store interface that the
+// gateway's transport talks to, and the types it speaks in. Two
+// implementations sit behind it: an embedded in-memory store (one replica,
+// for development) and a Redis Cluster store shared by every replica. Both
+// pass the same conformance tests (package presencetest).
+package presence
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Status is a user's presence status as clients see it.
+type Status string
+
+// The statuses of the protocol. A user is StatusOffline exactly when it has no
+// live connection; otherwise it shows the status it last set (StatusOnline by
+// default).
+const (
+	StatusOnline  Status = "online"
+	StatusAway    Status = "away"
+	StatusBusy    Status = "busy"
+	StatusOffline Status = "offline"
+)
+
+// Settable reports whether a client may set s with a "status" message.
+// "offline" is derived from the connections and cannot be set.
+func (s Status) Settable() bool {
+	return s == StatusOnline || s == StatusAway || s == StatusBusy
+}
+
+// User is one user's presence: the "U" object of the protocol.
+type User struct {
+	UserID      string `json:"userId"`
+	Online      bool   `json:"online"`
+	Status      Status `json:"status"`
+	Text        string `json:"text"`
+	Connections int    `json:"connections"`
+	// LastSeen is the unix time in milliseconds at which the user was last
+	// online (now, while online); 0 if never.
+	LastSeen int64 `json:"lastSeen"`
+	// Version grows with every change of the user (online, offline, status,
+	// connection count), so that a client receiving events from several
+	// replicas out of order keeps the newest.
+	Version int64 `json:"version"`
+}
+
+// Conn identifies one client connection. ID is unique across all replicas.
+type Conn struct {
+	UserID string
+	ID     string
+}
+
+// EventHandler receives every change of a watched user, on whichever replica
+// the change happened. It must not block: the hub copies the event to its
+// subscribers' bounded queues and returns.
+type EventHandler func(User)
+
+// Store records connections and answers who is online.
+//
+// Semantics every implementation honours (DESIGN.md, "Semantics"):
+//   - a user is online exactly when at least one of its connections is open
+//     and was refreshed within the TTL; reads never report an expired one;
+//   - each change (online, offline, status, connection count) bumps Version
+//     and is delivered to the EventHandler of every replica that watches the
+//     user, exactly once per replica;
+//   - the store refreshes the connections it holds locally from Run, once per
+//     heartbeat interval, in batches (no timer per connection).
+type Store interface {
+	// Connect records an open connection and returns the user afterwards.
+	Connect(ctx context.Context, c Conn) (User, error)
+	// Disconnect removes a connection and returns the user afterwards. With
+	// Options.OfflineGrace > 0, removing the last connection delays the
+	// offline transition by the grace; a Connect within it cancels it.
+	Disconnect(ctx context.Context, c Conn) (User, error)
+	// SetStatus sets the user's status and text (user-wide, not per connection).
+	SetStatus(ctx context.Context, c Conn, status Status, text string) (User, error)
+	// Get returns the users in the order asked, offline ones included.
+	Get(ctx context.Context, userIDs []string) ([]User, error)
+	// Watch makes this replica receive the user's changes; Unwatch stops it.
+	// Watch is idempotent; the hub calls it once per user however many local
+	// clients watch that user.
+	Watch(ctx context.Context, userID string) error
+	Unwatch(ctx context.Context, userID string) error
+	// Run does the background work (heartbeat refresh of local connections,
+	// expiry, reaping, delayed offline events) until ctx ends.
+	Run(ctx context.Context) error
+	// Ready returns nil when the store can serve reads and writes.
+	Ready(ctx context.Context) error
+	// Close releases the store's resources. Connections still held are
+	// removed first (best effort), so a graceful exit leaves no ghost.
+	Close(ctx context.Context) error
+}
+
+// Options are the settings both implementations share.
+type Options struct {
+	// TTL is how long a connection counts as live without a refresh.
+	TTL time.Duration
+	// Heartbeat is how often Run refreshes local connections.
+	Heartbeat time.Duration
+	// OfflineGrace delays the offline transition after the last disconnect.
+	OfflineGrace time.Duration
+	// OnEvent receives the changes of watched users. Required.
+	OnEvent EventHandler
+	// Now is the clock (time.Now when nil); tests move it.
+	Now func() time.Time
+	// Logger (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// ErrUnavailable wraps errors caused by the backing store being unreachable.
+// The transport answers 503 to upgrades while it sees them.
+var ErrUnavailable = errors.New("presence store unavailable")
