@@ -10,6 +10,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/presencekit/presence-operator/gateway/metrics"
 )
 
 // Status is a user's presence status as clients see it.
@@ -108,6 +110,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger (slog.Default when nil).
 	Logger *slog.Logger
+	// Metrics receives the store's measurements (transitions, events
+	// published, Redis command durations and errors, heartbeat batches,
+	// reaped connections, watched users). Required.
+	Metrics *metrics.Metrics
 }
 
 // ErrUnavailable wraps errors caused by the backing store being unreachable.
