@@ -63,3 +63,23 @@ test-gateway: ## Gateway unit and integration tests on the embedded store, with 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/...
+
+##@ Redis Cluster (presence store shared by gateway replicas)
+
+# A six-node Redis Cluster on loopback from Debian's redis-server, nothing on
+# disk (hack/redis-cluster.sh). The tests find it via PRESENCE_TEST_REDIS_NODES.
+REDIS_CLUSTER_BASE_PORT ?= 7000
+export REDIS_CLUSTER_BASE_PORT
+REDIS_TEST_NODES = $(shell for i in 0 1 2 3 4 5; do printf '127.0.0.1:%s,' $$(( $(REDIS_CLUSTER_BASE_PORT) + i )); done | sed 's/,$$//')
+
+.PHONY: redis-up
+redis-up: ## Start the six-node Redis Cluster on 127.0.0.1:7000-7005 (REDIS_CLUSTER_BASE_PORT); idempotent.
+	hack/redis-cluster.sh up
+
+.PHONY: redis-down
+redis-down: ## Stop the Redis Cluster and remove its work dir.
+	hack/redis-cluster.sh down
+
+.PHONY: redis-status
+redis-status: ## Show the Redis Cluster's nodes and state.
+	hack/redis-cluster.sh status
