@@ -83,3 +83,49 @@ redis-down: ## Stop the Redis Cluster and remove its work dir.
 .PHONY: redis-status
 redis-status: ## Show the Redis Cluster's nodes and state.
 	hack/redis-cluster.sh status
+
+##@ Helm chart and images
+
+# The chart's CRDs and ClusterRole rules are copies of what controller-gen
+# generates into config/ (make helm-crds); the chart tests fail when a copy is
+# stale. helm itself is built from the Go module proxy, pinned.
+HELM_VERSION ?= v4.3.1
+HELM := $(BIN)/helm-$(HELM_VERSION)
+CHART_DIR := charts/presence-operator
+# Images are tagged with the chart's appVersion, the tag the chart deploys.
+IMAGE_REGISTRY ?= ghcr.io/presencekit
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' $(CHART_DIR)/Chart.yaml)
+OPERATOR_IMG ?= $(IMAGE_REGISTRY)/presence-operator:$(IMAGE_TAG)
+GATEWAY_IMG ?= $(IMAGE_REGISTRY)/presence-gateway:$(IMAGE_TAG)
+DOCKER ?= docker
+
+.PHONY: helm
+helm: $(HELM) ## Build bin/helm-$(HELM_VERSION) from the Go module proxy.
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.helm-build $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.helm-build/helm $@
+	rm -rf $(BIN)/.helm-build
+
+.PHONY: helm-crds
+helm-crds: ## Copy the generated CRDs (config/crd/bases) and ClusterRole (config/rbac/role.yaml) into the chart.
+	rm -f $(CHART_DIR)/files/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART_DIR)/files/crds/
+	cp config/rbac/role.yaml $(CHART_DIR)/files/rbac/role.yaml
+
+.PHONY: docker-build
+docker-build: docker-build-operator docker-build-gateway ## Build both images (needs a Docker engine).
+
+.PHONY: docker-build-operator
+docker-build-operator: ## Build the operator image $(OPERATOR_IMG).
+	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMG) .
+
+.PHONY: docker-build-gateway
+docker-build-gateway: ## Build the gateway image $(GATEWAY_IMG).
+	$(DOCKER) build -f Dockerfile.gateway -t $(GATEWAY_IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push both images.
+	$(DOCKER) push $(OPERATOR_IMG)
+	$(DOCKER) push $(GATEWAY_IMG)
