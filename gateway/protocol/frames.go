@@ -1,0 +1,75 @@
+package protocol
+
+import (
+	"encoding/json"
+
+	"github.com/presencekit/presence-operator/gateway/presence"
+)
+
+// Welcome is the first frame of every connection.
+type Welcome struct {
+	Type         string `json:"type"`
+	UserID       string `json:"userId"`
+	ConnectionID string `json:"connectionId"`
+	HeartbeatMs  int64  `json:"heartbeatMs"`
+	TTLMs        int64  `json:"ttlMs"`
+}
+
+// Presence answers a query or subscribe (with the request's id) and
+// carries each change of a watched user (without id).
+type Presence struct {
+	Type  string          `json:"type"`
+	ID    json.RawMessage `json:"id,omitempty"`
+	Users []presence.User `json:"users"`
+}
+
+// Reply is a pong or an ok.
+type Reply struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id,omitempty"`
+}
+
+// ErrorFrame is an error answer; the connection stays open.
+type ErrorFrame struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+}
+
+// PongText is the answer to the text frame "ping".
+var PongText = []byte("pong")
+
+// EncodeWelcome renders the welcome frame.
+func EncodeWelcome(userID, connID string, heartbeatMs, ttlMs int64) []byte {
+	return mustMarshal(Welcome{Type: "welcome", UserID: userID, ConnectionID: connID, HeartbeatMs: heartbeatMs, TTLMs: ttlMs})
+}
+
+// EncodePresence renders a presence frame; id may be nil.
+func EncodePresence(id json.RawMessage, users []presence.User) []byte {
+	if users == nil {
+		users = []presence.User{}
+	}
+	return mustMarshal(Presence{Type: "presence", ID: id, Users: users})
+}
+
+// EncodePong renders the JSON pong.
+func EncodePong(id json.RawMessage) []byte { return mustMarshal(Reply{Type: "pong", ID: id}) }
+
+// EncodeOK renders an ok.
+func EncodeOK(id json.RawMessage) []byte { return mustMarshal(Reply{Type: "ok", ID: id}) }
+
+// EncodeError renders an error frame.
+func EncodeError(e *Error) []byte {
+	return mustMarshal(ErrorFrame{Type: "error", ID: e.ID, Code: e.Code, Message: e.Message})
+}
+
+// mustMarshal encodes the frame types above, which cannot fail: their
+// fields are strings, numbers and RawMessages that Decode validated.
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("protocol: encoding a frame: " + err.Error())
+	}
+	return b
+}

@@ -1,0 +1,57 @@
+package protocol
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecode checks that no frame makes Decode panic and that every frame
+// it accepts satisfies the limits the rest of the gateway relies on. Its
+// seed corpus (testdata/fuzz/FuzzDecode and the f.Add calls) runs with
+// every plain `go test`.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		"ping", `{"type":"ping","id":1}`, `{"type":"query","userIds":["a","b"]}`,
+		`{"type":"subscribe","id":"s","userIds":["a"]}`, `{"type":"status","status":"away","text":"x"}`,
+		`{"type":"unsubscribe","userIds":["a"]}`, `{`, `[]`, `null`, `{"type":"status","status":"offline"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, e := Decode(data)
+		if e != nil {
+			if e.Code == "" || e.Message == "" {
+				t.Fatalf("error without code or message: %+v", e)
+			}
+			var v map[string]any
+			if err := json.Unmarshal(EncodeError(e), &v); err != nil {
+				t.Fatalf("error frame is not JSON: %v", err)
+			}
+			return
+		}
+		switch r.Type {
+		case TypePing:
+		case TypeQuery, TypeSubscribe, TypeUnsubscribe:
+			if len(r.UserIDs) == 0 || len(r.UserIDs) > MaxIDsPerRequest {
+				t.Fatalf("accepted %d user ids", len(r.UserIDs))
+			}
+			seen := map[string]bool{}
+			for _, id := range r.UserIDs {
+				if ValidateUserID(id) != nil || seen[id] {
+					t.Fatalf("accepted bad or duplicate id %q", id)
+				}
+				seen[id] = true
+			}
+		case TypeStatus:
+			if !r.Status.Settable() || len(r.Text) > MaxStatusTextLen {
+				t.Fatalf("accepted status %q text %d bytes", r.Status, len(r.Text))
+			}
+		default:
+			t.Fatalf("accepted unknown type %q", r.Type)
+		}
+		// The id is echoed inside our frames: it must encode.
+		if !json.Valid(EncodeOK(r.ID)) || !json.Valid(EncodePong(r.ID)) {
+			t.Fatalf("id %q does not round-trip", r.ID)
+		}
+	})
+}
