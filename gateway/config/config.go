@@ -1,0 +1,290 @@
+// Package config reads the gateway's settings from the environment and
+// from flags (a flag wins over its variable), and rejects every bad value
+// with one line naming the variable.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the gateway's configuration (DESIGN.md, "Configuration").
+type Config struct {
+	WSPort      int
+	MetricsPort int
+
+	RedisNodes     []string // host:port seed nodes; empty = embedded in-memory store
+	RedisUsername  string
+	RedisPassword  string // from REDIS_PASSWORD, or read from REDIS_PASSWORD_FILE
+	RedisTLS       bool
+	RedisTLSCAFile string
+
+	MaxPayloadBytes   int64
+	PresenceTTL       time.Duration
+	HeartbeatInterval time.Duration
+	IdleTimeout       time.Duration
+	MaxConnections    int // 0 = no limit
+	ShutdownGrace     time.Duration
+	OfflineGrace      time.Duration
+
+	AllowedOrigins       []string // empty = any
+	AuthJWTSecret        string
+	AuthJWTPublicKeyFile string
+
+	MessageRate  float64 // messages per second
+	MessageBurst int
+
+	LogLevel  slog.Level
+	LogFormat string // json or text
+}
+
+// setting is one variable: its environment name, flag, default and parser.
+type setting struct {
+	env, flag, def, help string
+	parse                func(c *Config, v string) error
+}
+
+var settings = []setting{
+	{"WS_PORT", "ws-port", "8080", "WebSocket and presence HTTP API port", func(c *Config, v string) (err error) {
+		c.WSPort, err = parsePort(v)
+		return
+	}},
+	{"METRICS_PORT", "metrics-port", "9090", "port of /metrics (Prometheus)", func(c *Config, v string) (err error) {
+		c.MetricsPort, err = parsePort(v)
+		return
+	}},
+	{"REDIS_NODES", "redis-nodes", "", "comma list of host:port Redis Cluster seed nodes; empty = embedded in-memory store", func(c *Config, v string) (err error) {
+		c.RedisNodes, err = parseNodes(v)
+		return
+	}},
+	{"REDIS_USERNAME", "redis-username", "", "Redis ACL user", func(c *Config, v string) error {
+		c.RedisUsername = v
+		return nil
+	}},
+	{"REDIS_PASSWORD", "redis-password", "", "Redis ACL password (prefer REDIS_PASSWORD_FILE)", func(c *Config, v string) error {
+		c.RedisPassword = v
+		return nil
+	}},
+	{"REDIS_PASSWORD_FILE", "redis-password-file", "", "file holding the Redis password (a mounted Secret)", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if c.RedisPassword != "" {
+			return errors.New("REDIS_PASSWORD is set too; use one of them")
+		}
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		c.RedisPassword = strings.TrimRight(string(b), "\r\n")
+		return nil
+	}},
+	{"REDIS_TLS", "redis-tls", "false", "TLS to Redis", func(c *Config, v string) (err error) {
+		c.RedisTLS, err = strconv.ParseBool(v)
+		if err != nil {
+			err = errors.New("not a boolean (true or false)")
+		}
+		return
+	}},
+	{"REDIS_TLS_CA_FILE", "redis-tls-ca-file", "", "CA bundle to verify Redis with (default: system roots)", func(c *Config, v string) error {
+		if v != "" {
+			if _, err := os.Stat(v); err != nil {
+				return err
+			}
+		}
+		c.RedisTLSCAFile = v
+		return nil
+	}},
+	{"WS_MAX_PAYLOAD_BYTES", "ws-max-payload-bytes", "4096", "largest client frame; bigger ones close with 1009", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 64 || n > 1<<20 {
+			return errors.New("not an integer between 64 and 1048576")
+		}
+		c.MaxPayloadBytes = n
+		return nil
+	}},
+	{"PRESENCE_TTL", "presence-ttl", "60s", "a connection not refreshed for this long counts as gone", durationInto(func(c *Config) *time.Duration { return &c.PresenceTTL }, false)},
+	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "20s", "how often the gateway refreshes its connections", durationInto(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, false)},
+	{"IDLE_TIMEOUT", "idle-timeout", "60s", "a client silent for this long is closed with 1001", durationInto(func(c *Config) *time.Duration { return &c.IdleTimeout }, false)},
+	{"MAX_CONNECTIONS", "max-connections", "0", "per-process connection limit (0 = none); past it upgrades get 503", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return errors.New("not a non-negative integer")
+		}
+		c.MaxConnections = n
+		return nil
+	}},
+	{"SHUTDOWN_GRACE", "shutdown-grace", "25s", "drain time on SIGTERM", durationInto(func(c *Config) *time.Duration { return &c.ShutdownGrace }, true)},
+	{"ALLOWED_ORIGINS", "allowed-origins", "", "comma list of allowed Origin values (empty = any)", func(c *Config, v string) error {
+		c.AllowedOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			o = strings.TrimSpace(o)
+			if o == "" {
+				continue
+			}
+			if !strings.Contains(o, "://") {
+				return fmt.Errorf("entry %q: an origin is scheme://host[:port], e.g. https://app.example.com", o)
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, strings.TrimRight(o, "/"))
+		}
+		return nil
+	}},
+	{"AUTH_JWT_SECRET", "auth-jwt-secret", "", "HS256 secret; when set a JWT is required", func(c *Config, v string) error {
+		c.AuthJWTSecret = v
+		return nil
+	}},
+	{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-jwt-public-key-file", "", "PEM public key (RSA or ECDSA) for RS256/ES256; when set a JWT is required", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if c.AuthJWTSecret != "" {
+			return errors.New("AUTH_JWT_SECRET is set too; use one of them")
+		}
+		if _, err := os.Stat(v); err != nil {
+			return err
+		}
+		c.AuthJWTPublicKeyFile = v
+		return nil
+	}},
+	{"MESSAGE_RATE", "message-rate", "20", "per-connection messages per second (token bucket)", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1e6 {
+			return errors.New("not a positive number")
+		}
+		c.MessageRate = f
+		return nil
+	}},
+	{"MESSAGE_BURST", "message-burst", "40", "per-connection burst of messages (token bucket size)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return errors.New("not a positive integer")
+		}
+		c.MessageBurst = n
+		return nil
+	}},
+	{"OFFLINE_GRACE", "offline-grace", "0s", "delay before an offline event, so a quick reconnect does not flap", durationInto(func(c *Config) *time.Duration { return &c.OfflineGrace }, true)},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		return c.LogLevel.UnmarshalText([]byte(v))
+	}},
+	{"LOG_FORMAT", "log-format", "json", "json or text", func(c *Config, v string) error {
+		if v != "json" && v != "text" {
+			return errors.New("must be json or text")
+		}
+		c.LogFormat = v
+		return nil
+	}},
+}
+
+// ErrHelp is returned when the flags ask for help; the usage was written.
+var ErrHelp = flag.ErrHelp
+
+// Load reads the configuration: each setting comes from its flag in args
+// if given, else from its environment variable (getenv) if not empty, else
+// its default. The error names the variable and the bad value. With -h the
+// usage goes to usage and the error is ErrHelp.
+func Load(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("presence-gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		values[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(usage)
+			fs.PrintDefaults()
+		}
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags like --ws-port=8080 or environment variables)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+
+	var c Config
+	for _, s := range settings {
+		v, from := s.def, s.env
+		if given[s.flag] {
+			v, from = *values[s.flag], "--"+s.flag
+		} else if e := getenv(s.env); e != "" {
+			v = e
+		}
+		v = strings.TrimSpace(v)
+		if err := s.parse(&c, v); err != nil {
+			return Config{}, fmt.Errorf("%s=%q: %w", from, v, err)
+		}
+	}
+	if c.PresenceTTL <= 2*c.HeartbeatInterval {
+		return Config{}, fmt.Errorf("PRESENCE_TTL=%s must be above twice HEARTBEAT_INTERVAL=%s, so that one missed refresh does not expire a live connection",
+			c.PresenceTTL, c.HeartbeatInterval)
+	}
+	if c.WSPort == c.MetricsPort {
+		return Config{}, fmt.Errorf("WS_PORT and METRICS_PORT are both %d; /metrics needs its own port", c.WSPort)
+	}
+	return c, nil
+}
+
+// Auth reports whether a JWT is required.
+func (c Config) Auth() bool { return c.AuthJWTSecret != "" || c.AuthJWTPublicKeyFile != "" }
+
+func parsePort(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, errors.New("not a port number (1-65535)")
+	}
+	return n, nil
+}
+
+// parseNodes splits a comma list of host:port seed nodes.
+func parseNodes(v string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(n)
+		if err != nil {
+			if strings.Contains(err.Error(), "missing port") {
+				return nil, fmt.Errorf("entry %q: missing port", n)
+			}
+			return nil, fmt.Errorf("entry %q: not host:port", n)
+		}
+		if host == "" {
+			return nil, fmt.Errorf("entry %q: missing host", n)
+		}
+		if _, err := parsePort(port); err != nil {
+			return nil, fmt.Errorf("entry %q: port %q is not a port number (1-65535)", n, port)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// durationInto parses a Go duration ("60s", "1m30s") into a field; zero
+// is allowed only when zeroOK.
+func durationInto(field func(*Config) *time.Duration, zeroOK bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return errors.New(`not a duration (like "60s", "1m30s", "500ms")`)
+		}
+		if d < 0 || (d == 0 && !zeroOK) {
+			if zeroOK {
+				return errors.New("must not be negative")
+			}
+			return errors.New("must be positive")
+		}
+		*field(c) = d
+		return nil
+	}
+}

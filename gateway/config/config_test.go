@@ -1,0 +1,123 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		WSPort: 8080, MetricsPort: 9090, MaxPayloadBytes: 4096,
+		PresenceTTL: 60 * time.Second, HeartbeatInterval: 20 * time.Second, IdleTimeout: 60 * time.Second,
+		ShutdownGrace: 25 * time.Second, MessageRate: 20, MessageBurst: 40,
+		LogLevel: slog.LevelInfo, LogFormat: "json",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	if c.Auth() {
+		t.Fatal("no auth by default")
+	}
+}
+
+func TestEnvAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load([]string{"--ws-port=7000", "--idle-timeout", "5s"}, env(map[string]string{
+		"WS_PORT": "6000", "METRICS_PORT": "6001", "REDIS_NODES": " redis-0:6379, 10.0.0.1:7000 ,[::1]:7001",
+		"REDIS_USERNAME": "gw", "REDIS_PASSWORD_FILE": pw, "REDIS_TLS": "true",
+		"WS_MAX_PAYLOAD_BYTES": "8192", "PRESENCE_TTL": "30s", "HEARTBEAT_INTERVAL": "10s",
+		"MAX_CONNECTIONS": "100", "SHUTDOWN_GRACE": "0s", "ALLOWED_ORIGINS": "https://a.example, http://localhost:3000/",
+		"AUTH_JWT_SECRET": "k", "MESSAGE_RATE": "2.5", "MESSAGE_BURST": "5", "OFFLINE_GRACE": "3s",
+		"LOG_LEVEL": "debug", "LOG_FORMAT": "text",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WSPort != 7000 || c.MetricsPort != 6001 || c.IdleTimeout != 5*time.Second {
+		t.Fatalf("flag must win over env: %+v", c)
+	}
+	if !reflect.DeepEqual(c.RedisNodes, []string{"redis-0:6379", "10.0.0.1:7000", "[::1]:7001"}) ||
+		c.RedisPassword != "s3cret" || c.RedisUsername != "gw" || !c.RedisTLS {
+		t.Fatalf("redis settings: %+v", c)
+	}
+	if !reflect.DeepEqual(c.AllowedOrigins, []string{"https://a.example", "http://localhost:3000"}) {
+		t.Fatalf("origins: %q", c.AllowedOrigins)
+	}
+	if c.MaxPayloadBytes != 8192 || c.PresenceTTL != 30*time.Second || c.MaxConnections != 100 ||
+		c.ShutdownGrace != 0 || c.MessageRate != 2.5 || c.MessageBurst != 5 || c.OfflineGrace != 3*time.Second ||
+		c.LogLevel != slog.LevelDebug || c.LogFormat != "text" || !c.Auth() {
+		t.Fatalf("settings: %+v", c)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string // the whole error line
+	}{
+		{env: map[string]string{"REDIS_NODES": "redis-0"}, want: `REDIS_NODES="redis-0": entry "redis-0": missing port`},
+		{env: map[string]string{"REDIS_NODES": "a:1,:2"}, want: `REDIS_NODES="a:1,:2": entry ":2": missing host`},
+		{env: map[string]string{"REDIS_NODES": "a:x"}, want: `REDIS_NODES="a:x": entry "a:x": port "x" is not a port number (1-65535)`},
+		{env: map[string]string{"WS_PORT": "http"}, want: `WS_PORT="http": not a port number (1-65535)`},
+		{env: map[string]string{"WS_PORT": "70000"}, want: `WS_PORT="70000": not a port number (1-65535)`},
+		{args: []string{"--metrics-port=0"}, want: `--metrics-port="0": not a port number (1-65535)`},
+		{env: map[string]string{"PRESENCE_TTL": "soon"}, want: `PRESENCE_TTL="soon": not a duration (like "60s", "1m30s", "500ms")`},
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "0s"}, want: `HEARTBEAT_INTERVAL="0s": must be positive`},
+		{env: map[string]string{"IDLE_TIMEOUT": "-1s"}, want: `IDLE_TIMEOUT="-1s": must be positive`},
+		{env: map[string]string{"SHUTDOWN_GRACE": "-1s"}, want: `SHUTDOWN_GRACE="-1s": must not be negative`},
+		{env: map[string]string{"OFFLINE_GRACE": "x"}, want: `OFFLINE_GRACE="x": not a duration (like "60s", "1m30s", "500ms")`},
+		{env: map[string]string{"PRESENCE_TTL": "40s"}, want: `PRESENCE_TTL=40s must be above twice HEARTBEAT_INTERVAL=20s, so that one missed refresh does not expire a live connection`},
+		{env: map[string]string{"WS_MAX_PAYLOAD_BYTES": "10"}, want: `WS_MAX_PAYLOAD_BYTES="10": not an integer between 64 and 1048576`},
+		{env: map[string]string{"MAX_CONNECTIONS": "-1"}, want: `MAX_CONNECTIONS="-1": not a non-negative integer`},
+		{env: map[string]string{"MESSAGE_RATE": "0"}, want: `MESSAGE_RATE="0": not a positive number`},
+		{env: map[string]string{"MESSAGE_BURST": "1.5"}, want: `MESSAGE_BURST="1.5": not a positive integer`},
+		{env: map[string]string{"REDIS_TLS": "yes"}, want: `REDIS_TLS="yes": not a boolean (true or false)`},
+		{env: map[string]string{"LOG_FORMAT": "xml"}, want: `LOG_FORMAT="xml": must be json or text`},
+		{env: map[string]string{"ALLOWED_ORIGINS": "example.com"}, want: `ALLOWED_ORIGINS="example.com": entry "example.com": an origin is scheme://host[:port], e.g. https://app.example.com`},
+		{env: map[string]string{"METRICS_PORT": "8080"}, want: `WS_PORT and METRICS_PORT are both 8080; /metrics needs its own port`},
+		{env: map[string]string{"REDIS_PASSWORD_FILE": "/nonexistent/pw"}, want: `REDIS_PASSWORD_FILE="/nonexistent/pw": open /nonexistent/pw: no such file or directory`},
+		{env: map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/k.pem"}, want: `AUTH_JWT_PUBLIC_KEY_FILE="/nonexistent/k.pem": stat /nonexistent/k.pem: no such file or directory`},
+		{args: []string{"--nope=1"}, want: `flag provided but not defined: -nope`},
+		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags like --ws-port=8080 or environment variables)`},
+	}
+	for _, tc := range tests {
+		_, err := Load(tc.args, env(tc.env), io.Discard)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Load(%v, %v) error = %v\nwant %s", tc.args, tc.env, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+	}
+	if _, err := Load(nil, env(map[string]string{"LOG_LEVEL": "loud"}), io.Discard); err == nil || !strings.HasPrefix(err.Error(), `LOG_LEVEL="loud": `) {
+		t.Errorf("LOG_LEVEL=loud: %v", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var b strings.Builder
+	_, err := Load([]string{"-h"}, env(nil), &b)
+	if !errors.Is(err, ErrHelp) || !strings.Contains(b.String(), "env PRESENCE_TTL") {
+		t.Fatalf("help: %v\n%s", err, b.String())
+	}
+}
