@@ -129,3 +129,51 @@ docker-build-gateway: ## Build the gateway image $(GATEWAY_IMG).
 docker-push: ## Push both images.
 	$(DOCKER) push $(OPERATOR_IMG)
 	$(DOCKER) push $(GATEWAY_IMG)
+
+##@ End to end: local control plane, make e2e, make demo
+
+# hack/local-cluster.sh runs etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok (one fake node, Stages in hack/kwok/) on loopback;
+# hack/e2e/run.sh drives the e2e and the demo on it. The Kubernetes binaries
+# come from hack/build-k8s.sh (bin/k8s/<version>/), kwok from the Go module
+# proxy (bin/kwok-<version>).
+K8S_VERSION ?= 1.37.2
+K8S_BIN_DIR := $(BIN)/k8s/$(K8S_VERSION)
+KWOK_VERSION ?= v0.8.0
+KWOK := $(BIN)/kwok-$(KWOK_VERSION)
+E2ETOOL := $(BIN)/e2etool
+LOCAL_CLUSTER_K8S := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl
+
+.PHONY: local-cluster-tools
+local-cluster-tools: $(KWOK) ## Build the local control plane's binaries into bin/ (cached; cold: ~10 minutes).
+	K8S_VERSION=$(K8S_VERSION) hack/build-k8s.sh $(LOCAL_CLUSTER_K8S)
+
+$(KWOK):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.kwok-build $(GO) install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	mv $(BIN)/.kwok-build/kwok $@
+	rm -rf $(BIN)/.kwok-build
+
+.PHONY: local-cluster-up
+local-cluster-up: local-cluster-tools ## Start the local control plane (KUBECONFIG=/tmp/presencekit-cluster/kubeconfig).
+	hack/local-cluster.sh up
+
+.PHONY: local-cluster-down
+local-cluster-down: ## Stop the local control plane.
+	hack/local-cluster.sh down
+
+.PHONY: e2e-build
+e2e-build: local-cluster-tools build ## Build everything the e2e runs: control plane, gateway, operator, hack/e2e/e2etool.
+	$(GO) build -trimpath -o $(E2ETOOL) ./hack/e2e/e2etool
+
+.PHONY: e2e
+e2e: e2e-build ## End-to-end test on a local control plane, Redis Cluster, operator, two gateways and headless Chromium.
+	hack/e2e/run.sh e2e
+
+.PHONY: demo
+demo: e2e-build ## The e2e environment, left running, with the /demo page on two gateways (stop: make demo-down).
+	hack/e2e/run.sh demo
+
+.PHONY: demo-down
+demo-down: ## Stop everything make demo started.
+	hack/e2e/run.sh down

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// checkBrowser opens the /demo page twice in headless Chromium, each on its
+// own gateway: the watcher page (first gateway) must see the subject page's
+// user (second gateway) come online, change status, and go offline when its
+// tab is closed. The page is driven only through its URL and its forms, as a
+// person would; the checks read the DOM (data-* attributes of the cards).
+func checkBrowser(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("browser", flag.ExitOnError)
+	gateways := fs.String("gateways", "", "two gateway base URLs, comma separated: http://127.0.0.1:P1,http://127.0.0.1:P2")
+	chromium := fs.String("chromium", "/usr/bin/chromium", "the Chromium binary (Debian's chromium package)")
+	screenshot := fs.String("screenshot", "", "write a PNG of the watcher page here at the end")
+	timeout := fs.Duration("timeout", 90*time.Second, "bound on the whole check")
+	step := fs.Duration("step", 10*time.Second, "bound on each expected change on a page")
+	_ = fs.Parse(args)
+	gw := strings.Split(*gateways, ",")
+	if len(gw) != 2 {
+		return fmt.Errorf("-gateways %q: want exactly two URLs", *gateways)
+	}
+	if _, err := os.Stat(*chromium); err != nil {
+		return fmt.Errorf("chromium: %w (hack/e2e/run.sh installs Debian's chromium package)", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	// Console messages and errors of the pages, labelled, for the log.
+	var labelsMu sync.Mutex
+	labels := map[string]string{}
+	onEvent := func(m cdpMessage) {
+		labelsMu.Lock()
+		label := labels[m.SessionID]
+		labelsMu.Unlock()
+		if line := describeEvent(m); line != "" && label != "" {
+			fmt.Fprintf(os.Stderr, "  [%s] %s\n", label, line)
+		}
+	}
+	b, err := launchChromium(ctx, *chromium, onEvent)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	okf("chromium started (pid %d)", b.cmd.Process.Pid)
+
+	suffix := randomSuffix()
+	watcherID, subjectID := "page-watcher-"+suffix, "page-subject-"+suffix
+	open := func(label, base, userID, watch string) (*page, error) {
+		u := strings.TrimRight(base, "/") + "/demo/?" + url.Values{"userId": {userID}, "watch": {watch}, "autoconnect": {"1"}}.Encode()
+		p, err := b.openPage(ctx, label, u)
+		if err != nil {
+			return nil, err
+		}
+		labelsMu.Lock()
+		labels[p.session] = label
+		labelsMu.Unlock()
+		if _, err := p.waitFor(ctx, *step, "connection state", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
+			return nil, err
+		}
+		okf("%s: %s connected (%s)", label, userID, u)
+		return p, nil
+	}
+	card := func(userID, attr string) string {
+		return fmt.Sprintf(`document.querySelector('#users li[data-user-id=%q]')?.dataset.%s ?? "no card"`, userID, attr)
+	}
+
+	watcher, err := open("watcher", gw[0], watcherID, subjectID)
+	if err != nil {
+		return err
+	}
+	if _, err := watcher.waitFor(ctx, *step, subjectID+" card", card(subjectID, "online"), "false"); err != nil {
+		return err
+	}
+	okf("watcher on %s shows %s offline", gw[0], subjectID)
+
+	subject, err := open("subject", gw[1], subjectID, watcherID)
+	if err != nil {
+		return err
+	}
+	took, err := watcher.waitFor(ctx, *step, subjectID+" online", card(subjectID, "online"), "true")
+	if err != nil {
+		return err
+	}
+	okf("watcher on %s saw %s (on %s) come online (%s after the subject's page connected)", gw[0], subjectID, gw[1], took.Round(time.Millisecond))
+	if _, err := subject.waitFor(ctx, *step, watcherID+" online", card(watcherID, "online"), "true"); err != nil {
+		return err
+	}
+	okf("subject on %s sees the watcher online too", gw[1])
+
+	// Change the status through the page's own form.
+	if _, err := subject.eval(ctx, `(() => {
+		document.getElementById("status").value = "busy";
+		document.getElementById("status-text").value = "in the e2e";
+		document.getElementById("status-form").requestSubmit();
+		return "";
+	})()`); err != nil {
+		return err
+	}
+	took, err = watcher.waitFor(ctx, *step, subjectID+" busy", card(subjectID, "status"), "busy")
+	if err != nil {
+		return err
+	}
+	detail, err := watcher.eval(ctx, fmt.Sprintf(`document.querySelector('#users li[data-user-id=%q] .detail').textContent`, subjectID))
+	if err != nil {
+		return err
+	}
+	var detailText string
+	_ = json.Unmarshal(detail, &detailText)
+	if !strings.Contains(detailText, "in the e2e") {
+		return fmt.Errorf("watcher: %s card says %q, want the status text \"in the e2e\"", subjectID, detailText)
+	}
+	okf("watcher saw the status change to busy %q after %s", detailText, took.Round(time.Millisecond))
+
+	// Closing the tab closes its WebSocket: the subject goes offline.
+	if err := subject.close(ctx); err != nil {
+		return err
+	}
+	took, err = watcher.waitFor(ctx, *step, subjectID+" offline", card(subjectID, "online"), "false")
+	if err != nil {
+		return err
+	}
+	okf("watcher saw %s go offline %s after its tab closed", subjectID, took.Round(time.Millisecond))
+
+	if *screenshot != "" {
+		if err := watcher.screenshot(ctx, *screenshot); err != nil {
+			return err
+		}
+		okf("screenshot of the watcher page: %s", *screenshot)
+	}
+	return nil
+}
+
+// describeEvent turns the page events worth seeing into one line.
+func describeEvent(m cdpMessage) string {
+	switch m.Method {
+	case "Runtime.consoleAPICalled":
+		var p struct {
+			Type string `json:"type"`
+			Args []struct {
+				Value       any    `json:"value"`
+				Description string `json:"description"`
+			} `json:"args"`
+		}
+		if json.Unmarshal(m.Params, &p) != nil {
+			return ""
+		}
+		parts := make([]string, 0, len(p.Args))
+		for _, a := range p.Args {
+			if a.Value != nil {
+				parts = append(parts, fmt.Sprint(a.Value))
+			} else {
+				parts = append(parts, a.Description)
+			}
+		}
+		return "console." + p.Type + ": " + strings.Join(parts, " ")
+	case "Runtime.exceptionThrown":
+		var p struct {
+			ExceptionDetails struct {
+				Text      string `json:"text"`
+				Exception struct {
+					Description string `json:"description"`
+				} `json:"exception"`
+			} `json:"exceptionDetails"`
+		}
+		if json.Unmarshal(m.Params, &p) != nil {
+			return ""
+		}
+		return "exception: " + p.ExceptionDetails.Text + " " + p.ExceptionDetails.Exception.Description
+	case "Log.entryAdded":
+		var p struct {
+			Entry struct {
+				Level string `json:"level"`
+				Text  string `json:"text"`
+				URL   string `json:"url"`
+			} `json:"entry"`
+		}
+		if json.Unmarshal(m.Params, &p) != nil {
+			return ""
+		}
+		return "log " + p.Entry.Level + ": " + p.Entry.Text + " " + p.Entry.URL
+	}
+	return ""
+}

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# hack/e2e/run.sh e2e|demo|down
+#
+#   e2e   the end-to-end test: a local control plane (hack/local-cluster.sh),
+#         a six-node Redis Cluster (make redis-up), the CRDs and the operator
+#         built from this tree (a local process with the RBAC of
+#         config/rbac/role.yaml), then a RedisCluster and a PresenceGateway,
+#         checked with kubectl; then the data path: two gateway processes
+#         started from the Deployment's own pod template, a WebSocket client
+#         and two /demo pages in headless Chromium. Everything it started is
+#         stopped on exit, pass or fail.
+#   demo  the same environment, left running, and what to try with it.
+#   down  stop what `demo` left running.
+#
+# `make e2e`, `make demo` and `make demo-down` build what this needs first
+# (bin/: Kubernetes binaries, kwok, the gateway, the operator, e2etool).
+#
+#   E2E_DIR              pids and logs (default /tmp/presencekit-e2e)
+#   E2E_GATEWAY_PORTS    two WebSocket ports for the local gateways (default 18081,18082)
+#   E2E_METRICS_PORTS    their metrics ports (default 19091,19092)
+#   E2E_OPERATOR_PORT    operator metrics; +1 is its health port (default 18443)
+#   REDIS_CLUSTER_BASE_PORT  as in hack/redis-cluster.sh (default 7000)
+#   LOCAL_CLUSTER_*      as in hack/local-cluster.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+MODE="${1:-}"
+E2E_DIR="${E2E_DIR:-/tmp/presencekit-e2e}"
+export LOCAL_CLUSTER_DIR="${LOCAL_CLUSTER_DIR:-/tmp/presencekit-cluster}"
+export REDIS_CLUSTER_BASE_PORT="${REDIS_CLUSTER_BASE_PORT:-7000}"
+K8S_VERSION="${K8S_VERSION:-1.37.2}"
+KUBECTL="${KUBECTL:-$ROOT/bin/k8s/$K8S_VERSION/kubectl}"
+export KUBECONFIG="$LOCAL_CLUSTER_DIR/kubeconfig"
+IFS=, read -r GW_PORT_1 GW_PORT_2 <<<"${E2E_GATEWAY_PORTS:-18081,18082}"
+IFS=, read -r METRICS_PORT_1 METRICS_PORT_2 <<<"${E2E_METRICS_PORTS:-19091,19092}"
+OPERATOR_PORT="${E2E_OPERATOR_PORT:-18443}"
+OPERATOR_HEALTH_PORT=$((OPERATOR_PORT + 1))
+GATEWAY_BIN="$ROOT/bin/presence-gateway"
+OPERATOR_BIN="$ROOT/bin/presence-operator"
+E2ETOOL="$ROOT/bin/e2etool"
+NS=presence-e2e
+PGW=chat
+RC=presence-redis
+WAIT=120s
+
+die() { echo "e2e: FAIL: $*" >&2; exit 1; }
+log() { echo "e2e: $*" >&2; }
+step() { echo; echo "=== $*"; }
+ok() { echo "ok: $*"; }
+k() { "$KUBECTL" "$@"; }
+
+for p in "$GW_PORT_1" "$GW_PORT_2" "$METRICS_PORT_1" "$METRICS_PORT_2" "$OPERATOR_PORT"; do
+  [[ "$p" =~ ^[0-9]+$ ]] || die "port \"$p\" (E2E_GATEWAY_PORTS / E2E_METRICS_PORTS / E2E_OPERATOR_PORT): not a number"
+done
+
+# --- processes we start: recorded by pid, stopped by pid ----------------------
+
+# alive NAME EXE: the pid recorded for NAME runs EXE.
+alive() {
+  local pidfile="$E2E_DIR/$1.pid" pid
+  [[ -f "$pidfile" ]] || return 1
+  pid="$(<"$pidfile")"
+  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(readlink -f "$2")" ]]
+}
+
+stop() {
+  local name="$1" exe="$2" pid deadline
+  alive "$name" "$exe" || { rm -f "$E2E_DIR/$name.pid"; return 0; }
+  pid="$(<"$E2E_DIR/$name.pid")"
+  kill -TERM "$pid" 2>/dev/null || true
+  # The gateway drains for up to SHUTDOWN_GRACE (25s by default).
+  deadline=$((SECONDS + 40))
+  while alive "$name" "$exe" && (( SECONDS < deadline )); do sleep 0.2; done
+  if alive "$name" "$exe"; then
+    log "$name (pid $pid) still running 40s after SIGTERM: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$E2E_DIR/$name.pid"
+  log "stopped $name (pid $pid)"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# poll WHAT SECONDS CMD...: run CMD every half second until it succeeds.
+poll() {
+  local what="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || die "timed out after ${secs}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+# --- environment ----------------------------------------------------------------
+
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  log "chromium not found: installing Debian's chromium package"
+  if [[ "$(id -u)" != 0 ]]; then
+    die "chromium is missing and this is not root: run apt-get update && apt-get install -y chromium"
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    || die "apt-get install -y chromium failed"
+}
+
+check_binaries() {
+  local f
+  for f in "$KUBECTL" "$GATEWAY_BIN" "$OPERATOR_BIN" "$E2ETOOL"; do
+    [[ -x "$f" ]] || die "$f missing: run this through \`make e2e\` or \`make demo\`, which build it"
+  done
+  [[ -d config/crd/bases ]] || die "config/crd/bases missing: the operator's CRDs (make manifests) are needed"
+  [[ -f config/rbac/role.yaml ]] || die "config/rbac/role.yaml missing: the operator's ClusterRole (make manifests) is needed"
+}
+
+REDIS_WAS_UP=0
+CLUSTER_WAS_UP=0
+up_environment() {
+  mkdir -p "$E2E_DIR"
+  step "control plane (hack/local-cluster.sh) and Redis Cluster (make redis-up)"
+  if hack/local-cluster.sh status >/dev/null 2>&1; then CLUSTER_WAS_UP=1; fi
+  hack/local-cluster.sh up
+  if hack/redis-cluster.sh status >/dev/null 2>&1; then REDIS_WAS_UP=1; fi
+  make --no-print-directory redis-up
+  k version
+  k get nodes -o wide
+
+  step "CRDs and the operator, as a local process with its own RBAC"
+  k apply --server-side -f config/crd/bases/ >/dev/null
+  k wait --for=condition=Established crd --all --timeout="$WAIT" >/dev/null
+  ok "CRDs established: $(k get crd -o jsonpath='{.items[*].metadata.name}')"
+  # The operator runs as user presence-operator (a token of
+  # hack/local-cluster.sh) bound to the ClusterRole generated from its
+  # +kubebuilder:rbac markers: what it may do here is what it may do in a
+  # cluster.
+  local role
+  role="$(k apply --server-side -f config/rbac/role.yaml -o jsonpath='{.metadata.name}')"
+  k create clusterrolebinding presencekit-operator-e2e --clusterrole="$role" --user=presence-operator \
+    --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+  ok "ClusterRole $role bound to user presence-operator"
+  start_operator
+}
+
+start_operator() {
+  alive operator "$OPERATOR_BIN" && { log "operator already running"; return 0; }
+  port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT" \
+    || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
+  setsid "$OPERATOR_BIN" \
+    --kubeconfig="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" \
+    --leader-elect=false \
+    --metrics-bind-address="127.0.0.1:$OPERATOR_PORT" \
+    --health-probe-bind-address="127.0.0.1:$OPERATOR_HEALTH_PORT" \
+    --gateway-image=ghcr.io/presencekit/presence-gateway:e2e \
+    >"$E2E_DIR/operator.log" 2>&1 </dev/null &
+  echo $! >"$E2E_DIR/operator.pid"
+  local deadline=$((SECONDS + 60))
+  until curl -fsS --max-time 2 "http://127.0.0.1:$OPERATOR_HEALTH_PORT/readyz" >/dev/null 2>&1; do
+    alive operator "$OPERATOR_BIN" || die "the operator exited (log: $E2E_DIR/operator.log)"
+    (( SECONDS < deadline )) || die "the operator's /readyz on :$OPERATOR_HEALTH_PORT not ready after 60s"
+    sleep 0.5
+  done
+  ok "operator running (pid $(<"$E2E_DIR/operator.pid"), log $E2E_DIR/operator.log)"
+}
+
+redis_nodes_yaml() {
+  local i
+  for i in 0 1 2 3 4 5; do printf '"127.0.0.1:%s",' $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
+}
+
+apply_resources() {
+  step "a RedisCluster and a PresenceGateway in namespace $NS"
+  k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k apply -f - <<EOF
+apiVersion: presence.presencekit.io/v1alpha1
+kind: RedisCluster
+metadata: {name: $RC, namespace: $NS}
+spec:
+  external:
+    nodes: [$(redis_nodes_yaml)]
+---
+apiVersion: presence.presencekit.io/v1alpha1
+kind: PresenceGateway
+metadata: {name: $PGW, namespace: $NS}
+spec:
+  redis: {clusterRef: {name: $RC}}
+  replicas: 2
+  presence: {ttl: 30s, heartbeatInterval: 5s}
+  service: {type: ClusterIP, port: 80}
+EOF
+  k wait -n "$NS" "rediscluster/$RC" --for=condition=Ready --timeout="$WAIT" \
+    || { k describe -n "$NS" "rediscluster/$RC"; die "RedisCluster $RC not Ready"; }
+  ok "RedisCluster Ready: $(k get -n "$NS" "rediscluster/$RC" -o jsonpath='{.status.clusterState} {.status.slotsCovered} slots, nodes {.status.nodes}')"
+  k wait -n "$NS" "presencegateway/$PGW" --for=condition=Ready --timeout="$WAIT" \
+    || { k describe -n "$NS" "presencegateway/$PGW"; die "PresenceGateway $PGW not Ready"; }
+  ok "PresenceGateway Ready"
+  k get -n "$NS" pgw "$PGW"
+}
+
+# --- checks -----------------------------------------------------------------------
+
+jp() { k get -n "$NS" "$1" -o jsonpath="$2"; }
+
+# expect_eq WHAT GOT WANT
+expect_eq() { [[ "$2" == "$3" ]] || die "$1: got \"$2\", want \"$3\""; ok "$1 = $3"; }
+
+template_env() { jp "deploy/$PGW" "{.spec.template.spec.containers[0].env[?(@.name==\"$1\")].value}"; }
+
+check_owned_objects() {
+  step "what the operator owns: Deployment, Service, PodDisruptionBudget (no HPA without autoscaling)"
+  local uid kind
+  uid="$(jp "pgw/$PGW" '{.metadata.uid}')"
+  for kind in deployment service poddisruptionbudget; do
+    expect_eq "$kind/$PGW controller owner" "$(jp "$kind/$PGW" '{.metadata.ownerReferences[?(@.controller==true)].uid}')" "$uid"
+  done
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+  expect_eq "deployment replicas" "$(jp "deploy/$PGW" '{.spec.replicas}')" 2
+  expect_eq "deployment readyReplicas (pods Running through kwok)" "$(jp "deploy/$PGW" '{.status.readyReplicas}')" 2
+  expect_eq "rolling update maxUnavailable" "$(jp "deploy/$PGW" '{.spec.strategy.rollingUpdate.maxUnavailable}')" 0
+  expect_eq "readiness probe" "$(jp "deploy/$PGW" '{.spec.template.spec.containers[0].readinessProbe.httpGet.path}')" /readyz
+  expect_eq "service port" "$(jp "svc/$PGW" '{.spec.ports[0].port}')" 80
+  expect_eq "PDB maxUnavailable" "$(jp "pdb/$PGW" '{.spec.maxUnavailable}')" 1
+  if k get -n "$NS" "hpa/$PGW" >/dev/null 2>&1; then die "an HPA exists although spec.autoscaling is not set"; fi
+  ok "no HPA"
+  expect_eq "REDIS_NODES in the pod template" "$(template_env REDIS_NODES)" "$(redis_nodes_csv 6)"
+  expect_eq "status.redisNodes" "$(jp "pgw/$PGW" '{.status.redisNodes}')" "$(redis_nodes_csv 6)"
+  expect_eq "status.readyReplicas" "$(jp "pgw/$PGW" '{.status.readyReplicas}')" 2
+  expect_eq "status.endpoint" "$(jp "pgw/$PGW" '{.status.endpoint}')" "ws://$PGW.$NS.svc:80"
+  k get -n "$NS" deploy,rs,pods,svc,pdb -o wide
+}
+
+redis_nodes_csv() {
+  local i
+  for (( i=0; i<$1; i++ )); do printf '127.0.0.1:%s,' $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
+}
+
+check_redis_change_rolls() {
+  step "a RedisCluster change rolls the Deployment"
+  local before_rs after_rs gen
+  before_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[*].metadata.name}')"
+  k patch -n "$NS" "rediscluster/$RC" --type=merge -p "{\"spec\":{\"external\":{\"nodes\":[$(redis_nodes_yaml | cut -d, -f1-3)]}}}"
+  poll "REDIS_NODES to follow the RedisCluster" 60 bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name==\"REDIS_NODES\")].value}')\" == '$(redis_nodes_csv 3)' ]]"
+  ok "REDIS_NODES = $(redis_nodes_csv 3)"
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+  after_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[?(@.status.replicas>0)].metadata.name}')"
+  [[ " $before_rs " != *" $after_rs "* ]] || die "the rollout kept ReplicaSet $after_rs (before: $before_rs)"
+  ok "new ReplicaSet $after_rs serves (before: $before_rs)"
+  gen="$(jp "pgw/$PGW" '{.metadata.generation}')"
+  k wait -n "$NS" "pgw/$PGW" --for=condition=Ready --timeout="$WAIT" >/dev/null
+  expect_eq "Ready condition observedGeneration" "$(jp "pgw/$PGW" '{.status.conditions[?(@.type=="Ready")].observedGeneration}')" "$gen"
+}
+
+selector() { jp "deploy/$PGW" '{.spec.selector.matchLabels}' | tr -d '{}"' | tr ':' '='; }
+
+check_scale() {
+  step "kubectl scale through the scale subresource"
+  k scale -n "$NS" "pgw/$PGW" --replicas=3
+  poll "the Deployment to have 3 replicas" 60 bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.replicas}')\" == 3 ]]"
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+  poll "status.readyReplicas = 3" 60 bash -c "[[ \"\$($KUBECTL get -n $NS pgw/$PGW -o jsonpath='{.status.readyReplicas}')\" == 3 ]]"
+  ok "3 pods Running and Ready; status.readyReplicas = 3"
+  k get -n "$NS" pgw "$PGW"
+}
+
+check_autoscaling() {
+  step "spec.autoscaling brings an HPA; removing it removes the HPA"
+  k patch -n "$NS" "pgw/$PGW" --type=merge -p '{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":5,"targetCPUUtilizationPercentage":70}}}'
+  poll "hpa/$PGW" 60 k get -n "$NS" "hpa/$PGW"
+  expect_eq "HPA min/max" "$(jp "hpa/$PGW" '{.spec.minReplicas}/{.spec.maxReplicas}')" "2/5"
+  expect_eq "HPA target" "$(jp "hpa/$PGW" '{.spec.scaleTargetRef.kind}/{.spec.scaleTargetRef.name}')" "Deployment/$PGW"
+  k patch -n "$NS" "pgw/$PGW" --type=merge -p '{"spec":{"autoscaling":null}}'
+  k wait -n "$NS" "hpa/$PGW" --for=delete --timeout=60s >/dev/null 2>&1 || true
+  if k get -n "$NS" "hpa/$PGW" >/dev/null 2>&1; then die "hpa/$PGW still there after spec.autoscaling was removed"; fi
+  ok "HPA removed with spec.autoscaling"
+}
+
+check_drift() {
+  step "drift is corrected: an edited Deployment is put back"
+  local image
+  image="$(jp "deploy/$PGW" '{.spec.template.spec.containers[0].image}')"
+  k set image -n "$NS" "deploy/$PGW" "*=example.invalid/tampered:1" >/dev/null
+  poll "the operator to restore image $image" 60 bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.template.spec.containers[0].image}')\" == '$image' ]]"
+  ok "image restored to $image"
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+}
+
+start_gateways() {
+  step "the data path: two gateways started from the Deployment's own pod template"
+  k get -n "$NS" "deploy/$PGW" -o json >"$E2E_DIR/deployment.json"
+  local i port mport
+  for i in 1 2; do
+    port="GW_PORT_$i"; mport="METRICS_PORT_$i"
+    alive "gateway-$i" "$GATEWAY_BIN" && stop "gateway-$i" "$GATEWAY_BIN"
+    port_free "${!port}" && port_free "${!mport}" || die "port ${!port} or ${!mport} in use: set E2E_GATEWAY_PORTS / E2E_METRICS_PORTS"
+    "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -binary "$GATEWAY_BIN" \
+      -pod-name "$PGW-local-$i" -ws-port "${!port}" -metrics-port "${!mport}" \
+      -log "$E2E_DIR/gateway-$i.log" -pidfile "$E2E_DIR/gateway-$i.pid"
+  done
+}
+
+check_data_path() {
+  step "presence crosses the two gateways (WebSocket client)"
+  "$E2ETOOL" presence -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2"
+  step "the /demo page on each gateway, in headless Chromium"
+  ensure_chromium
+  "$E2ETOOL" browser -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2" \
+    -chromium "$(command -v chromium)" -screenshot "$E2E_DIR/demo-watcher.png"
+}
+
+check_deletion_cascades() {
+  step "deleting the PresenceGateway deletes what it owns (garbage collector)"
+  k delete -n "$NS" "pgw/$PGW" --wait=true --timeout=60s
+  local kind
+  for kind in deployment service poddisruptionbudget; do
+    k wait -n "$NS" "$kind/$PGW" --for=delete --timeout=60s >/dev/null 2>&1 || true
+    if k get -n "$NS" "$kind/$PGW" >/dev/null 2>&1; then die "$kind/$PGW still exists 60s after its PresenceGateway was deleted"; fi
+    ok "$kind/$PGW deleted"
+  done
+  poll "the gateway pods to be gone" 60 bash -c "[[ -z \"\$($KUBECTL get pods -n $NS -o name)\" ]]"
+  ok "no pods left in $NS"
+}
+
+# --- teardown -------------------------------------------------------------------
+
+teardown() {
+  stop gateway-1 "$GATEWAY_BIN"
+  stop gateway-2 "$GATEWAY_BIN"
+  stop operator "$OPERATOR_BIN"
+  if (( CLUSTER_WAS_UP == 0 )); then hack/local-cluster.sh down || true; fi
+  if (( REDIS_WAS_UP == 0 )); then make --no-print-directory redis-down || true; fi
+}
+
+on_exit() {
+  local rc=$?
+  if (( rc != 0 )); then
+    echo
+    log "failed (exit $rc); logs in $E2E_DIR and $LOCAL_CLUSTER_DIR/logs:"
+    local f
+    for f in "$E2E_DIR"/operator.log "$E2E_DIR"/gateway-*.log; do
+      [[ -f "$f" ]] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }
+    done
+  fi
+  teardown
+  exit "$rc"
+}
+
+case "$MODE" in
+  e2e)
+    start=$SECONDS
+    check_binaries
+    if hack/local-cluster.sh status >/dev/null 2>&1; then
+      die "a local cluster is already running in $LOCAL_CLUSTER_DIR (make demo?): stop it with \`make demo-down\` first"
+    fi
+    trap on_exit EXIT
+    up_environment
+    apply_resources
+    check_owned_objects
+    check_redis_change_rolls
+    check_scale
+    check_autoscaling
+    check_drift
+    start_gateways
+    check_data_path
+    check_deletion_cascades
+    echo
+    echo "e2e: PASS in $((SECONDS - start))s"
+    ;;
+  demo)
+    check_binaries
+    # On failure, leave nothing half-started behind.
+    trap 'rc=$?; if (( rc != 0 )); then teardown; fi' EXIT
+    up_environment
+    apply_resources
+    start_gateways
+    cat <<EOF
+
+The demo is running: a local control plane, a six-node Redis Cluster, the
+operator, PresenceGateway $NS/$PGW, and two gateways started from its pod template.
+
+  export KUBECONFIG=$KUBECONFIG
+  $KUBECTL get pgw -A                  # READY, REPLICAS, REDIS, ENDPOINT
+  $KUBECTL describe pgw -n $NS $PGW
+  $KUBECTL get deploy,rs,pods,svc,pdb -n $NS
+  $KUBECTL scale pgw -n $NS $PGW --replicas=3
+
+Open the live presence page on each gateway, as two people who watch each other:
+
+  http://127.0.0.1:$GW_PORT_1/demo/?userId=alice&watch=bob,carol
+  http://127.0.0.1:$GW_PORT_2/demo/?userId=bob&watch=alice,carol
+
+Logs: $E2E_DIR (operator, gateways), $LOCAL_CLUSTER_DIR/logs (control plane).
+Stop everything with: make demo-down
+EOF
+    ;;
+  down)
+    teardown
+    ;;
+  *)
+    die "usage: $0 e2e|demo|down (got \"$MODE\")"
+    ;;
+esac
