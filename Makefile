@@ -54,11 +54,11 @@ $(GOLANGCI_LINT):
 
 # Every test of the repository. Each part below installs or starts what it needs.
 .PHONY: test
-test: lint test-gateway ## Run every test (what .ci/run calls).
+test: lint test-gateway test-redis ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus.
-	$(GO) test -race -count=1 ./gateway/... ./cmd/presence-gateway/...
+	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
@@ -83,6 +83,15 @@ redis-down: ## Stop the Redis Cluster and remove its work dir.
 .PHONY: redis-status
 redis-status: ## Show the Redis Cluster's nodes and state.
 	hack/redis-cluster.sh status
+
+# The Redis store's tests (conformance suite, replicas, reaping, failover on
+# a cluster of their own). Starts the cluster when it is not running and
+# stops it afterwards only if it started it.
+.PHONY: test-redis
+test-redis: ## Redis Cluster store tests against a real six-node cluster (started when needed).
+	started=; if ! hack/redis-cluster.sh status >/dev/null 2>&1; then hack/redis-cluster.sh up; started=1; fi; \
+	trap 'if [ -n "$$started" ]; then hack/redis-cluster.sh down; fi' EXIT; \
+	PRESENCE_TEST_REDIS_NODES=$(REDIS_TEST_NODES) $(GO) test -race -count=1 -timeout 20m ./gateway/presence/redisstore/...
 
 ##@ Helm chart and images
 

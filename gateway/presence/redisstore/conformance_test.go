@@ -1,0 +1,54 @@
+package redisstore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
+)
+
+// testNodes returns the seed nodes of the test cluster, failing the test
+// when it is not configured: these tests need a real Redis Cluster.
+func testNodes(t testing.TB) []string {
+	t.Helper()
+	v := os.Getenv("PRESENCE_TEST_REDIS_NODES")
+	if v == "" {
+		t.Fatal("PRESENCE_TEST_REDIS_NODES is not set: run `make redis-up` and export " +
+			"PRESENCE_TEST_REDIS_NODES=127.0.0.1:7000,...,127.0.0.1:7005, or run `make test-redis`")
+	}
+	return strings.Split(v, ",")
+}
+
+// testNamespace isolates one test's keys and leases from every other
+// test sharing the cluster.
+func testNamespace() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "pt" + hex.EncodeToString(b)
+}
+
+func factory(nodes []string, ns string) presencetest.Factory {
+	return func(t *testing.T, opts presence.Options) presence.Store {
+		s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "test"}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+}
+
+// TestConformanceFakeClock runs the suite on the suite's movable clock:
+// the store measures every expiry with Options.Now (scores, leases,
+// graces), never with Redis key expiry, so it can.
+func TestConformanceFakeClock(t *testing.T) {
+	presencetest.Run(t, factory(testNodes(t), testNamespace()), presencetest.Config{MultiReplica: true})
+}
+
+// TestConformanceRealTime runs it again on real time with short durations.
+func TestConformanceRealTime(t *testing.T) {
+	presencetest.Run(t, factory(testNodes(t), testNamespace()), presencetest.Config{MultiReplica: true, RealTime: true})
+}

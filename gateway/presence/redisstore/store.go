@@ -1,0 +1,585 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presencekit/presence-operator/gateway/metrics"
+	"github.com/presencekit/presence-operator/gateway/presence"
+)
+
+// Config says how to reach the Redis Cluster.
+type Config struct {
+	// Nodes are seed nodes, "host:port".
+	Nodes []string
+	// Username and Password are the ACL credentials (both optional).
+	Username string
+	Password string
+	// TLS turns on TLS to every node; TLSCAFile (optional) is a PEM bundle
+	// of the CAs to trust instead of the system roots.
+	TLS       bool
+	TLSCAFile string
+	// Namespace prefixes every key and channel ("presence" when empty).
+	// Replicas that share presence must use the same one.
+	Namespace string
+	// ReplicaName prefixes this replica's lease name (e.g. the pod name),
+	// for people reading Redis; a random suffix makes it unique.
+	ReplicaName string
+}
+
+// keyTTL bounds how long a user's keys outlive their last write: long enough
+// that an offline user's lastSeen and version are kept for days, short
+// enough that Redis does not grow forever. Connections keep their key alive
+// through the heartbeat (see refresh).
+const keyTTL = 7 * 24 * time.Hour
+
+// keyRenewEvery is how often the heartbeat renews the key TTL of a user's
+// connection ZSET (PEXPIRE), spreading that cost thinly.
+const keyRenewEvery = 24 * time.Hour
+
+// Store is the Redis Cluster presence.Store. See the package doc.
+type Store struct {
+	cfg  Config
+	opts presence.Options
+	m    *metrics.Metrics
+	log  *slog.Logger
+	now  func() time.Time
+	cc   *redis.ClusterClient
+	sub  *subscriber
+	seed maphash.Seed
+	keys keyspace
+
+	inc     atomic.Pointer[string] // current incarnation (lease member)
+	stripes [64]sync.Mutex         // serialise Redis writes per user on this replica
+
+	mu      sync.Mutex
+	users   map[string]*localUser // users with connections (or a pending grace) here
+	retries map[presence.Conn]struct{}
+	closed  bool
+
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+}
+
+// localUser is what this replica holds for one user.
+type localUser struct {
+	conns      map[string]struct{} // connection ids
+	graceUntil time.Time           // offline grace pending, settle after it
+	keyRenewAt time.Time
+}
+
+var _ presence.Store = (*Store)(nil)
+
+// New connects to the cluster (lazily: a cluster that is down now makes
+// Ready fail, not New) and registers this replica's lease.
+func New(cfg Config, opts presence.Options) (*Store, error) {
+	if opts.OnEvent == nil {
+		return nil, errors.New("redisstore: Options.OnEvent is required")
+	}
+	if opts.Metrics == nil {
+		return nil, errors.New("redisstore: Options.Metrics is required")
+	}
+	if opts.TTL <= 0 || opts.Heartbeat <= 0 || opts.TTL < 2*opts.Heartbeat {
+		return nil, fmt.Errorf("redisstore: TTL (%s) must be positive and at least twice the heartbeat (%s)", opts.TTL, opts.Heartbeat)
+	}
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("redisstore: REDIS_NODES is empty")
+	}
+	for _, n := range cfg.Nodes {
+		if i := strings.LastIndexByte(n, ':'); i <= 0 || i == len(n)-1 {
+			return nil, fmt.Errorf("redisstore: REDIS_NODES entry %q: want host:port", n)
+		}
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLS {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("redisstore: REDIS_TLS_CA_FILE: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redisstore: REDIS_TLS_CA_FILE %q: no PEM certificate in it", cfg.TLSCAFile)
+			}
+			tlsConfig.RootCAs = pool
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:     cfg.Nodes,
+		Username:  cfg.Username,
+		Password:  cfg.Password,
+		TLSConfig: tlsConfig,
+		// Fail fast while Redis is away: callers (upgrades, the heartbeat)
+		// retry on their own schedule, and nothing piles up behind a dead node.
+		DialTimeout:           time.Second,
+		ReadTimeout:           2 * time.Second,
+		WriteTimeout:          2 * time.Second,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            2,
+		MaxRedirects:          4,
+		PoolTimeout:           2 * time.Second,
+	})
+	s := &Store{
+		cfg: cfg, opts: opts, m: opts.Metrics, log: log.With("component", "redisstore"), now: now, cc: cc,
+		seed:    maphash.MakeSeed(),
+		keys:    keyspace(cmp.Or(cfg.Namespace, "presence")),
+		users:   map[string]*localUser{},
+		retries: map[presence.Conn]struct{}{},
+	}
+	s.sub = newSubscriber(cc, tlsConfig, cfg.Username, cfg.Password, s.log)
+	s.sub.onMessage = s.onMessage
+	s.sub.onResync = s.onResync
+	inc := newIncarnation(cfg.ReplicaName)
+	s.inc.Store(&inc)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	// Best effort: if Redis is down, the first heartbeat finds no lease and
+	// starts a new incarnation, which registers it.
+	if err := cc.ZAdd(ctx, s.keys.replicas(), redis.Z{Score: float64(s.leaseExpiry()), Member: inc}).Err(); err != nil {
+		s.log.Warn("redis unreachable at start; presence will be written when it answers", "err", err)
+	}
+	return s, nil
+}
+
+func newIncarnation(name string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	if name == "" {
+		name = "gw"
+	}
+	return name + "-" + hex.EncodeToString(b)
+}
+
+func (s *Store) incarnation() string { return *s.inc.Load() }
+
+func member(inc, connID string) string { return inc + "|" + connID }
+
+func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
+
+func (s *Store) leaseExpiry() int64 { return s.nowMs() + s.opts.TTL.Milliseconds() }
+
+func (s *Store) stripe(userID string) *sync.Mutex { return &s.stripes[s.indexOfStripe(userID)] }
+
+func (s *Store) indexOfStripe(userID string) int {
+	return int(maphash.String(s.seed, userID) % uint64(len(s.stripes)))
+}
+
+// unavailable wraps a Redis failure so the transport can tell it apart.
+func (s *Store) unavailable(what string, err error) error {
+	s.m.RedisErrorsTotal.Inc()
+	return fmt.Errorf("%w: %s: %w", presence.ErrUnavailable, what, err)
+}
+
+func (s *Store) observe(command string, start time.Time) {
+	s.m.RedisCommandDuration.WithLabelValues(command).Observe(time.Since(start).Seconds())
+}
+
+var errClosed = errors.New("redisstore: store is closed")
+
+func (s *Store) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	return nil
+}
+
+// Connect records an open connection: first in this incarnation's index
+// (so a reaper can find it should this replica die), then in the user's
+// keys by the script.
+func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, error) {
+	if err := checkUserID(c.UserID); err != nil {
+		return presence.User{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return presence.User{}, err
+	}
+	mu := s.stripe(c.UserID)
+	mu.Lock()
+	defer mu.Unlock()
+	inc := s.incarnation()
+	start := time.Now()
+	if err := s.cc.SAdd(ctx, s.keys.index(inc), c.UserID).Err(); err != nil {
+		return presence.User{}, s.unavailable("connect "+c.UserID, err)
+	}
+	res, err := s.runUser(ctx, "connect", c.UserID, member(inc, c.ID))
+	s.observe("connect", start)
+	if err != nil {
+		return presence.User{}, s.unavailable("connect "+c.UserID, err)
+	}
+	s.mu.Lock()
+	lu := s.users[c.UserID]
+	if lu == nil {
+		lu = &localUser{conns: map[string]struct{}{}, keyRenewAt: time.Now().Add(keyRenewEvery)}
+		s.users[c.UserID] = lu
+	}
+	lu.conns[c.ID] = struct{}{}
+	lu.graceUntil = time.Time{}
+	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.mu.Unlock()
+	return res.user, nil
+}
+
+// Disconnect removes a connection. With an offline grace, the last
+// connection's removal leaves the user online until the grace ends; Run
+// settles it then (or a reaper does, should this replica die meanwhile).
+func (s *Store) Disconnect(ctx context.Context, c presence.Conn) (presence.User, error) {
+	if err := checkUserID(c.UserID); err != nil {
+		return presence.User{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return presence.User{}, err
+	}
+	mu := s.stripe(c.UserID)
+	mu.Lock()
+	defer mu.Unlock()
+	s.mu.Lock()
+	lu := s.users[c.UserID]
+	if lu != nil {
+		delete(lu.conns, c.ID)
+	}
+	s.mu.Unlock()
+	start := time.Now()
+	res, err := s.runUser(ctx, "disconnect", c.UserID, member(s.incarnation(), c.ID),
+		strconv.FormatInt(s.opts.OfflineGrace.Milliseconds(), 10))
+	s.observe("disconnect", start)
+	if err != nil {
+		// Retried by the heartbeat, so the connection cannot linger as a
+		// ghost while this replica lives.
+		s.mu.Lock()
+		if len(s.retries) < 1_000_000 {
+			s.retries[c] = struct{}{}
+		}
+		s.mu.Unlock()
+		return presence.User{}, s.unavailable("disconnect "+c.UserID, err)
+	}
+	s.afterRemoval(ctx, c.UserID, res)
+	return res.user, nil
+}
+
+// afterRemoval forgets a user without local connections, or keeps it until
+// its offline grace ends. Called with the user's stripe held.
+func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResult) {
+	s.mu.Lock()
+	lu := s.users[userID]
+	if lu != nil && len(lu.conns) > 0 {
+		s.mu.Unlock()
+		return
+	}
+	if res.graceUntil > 0 {
+		if lu == nil {
+			lu = &localUser{conns: map[string]struct{}{}}
+			s.users[userID] = lu
+		}
+		lu.graceUntil = time.UnixMilli(res.graceUntil)
+		s.mu.Unlock()
+		return
+	}
+	delete(s.users, userID)
+	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.mu.Unlock()
+	// Nothing of this user is left here: take it out of the index. Should
+	// this fail, a reaper merely settles a user with nothing to remove.
+	if err := s.cc.SRem(ctx, s.keys.index(s.incarnation()), userID).Err(); err != nil {
+		s.m.RedisErrorsTotal.Inc()
+	}
+}
+
+// SetStatus sets the user's status and text.
+func (s *Store) SetStatus(ctx context.Context, c presence.Conn, status presence.Status, text string) (presence.User, error) {
+	if !status.Settable() {
+		return presence.User{}, fmt.Errorf("status %q cannot be set (want online, away or busy)", status)
+	}
+	if err := checkUserID(c.UserID); err != nil {
+		return presence.User{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return presence.User{}, err
+	}
+	mu := s.stripe(c.UserID)
+	mu.Lock()
+	defer mu.Unlock()
+	start := time.Now()
+	res, err := s.runUser(ctx, "status", c.UserID, string(status), text, member(s.incarnation(), c.ID))
+	s.observe("status", start)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "NOCONN") {
+			return presence.User{}, fmt.Errorf("connection %q of user %q is not connected", c.ID, c.UserID)
+		}
+		return presence.User{}, s.unavailable("status "+c.UserID, err)
+	}
+	return res.user, nil
+}
+
+// Get reads the users with one pipeline (two commands per user, grouped by
+// node by the client), computing liveness from the connection scores, so
+// that an expired connection is never reported even before any cleanup.
+func (s *Store) Get(ctx context.Context, userIDs []string) ([]presence.User, error) {
+	for _, id := range userIDs {
+		if err := checkUserID(id); err != nil {
+			return nil, err
+		}
+	}
+	if len(userIDs) == 0 {
+		return []presence.User{}, nil
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	hs := make([]*redis.SliceCmd, len(userIDs))
+	zs := make([]*redis.ZSliceCmd, len(userIDs))
+	_, err := s.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range userIDs {
+			hs[i] = p.HMGet(ctx, s.keys.user(id), "on", "n", "st", "tx", "ls", "v", "gu")
+			zs[i] = p.ZRangeWithScores(ctx, s.keys.conns(id), 0, -1)
+		}
+		return nil
+	})
+	s.observe("get", start)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.unavailable("get", err)
+	}
+	now := s.nowMs()
+	out := make([]presence.User, len(userIDs))
+	for i, id := range userIDs {
+		out[i] = s.view(id, hs[i].Val(), zs[i].Val(), now)
+	}
+	return out, nil
+}
+
+// view computes a user as a read sees it at now (the same rules as the
+// script, without writing).
+func (s *Store) view(id string, h []any, zs []redis.Z, now int64) presence.User {
+	str := func(i int) string {
+		if i < len(h) {
+			if v, ok := h[i].(string); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
+	pubN, ls, v, gu := num(1), num(4), num(5), num(6)
+	ttl := s.opts.TTL.Milliseconds()
+	live := 0
+	for _, z := range zs {
+		sc := int64(z.Score)
+		if sc > now {
+			live++
+		} else if last := min(sc-ttl, now); last > ls {
+			ls = last // expired but not yet cleaned: last refresh
+		}
+	}
+	u := presence.User{UserID: id, Version: v}
+	grace := live == 0 && gu > now
+	if live > 0 || grace {
+		u.Online = true
+		u.Status = presence.Status(str(2))
+		if u.Status == "" {
+			u.Status = presence.StatusOnline
+		}
+		u.Text = str(3)
+		u.Connections = live
+		if grace {
+			u.Connections = int(pubN)
+		}
+		u.LastSeen = now
+		return u
+	}
+	u.Status = presence.StatusOffline
+	u.LastSeen = ls
+	return u
+}
+
+// Watch subscribes this replica to the user's shard channel (once).
+func (s *Store) Watch(ctx context.Context, userID string) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.sub.subscribe(ctx, s.keys.channel(userID))
+	s.observe("ssubscribe", start)
+	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	if err != nil {
+		return s.unavailable("watch "+userID, err)
+	}
+	return nil
+}
+
+// Unwatch drops the subscription.
+func (s *Store) Unwatch(ctx context.Context, userID string) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	err := s.sub.unsubscribe(ctx, s.keys.channel(userID))
+	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	if err != nil {
+		return s.unavailable("unwatch "+userID, err)
+	}
+	return nil
+}
+
+// onMessage decodes an event published by userScript and hands it on.
+func (s *Store) onMessage(ch, payload string) {
+	id, ok := s.keys.userFromChannel(ch)
+	if !ok {
+		return
+	}
+	f := strings.SplitN(payload, "\n", 6)
+	if len(f) != 6 {
+		s.log.Warn("malformed presence event", "channel", ch)
+		return
+	}
+	v, _ := strconv.ParseInt(f[0], 10, 64)
+	n, _ := strconv.Atoi(f[3])
+	ls, _ := strconv.ParseInt(f[4], 10, 64)
+	s.opts.OnEvent(presence.User{
+		UserID: id, Online: f[1] == "1", Status: presence.Status(f[2]), Text: f[5],
+		Connections: n, LastSeen: ls, Version: v,
+	})
+}
+
+// onResync delivers the current state of users whose subscription was lost
+// and restored: their changes in between were not received.
+func (s *Store) onResync(channels []string) {
+	ids := make([]string, 0, len(channels))
+	for _, ch := range channels {
+		if id, ok := s.keys.userFromChannel(ch); ok {
+			ids = append(ids, id)
+		}
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 500)]
+		ids = ids[len(batch):]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		us, err := s.Get(ctx, batch)
+		cancel()
+		if err != nil {
+			s.log.Warn("resync after re-subscribing failed", "users", len(batch), "err", err)
+			return
+		}
+		for _, u := range us {
+			s.opts.OnEvent(u)
+		}
+	}
+}
+
+// Ready reports whether Redis answers: nil when at least one master
+// answers PING (a failover in progress leaves the others serving), an
+// ErrUnavailable when none does. The answer is cached for half a second
+// because the transport may ask on every upgrade.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if time.Since(s.readyAt) < 500*time.Millisecond {
+		return s.readyErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var answered atomic.Int32
+	err := s.cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return err
+		}
+		answered.Add(1)
+		return nil
+	})
+	s.readyErr = nil
+	if answered.Load() == 0 {
+		if err == nil {
+			err = errors.New("no master answered")
+		}
+		s.readyErr = fmt.Errorf("%w: redis cluster: %w", presence.ErrUnavailable, err)
+	}
+	s.readyAt = time.Now()
+	return s.readyErr
+}
+
+// Close removes this replica's connections (publishing the offline
+// events), its index and its lease, then closes the client.
+func (s *Store) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	users := s.users
+	s.users = map[string]*localUser{}
+	s.m.OnlineUsersLocal.Set(0)
+	s.mu.Unlock()
+
+	inc := s.incarnation()
+	var errs []error
+	batch := make([]userOp, 0, 256)
+	flush := func() {
+		if err := s.runUserBatch(ctx, batch); err != nil {
+			errs = append(errs, err)
+		}
+		batch = batch[:0]
+	}
+	for id, lu := range users {
+		args := []string{}
+		for cid := range lu.conns {
+			args = append(args, member(inc, cid))
+		}
+		batch = append(batch, userOp{userID: id, op: "drop", args: args})
+		if len(batch) == cap(batch) {
+			flush()
+		}
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+	if len(errs) == 0 {
+		if err := s.cc.Del(ctx, s.keys.index(inc)).Err(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.cc.ZRem(ctx, s.keys.replicas(), inc).Err(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.sub.closeAll()
+	if err := s.cc.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		// Whatever was not removed expires with the lease and is reaped.
+		return fmt.Errorf("redisstore: close: %w", errors.Join(errs...))
+	}
+	return nil
+}

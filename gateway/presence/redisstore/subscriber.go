@@ -1,0 +1,495 @@
+package redisstore
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// subscriber holds this replica's sharded subscriptions: one SSUBSCRIBE per
+// watched user's channel, on one connection per master node.
+//
+// Why not go-redis's ClusterClient.SSubscribe: its PubSub lives on a single
+// connection chosen by the slot of its first channel and, on reconnect,
+// re-subscribes every channel in one SSUBSCRIBE, which Redis rejects with
+// CROSSSLOT as soon as two channels hash to different slots. One PubSub per
+// slot would cost up to 16384 connections and goroutines per replica. So we
+// keep one connection per master, send one SSUBSCRIBE per channel (always
+// single-slot), and re-route each channel by itself after a reconnect, a
+// failover (the node dies or answers MOVED) or a slot migration (the node
+// pushes an unsolicited "sunsubscribe" for the channels of a slot it lost).
+type subscriber struct {
+	cc        *redis.ClusterClient
+	tlsConfig *tls.Config
+	username  string
+	password  string
+	log       *slog.Logger
+	onMessage func(channel, payload string)
+	// onResync is called with channels that were re-subscribed after being
+	// lost: changes may have been missed meanwhile.
+	onResync func(channels []string)
+
+	opMu sync.Mutex // serialises Watch/Unwatch
+
+	mu    sync.Mutex
+	want  map[string]string   // channel -> addr it is subscribed on ("" = lost, to repair)
+	conns map[string]*subConn // addr -> connection
+	kick  chan struct{}       // wakes the repair loop
+}
+
+const (
+	subPingInterval = 5 * time.Second
+	subReadTimeout  = 3 * subPingInterval
+	subDialTimeout  = 2 * time.Second
+	subReplyTimeout = 3 * time.Second
+)
+
+var errSubConnClosed = errors.New("subscription connection closed")
+
+func newSubscriber(cc *redis.ClusterClient, tlsConfig *tls.Config, username, password string, log *slog.Logger) *subscriber {
+	return &subscriber{
+		cc: cc, tlsConfig: tlsConfig, username: username, password: password, log: log,
+		want:  map[string]string{},
+		conns: map[string]*subConn{},
+		kick:  make(chan struct{}, 1),
+	}
+}
+
+// subscribe makes sure ch is subscribed on its master; it waits for the
+// confirmation, so events published after it returns are delivered.
+func (s *subscriber) subscribe(ctx context.Context, ch string) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	addr, known := s.want[ch]
+	s.mu.Unlock()
+	if known && addr != "" {
+		return nil
+	}
+	addr, err := s.route(ctx, ch)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.want[ch] = addr
+	s.mu.Unlock()
+	return nil
+}
+
+// unsubscribe drops ch. Errors are not returned to the caller's detriment:
+// a lost connection drops the subscription anyway.
+func (s *subscriber) unsubscribe(ctx context.Context, ch string) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	addr, known := s.want[ch]
+	delete(s.want, ch)
+	c := s.conns[addr]
+	s.mu.Unlock()
+	if !known || addr == "" || c == nil {
+		return nil
+	}
+	_, err := c.request(ctx, "SUNSUBSCRIBE", ch)
+	if err != nil && !errors.Is(err, errSubConnClosed) {
+		return err
+	}
+	return nil
+}
+
+// route subscribes ch on its slot's master, following MOVED (after a state
+// reload) a few times. It returns the address it is subscribed on.
+func (s *subscriber) route(ctx context.Context, ch string) (string, error) {
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			s.cc.ReloadState(ctx)
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		node, err := s.cc.MasterForKey(ctx, ch)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		addr := node.Options().Addr
+		c, err := s.conn(ctx, addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		_, err = c.request(ctx, "SSUBSCRIBE", ch)
+		if err == nil {
+			return addr, nil
+		}
+		lastErr = err
+		var re respError
+		if !errors.As(err, &re) && !errors.Is(err, errSubConnClosed) {
+			return "", err // context ended
+		}
+	}
+	return "", fmt.Errorf("ssubscribe %s: %w", ch, lastErr)
+}
+
+// conn returns the subscription connection to addr, dialling it if needed.
+func (s *subscriber) conn(ctx context.Context, addr string) (*subConn, error) {
+	s.mu.Lock()
+	c := s.conns[addr]
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := s.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	go c.readLoop(s)
+	if s.password != "" || s.username != "" {
+		args := []string{"AUTH", s.password}
+		if s.username != "" {
+			args = []string{"AUTH", s.username, s.password}
+		}
+		if _, err := c.request(ctx, args...); err != nil {
+			c.close(err)
+			return nil, fmt.Errorf("redis %s: AUTH: %w", addr, err)
+		}
+	}
+	s.mu.Lock()
+	if old := s.conns[addr]; old != nil { // lost a race with another dial
+		s.mu.Unlock()
+		c.close(errSubConnClosed)
+		return old, nil
+	}
+	s.conns[addr] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *subscriber) dial(ctx context.Context, addr string) (*subConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, subDialTimeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if s.tlsConfig != nil {
+		cfg := s.tlsConfig.Clone()
+		if cfg.ServerName == "" {
+			if host, _, herr := net.SplitHostPort(addr); herr == nil {
+				cfg.ServerName = host
+			}
+		}
+		d := tls.Dialer{Config: cfg}
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", addr, err)
+	}
+	return &subConn{
+		addr: addr, nc: nc,
+		br:   bufio.NewReaderSize(nc, 4096),
+		bw:   bufio.NewWriterSize(nc, 1024),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// lost is called by a connection's reader when it ends: its channels must be
+// subscribed again, wherever their slots now live.
+func (s *subscriber) lost(c *subConn) {
+	s.mu.Lock()
+	if s.conns[c.addr] == c {
+		delete(s.conns, c.addr)
+	}
+	n := 0
+	for ch, addr := range s.want {
+		if addr == c.addr {
+			s.want[ch] = ""
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.log.Warn("redis subscription connection lost; re-subscribing", "addr", c.addr, "channels", n)
+		s.wake()
+	}
+}
+
+// movedAway marks ch lost after its node unsubscribed it on its own (slot
+// migrated or node demoted).
+func (s *subscriber) movedAway(addr, ch string) {
+	s.mu.Lock()
+	cur, ok := s.want[ch]
+	if ok && cur == addr {
+		s.want[ch] = ""
+	}
+	s.mu.Unlock()
+	if ok && cur == addr {
+		s.wake()
+	}
+}
+
+func (s *subscriber) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run repairs lost subscriptions and pings the connections until ctx ends.
+func (s *subscriber) run(ctx context.Context) {
+	ping := time.NewTicker(subPingInterval)
+	defer ping.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	defer s.closeAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ping.C:
+			s.pingAll(ctx)
+			continue
+		case <-s.kick:
+		case <-retry.C:
+		}
+		if !s.repair(ctx) {
+			retry.Reset(500 * time.Millisecond)
+		}
+	}
+}
+
+// repair re-subscribes every lost channel; it reports whether all succeeded.
+func (s *subscriber) repair(ctx context.Context) bool {
+	s.mu.Lock()
+	var lost []string
+	for ch, addr := range s.want {
+		if addr == "" {
+			lost = append(lost, ch)
+		}
+	}
+	s.mu.Unlock()
+	if len(lost) == 0 {
+		return true
+	}
+	s.cc.ReloadState(ctx)
+	var done []string
+	ok := true
+	for _, ch := range lost {
+		if ctx.Err() != nil {
+			return false
+		}
+		s.opMu.Lock()
+		s.mu.Lock()
+		addr, still := s.want[ch]
+		s.mu.Unlock()
+		if !still || addr != "" { // unwatched or repaired meanwhile
+			s.opMu.Unlock()
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*subReplyTimeout)
+		addr, err := s.route(rctx, ch)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			if _, still := s.want[ch]; still {
+				s.want[ch] = addr
+			}
+			s.mu.Unlock()
+			done = append(done, ch)
+		} else {
+			ok = false
+		}
+		s.opMu.Unlock()
+		if !ok {
+			break // Redis still unreachable: try again later, not channel by channel
+		}
+	}
+	if len(done) > 0 && s.onResync != nil {
+		s.onResync(done)
+	}
+	return ok
+}
+
+func (s *subscriber) pingAll(ctx context.Context) {
+	s.mu.Lock()
+	conns := make([]*subConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		// The reply is read by the reader; a dead peer shows up as a read
+		// timeout there, so there is nothing to wait for here.
+		_ = c.send(ctx, nil, "PING")
+	}
+}
+
+func (s *subscriber) closeAll() {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = map[string]*subConn{}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(errSubConnClosed)
+	}
+}
+
+func (s *subscriber) watchedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.want)
+}
+
+// subConn is one RESP2 connection in subscribed mode. Replies come back in
+// the order the commands were sent, interleaved with pushes ("smessage" and
+// unsolicited "sunsubscribe"), so pending requests are a FIFO.
+type subConn struct {
+	addr string
+	nc   net.Conn
+	br   *bufio.Reader
+
+	wmu     sync.Mutex // guards bw, pending, err
+	bw      *bufio.Writer
+	pending []pendingReq
+	err     error
+	done    chan struct{}
+}
+
+type pendingReq struct {
+	kind    string // lower-case command name
+	channel string
+	reply   chan error // nil: nobody waits
+}
+
+// request sends a command and waits for its reply.
+func (c *subConn) request(ctx context.Context, args ...string) (string, error) {
+	reply := make(chan error, 1)
+	if err := c.send(ctx, reply, args...); err != nil {
+		return "", err
+	}
+	t := time.NewTimer(subReplyTimeout)
+	defer t.Stop()
+	select {
+	case err := <-reply:
+		return "", err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-t.C:
+		c.close(fmt.Errorf("redis %s: no reply to %s within %s", c.addr, args[0], subReplyTimeout))
+		return "", errSubConnClosed
+	}
+}
+
+func (c *subConn) send(_ context.Context, reply chan error, args ...string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.err != nil {
+		return errSubConnClosed
+	}
+	req := pendingReq{kind: strings.ToLower(args[0]), reply: reply}
+	if len(args) > 1 {
+		req.channel = args[len(args)-1]
+	}
+	c.pending = append(c.pending, req)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(subReplyTimeout))
+	if err := writeCommand(c.bw, args...); err != nil {
+		c.pending = c.pending[:len(c.pending)-1]
+		go c.close(err)
+		return errSubConnClosed
+	}
+	return nil
+}
+
+// complete hands the reply to the oldest pending request.
+func (c *subConn) complete(kind, channel string, err error) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.pending) == 0 {
+		return false
+	}
+	head := c.pending[0]
+	if kind != "" && (head.kind != kind || head.channel != channel) {
+		return false
+	}
+	c.pending = c.pending[1:]
+	if head.reply != nil {
+		head.reply <- err
+	}
+	return true
+}
+
+func (c *subConn) close(reason error) {
+	c.wmu.Lock()
+	if c.err != nil {
+		c.wmu.Unlock()
+		return
+	}
+	c.err = reason
+	pending := c.pending
+	c.pending = nil
+	close(c.done)
+	c.wmu.Unlock()
+	_ = c.nc.Close()
+	for _, p := range pending {
+		if p.reply != nil {
+			p.reply <- errSubConnClosed
+		}
+	}
+}
+
+func (c *subConn) readLoop(s *subscriber) {
+	defer s.lost(c)
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(subReadTimeout))
+		v, err := readValue(c.br)
+		if err != nil {
+			c.close(err)
+			return
+		}
+		switch v := v.(type) {
+		case respError:
+			c.complete("", "", v)
+		case string: // +OK (AUTH)
+			c.complete("", "", nil)
+		case []any:
+			c.handleArray(s, v)
+		}
+	}
+}
+
+func (c *subConn) handleArray(s *subscriber, v []any) {
+	if len(v) == 0 {
+		return
+	}
+	kind, _ := v[0].(string)
+	switch strings.ToLower(kind) {
+	case "smessage":
+		if len(v) == 3 {
+			ch, _ := v[1].(string)
+			payload, _ := v[2].(string)
+			s.onMessage(ch, payload)
+		}
+	case "ssubscribe":
+		ch, _ := v[1].(string)
+		c.complete("ssubscribe", ch, nil)
+	case "sunsubscribe":
+		ch, _ := v[1].(string)
+		if !c.complete("sunsubscribe", ch, nil) {
+			s.movedAway(c.addr, ch)
+		}
+	case "pong":
+		c.complete("ping", "", nil)
+	}
+}
