@@ -1,0 +1,70 @@
+package v1alpha1
+
+// Condition types. Every condition carries the observedGeneration of the spec
+// it was computed from, so `kubectl wait --for=condition=Ready` never acts on
+// a stale one.
+const (
+	// ConditionReady summarises the resource: for a PresenceGateway, Redis is
+	// ready and the rolled-out Deployment is available; for a RedisCluster, the
+	// cluster answers, its state is ok and all 16384 slots are covered.
+	ConditionReady = "Ready"
+	// ConditionAvailable says the gateway Deployment has its minimum of ready pods.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while a rollout of the gateway pods is under way.
+	ConditionProgressing = "Progressing"
+	// ConditionRedisReady mirrors the referenced RedisCluster (and its Secret).
+	ConditionRedisReady = "RedisReady"
+	// ConditionDegraded is True when something needs a human: a missing
+	// reference, an invalid spec, a stuck rollout, an unhealthy Redis.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons (CamelCase, as metav1.Condition requires).
+const (
+	// ReasonReady: everything the condition summarises is fine.
+	ReasonReady = "Ready"
+	// ReasonAsExpected: Degraded=False.
+	ReasonAsExpected = "AsExpected"
+
+	// ReasonRedisClusterNotFound: spec.redis.clusterRef names no RedisCluster in the namespace.
+	ReasonRedisClusterNotFound = "RedisClusterNotFound"
+	// ReasonRedisClusterNotReady: the referenced RedisCluster is not Ready (yet).
+	ReasonRedisClusterNotReady = "RedisClusterNotReady"
+	// ReasonRedisClusterReady: the referenced RedisCluster is Ready.
+	ReasonRedisClusterReady = "RedisClusterReady"
+	// ReasonSecretNotFound: a referenced Secret (Redis auth or JWT) does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
+	ReasonInvalidSecret = "InvalidSecret"
+	// ReasonInvalidSpec: the spec passed schema validation but cannot be
+	// rendered (for example no image and no --gateway-image default).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonReconcileError: an API call failed; the message says which.
+	ReasonReconcileError = "ReconcileError"
+
+	// ReasonRolloutInProgress: the Deployment is rolling out new pods.
+	ReasonRolloutInProgress = "RolloutInProgress"
+	// ReasonRolloutComplete: every pod runs the current template.
+	ReasonRolloutComplete = "RolloutComplete"
+	// ReasonProgressDeadlineExceeded: the Deployment stopped making progress.
+	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+	// ReasonMinimumReplicasAvailable: Available=True.
+	ReasonMinimumReplicasAvailable = "MinimumReplicasAvailable"
+	// ReasonMinimumReplicasUnavailable: fewer ready pods than the Deployment's minimum.
+	ReasonMinimumReplicasUnavailable = "MinimumReplicasUnavailable"
+	// ReasonWaitingForRedis: owned objects are not created until the RedisCluster exists.
+	ReasonWaitingForRedis = "WaitingForRedis"
+
+	// ReasonClusterOK: RedisCluster Ready=True.
+	ReasonClusterOK = "ClusterOK"
+	// ReasonUnreachable: no seed node of the RedisCluster answered.
+	ReasonUnreachable = "Unreachable"
+	// ReasonClusterDown: a node answered but reports cluster_state:fail.
+	ReasonClusterDown = "ClusterDown"
+	// ReasonSlotsUncovered: fewer than 16384 hash slots are served.
+	ReasonSlotsUncovered = "SlotsUncovered"
+	// ReasonSeedsUnreachable: the cluster is ok but some seed nodes did not answer (Degraded=True).
+	ReasonSeedsUnreachable = "SeedsUnreachable"
+	// ReasonNoNodes: the RedisCluster lists no node to check (spec.managed is not implemented yet).
+	ReasonNoNodes = "NoNodes"
+)

@@ -1,0 +1,347 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// PresenceGatewaySpec is the desired state of a fleet of presence gateway pods.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas >= 1",message="spec.autoscaling.minReplicas must be at least 1"
+type PresenceGatewaySpec struct {
+	// Image is the gateway container image. Empty means the operator's
+	// --gateway-image default.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of the gateway container (Always, IfNotPresent, Never).
+	// Empty means the Kubernetes default for the image tag.
+	// +optional
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// Replicas is the number of gateway pods when spec.autoscaling is not set
+	// (the scale subresource changes it: kubectl scale pgw/NAME --replicas=N).
+	// With spec.autoscaling the HorizontalPodAutoscaler owns the size and this
+	// field is ignored.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling, when set, creates an autoscaling/v2 HorizontalPodAutoscaler
+	// for the gateway Deployment.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// Redis names the RedisCluster whose nodes become REDIS_NODES.
+	Redis RedisSpec `json:"redis"`
+
+	// Presence tunes how long a connection counts as online without a refresh.
+	// +optional
+	// +kubebuilder:default={}
+	Presence PresenceSpec `json:"presence,omitempty"`
+
+	// Websocket configures the client-facing listener.
+	// +optional
+	// +kubebuilder:default={}
+	Websocket WebsocketSpec `json:"websocket,omitempty"`
+
+	// Auth requires a JWT on every connection when set.
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
+
+	// Service configures the Service in front of the gateway pods.
+	// +optional
+	// +kubebuilder:default={}
+	Service ServiceSpec `json:"service,omitempty"`
+
+	// PodDisruptionBudget configures the PodDisruptionBudget created when more
+	// than one gateway pod can run.
+	// +optional
+	// +kubebuilder:default={}
+	PodDisruptionBudget PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitempty"`
+
+	// Resources of the gateway container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// NodeSelector of the gateway pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations of the gateway pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Affinity of the gateway pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints of the gateway pods.
+	// +optional
+	// +listType=atomic
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// PodAnnotations are added to the gateway pods (beside the Prometheus
+	// scrape annotations and the config hash the operator sets).
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+
+	// PodLabels are added to the gateway pods. The selector labels
+	// app.kubernetes.io/name and app.kubernetes.io/instance cannot be changed.
+	// +optional
+	PodLabels map[string]string `json:"podLabels,omitempty"`
+
+	// ImagePullSecrets of the gateway pods.
+	// +optional
+	// +listType=atomic
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// PriorityClassName of the gateway pods.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// Env adds environment variables to the gateway container (for example
+	// LOG_LEVEL, MESSAGE_RATE, OFFLINE_GRACE). Variables the operator sets
+	// from the spec cannot be overridden here.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, SHUTDOWN_GRACE): use the matching spec field"
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// AutoscalingSpec configures the HorizontalPodAutoscaler. Without any target,
+// the HPA scales on 80% CPU.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",message="spec.autoscaling.maxReplicas must be greater than or equal to spec.autoscaling.minReplicas"
+type AutoscalingSpec struct {
+	// MinReplicas is the lower bound of the gateway pod count.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas is the upper bound of the gateway pod count.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+
+	// TargetCPUUtilizationPercentage is the average CPU utilisation (of the
+	// container's request) the HPA aims at.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+
+	// TargetConnectionsPerPod adds a Pods metric on the gateway's
+	// presence_gateway_connections gauge (needs a custom metrics adapter
+	// such as prometheus-adapter exposing it).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TargetConnectionsPerPod *int32 `json:"targetConnectionsPerPod,omitempty"`
+}
+
+// RedisSpec says which Redis Cluster the gateways use.
+type RedisSpec struct {
+	// ClusterRef names a RedisCluster in the same namespace.
+	ClusterRef LocalRef `json:"clusterRef"`
+}
+
+// LocalRef names an object in the same namespace.
+type LocalRef struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// PresenceSpec tunes presence expiry (PRESENCE_TTL and HEARTBEAT_INTERVAL).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.ttl) || !has(self.heartbeatInterval) || duration(self.ttl).getMilliseconds() > 2 * duration(self.heartbeatInterval).getMilliseconds()",message="spec.presence.ttl must be more than twice spec.presence.heartbeatInterval"
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || duration(self.heartbeatInterval).getMilliseconds() >= 1000",message="spec.presence.heartbeatInterval must be at least 1s"
+type PresenceSpec struct {
+	// TTL: a connection not refreshed for this long counts as gone (PRESENCE_TTL).
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// HeartbeatInterval: how often a gateway refreshes its connections in
+	// Redis (HEARTBEAT_INTERVAL).
+	// +optional
+	// +kubebuilder:default="20s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
+}
+
+// WebsocketSpec configures the gateway's client listener.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || self.port != 9090",message="spec.websocket.port must not be 9090: the gateway serves /metrics there"
+type WebsocketSpec struct {
+	// Port the gateway listens on for WebSocket and HTTP (WS_PORT).
+	// +optional
+	// +kubebuilder:default=8080
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// MaxPayloadBytes is the largest client frame (WS_MAX_PAYLOAD_BYTES).
+	// +optional
+	// +kubebuilder:default=4096
+	// +kubebuilder:validation:Minimum=64
+	// +kubebuilder:validation:Maximum=16777216
+	MaxPayloadBytes int32 `json:"maxPayloadBytes,omitempty"`
+
+	// MaxConnectionsPerPod caps connections per gateway pod (MAX_CONNECTIONS);
+	// past it upgrades get HTTP 503. 0 or unset means no limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxConnectionsPerPod *int32 `json:"maxConnectionsPerPod,omitempty"`
+
+	// AllowedOrigins lists the Origin values browsers may connect from
+	// (ALLOWED_ORIGINS). Empty allows any origin.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[^,\s]+$`
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
+}
+
+// AuthSpec configures client authentication.
+type AuthSpec struct {
+	// JWTSecretRef names a Secret key holding the HS256 secret that signs
+	// client tokens; the gateway gets it as AUTH_JWT_SECRET through a Secret
+	// reference (the value never appears in the Deployment).
+	// +optional
+	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the same namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key in the Secret.
+	// +optional
+	// +kubebuilder:default="secret"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// ServiceSpec configures the gateway Service.
+type ServiceSpec struct {
+	// Type of the Service.
+	// +optional
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	Type corev1.ServiceType `json:"type,omitempty"`
+
+	// Port of the Service (forwarded to the gateway's WebSocket port).
+	// +optional
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// Annotations of the Service (for example a cloud load balancer's).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodDisruptionBudgetSpec configures the gateway PodDisruptionBudget.
+type PodDisruptionBudgetSpec struct {
+	// MaxUnavailable gateway pods during voluntary disruptions (a number or a
+	// percentage).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage such as 25%"
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// PresenceGatewayStatus is what the operator observed and did.
+type PresenceGatewayStatus struct {
+	// ObservedGeneration is the spec generation this status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Replicas is the number of gateway pods (the scale subresource's status).
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// ReadyReplicas is the number of gateway pods that pass their readiness probe.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// Selector is the label selector of the gateway pods, in string form
+	// (used by the scale subresource and the HPA).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+
+	// RedisNodes is the REDIS_NODES value given to the gateways.
+	// +optional
+	// +listType=atomic
+	RedisNodes []string `json:"redisNodes,omitempty"`
+
+	// Endpoint is the in-cluster WebSocket URL of the gateway Service.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Conditions: Ready, Available, Progressing, RedisReady, Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PresenceGateway runs a fleet of presence gateway pods in front of a Redis
+// Cluster: a Deployment, a Service, an optional HorizontalPodAutoscaler and a
+// PodDisruptionBudget, all named after it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=pgw,categories=presencekit
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Redis",type=string,JSONPath=`.spec.redis.clusterRef.name`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Available",type=integer,priority=1,JSONPath=`.status.readyReplicas`
+type PresenceGateway struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PresenceGatewaySpec   `json:"spec"`
+	Status PresenceGatewayStatus `json:"status,omitempty"`
+}
+
+// PresenceGatewayList is a list of PresenceGateway.
+//
+// +kubebuilder:object:root=true
+type PresenceGatewayList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PresenceGateway `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PresenceGateway{}, &PresenceGatewayList{})
+}

@@ -1,0 +1,101 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RedisClusterSpec describes a Redis Cluster the gateways use.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.external)",message="spec.external is required: it lists the cluster's seed nodes (spec.managed is not implemented yet)"
+type RedisClusterSpec struct {
+	// External describes a Redis Cluster that runs elsewhere (a managed
+	// service, another operator, VMs).
+	// +optional
+	External *ExternalRedisCluster `json:"external,omitempty"`
+
+	// Auth names the Secret with the Redis ACL credentials (keys username,
+	// optional, and password).
+	// +optional
+	Auth *RedisAuth `json:"auth,omitempty"`
+}
+
+// ExternalRedisCluster lists the seed nodes of an existing Redis Cluster.
+type ExternalRedisCluster struct {
+	// Nodes are host:port seed nodes; the gateways discover the rest of the
+	// cluster from them. They become the gateways' REDIS_NODES.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:items:Pattern=`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
+	// +kubebuilder:validation:XValidation:rule="self.all(n, int(n.substring(n.lastIndexOf(':') + 1)) >= 1 && int(n.substring(n.lastIndexOf(':') + 1)) <= 65535)",message="spec.external.nodes: every entry must be host:port with a port from 1 to 65535"
+	Nodes []string `json:"nodes"`
+}
+
+// RedisAuth references the Redis credentials.
+type RedisAuth struct {
+	// SecretRef names a Secret in the same namespace with the keys password
+	// and, optionally, username.
+	SecretRef LocalRef `json:"secretRef"`
+}
+
+// RedisClusterStatus is what the operator saw when it last checked the cluster.
+type RedisClusterStatus struct {
+	// ObservedGeneration is the spec generation this status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Nodes are the host:port of every master and replica, as the cluster
+	// announces them (CLUSTER SLOTS), sorted.
+	// +optional
+	// +listType=atomic
+	Nodes []string `json:"nodes,omitempty"`
+
+	// ClusterState is cluster_state from CLUSTER INFO (ok or fail); empty
+	// when no node answered.
+	// +optional
+	ClusterState string `json:"clusterState,omitempty"`
+
+	// SlotsCovered is the number of hash slots (of 16384) served by a
+	// master that is not failing (cluster_slots_ok).
+	// +optional
+	SlotsCovered int32 `json:"slotsCovered,omitempty"`
+
+	// Conditions: Ready and Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// RedisCluster describes a Redis Cluster that PresenceGateways reference;
+// the operator checks its health and publishes it in the status.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=presencekit
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.clusterState`
+// +kubebuilder:printcolumn:name="Slots",type=integer,JSONPath=`.status.slotsCovered`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+type RedisCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RedisClusterSpec   `json:"spec"`
+	Status RedisClusterStatus `json:"status,omitempty"`
+}
+
+// RedisClusterList is a list of RedisCluster.
+//
+// +kubebuilder:object:root=true
+type RedisClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RedisCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RedisCluster{}, &RedisClusterList{})
+}
