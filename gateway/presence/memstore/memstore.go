@@ -211,7 +211,6 @@ func (s *Store) tick(refresh bool) {
 	}
 	now := s.now()
 	var events []presence.User
-	online := 0
 	for id, u := range s.users {
 		events = s.settle(id, u, now, events)
 		if refresh {
@@ -219,15 +218,11 @@ func (s *Store) tick(refresh bool) {
 				u.conns[cid] = now
 			}
 		}
-		if len(u.conns) > 0 {
-			online++
-		}
 		_, watched := s.watched[id]
 		if !u.pub.online && !watched && now.Sub(u.lastSeen) > retention {
 			delete(s.users, id)
 		}
 	}
-	s.opts.Metrics.OnlineUsersLocal.Set(float64(online))
 	if refresh {
 		s.opts.Metrics.HeartbeatBatchDuration.Observe(time.Since(start).Seconds())
 	}
@@ -264,7 +259,6 @@ func (s *Store) Close(context.Context) error {
 		events = s.settle(id, u, now, events)
 	}
 	s.closed = true
-	s.opts.Metrics.OnlineUsersLocal.Set(0)
 	s.emitUnlock(events)
 	return nil
 }

@@ -1,0 +1,164 @@
+// Command presence-gateway is the WebSocket presence server. It only wires
+// the gateway's packages together; see gateway/ and the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/presencekit/presence-operator/gateway/auth"
+	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/gateway/hub"
+	"github.com/presencekit/presence-operator/gateway/metrics"
+	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/memstore"
+	"github.com/presencekit/presence-operator/gateway/server"
+)
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "presence-gateway: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "presence-gateway: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// newStore returns the presence store the configuration asks for: the
+// embedded in-memory store when REDIS_NODES is empty.
+func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) {
+	if len(cfg.RedisNodes) == 0 {
+		return memstore.New(opts)
+	}
+	return nil, errors.New("REDIS_NODES is set but this build has no Redis store yet")
+}
+
+// newVerifier returns the JWT verifier, or nil when auth is off.
+func newVerifier(cfg config.Config) (*auth.Verifier, error) {
+	switch {
+	case cfg.AuthJWTSecret != "":
+		return auth.NewHS256(cfg.AuthJWTSecret)
+	case cfg.AuthJWTPublicKeyFile != "":
+		return auth.NewFromPublicKeyFile(cfg.AuthJWTPublicKeyFile)
+	}
+	return nil, nil
+}
+
+func newLogger(cfg config.Config) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, ho))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, ho))
+}
+
+func run(cfg config.Config) error {
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	// The hub is made after the store it watches through; no user is
+	// watched (so no event arrives) before it exists.
+	var h *hub.Hub
+	store, err := newStore(cfg, presence.Options{
+		TTL:          cfg.PresenceTTL,
+		Heartbeat:    cfg.HeartbeatInterval,
+		OfflineGrace: cfg.OfflineGrace,
+		OnEvent:      func(u presence.User) { h.Publish(u) },
+		Logger:       log,
+		Metrics:      m,
+	})
+	if err != nil {
+		return err
+	}
+	h = hub.New(store, m)
+	srv, err := server.New(server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: verifier, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	wsLn, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.WSPort))
+	if err != nil {
+		return fmt.Errorf("WS_PORT %d: %w", cfg.WSPort, err)
+	}
+	metricsLn, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort))
+	if err != nil {
+		_ = wsLn.Close()
+		return fmt.Errorf("METRICS_PORT %d: %w", cfg.MetricsPort, err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// The whole shutdown, drain and store close, fits in SHUTDOWN_GRACE.
+	var exitBy atomic.Int64
+	context.AfterFunc(ctx, func() { exitBy.Store(time.Now().Add(cfg.ShutdownGrace * 98 / 100).UnixNano()) })
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := store.Run(storeCtx); err != nil {
+			log.Error("presence store stopped", "err", err)
+		}
+	})
+	metricsSrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("/metrics", metricsSrv.Handler)
+	metricsSrv.Handler = metricsMux
+	wg.Go(func() {
+		if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	})
+
+	log.Info("presence gateway listening", "ws", wsLn.Addr().String(), "metrics", metricsLn.Addr().String(),
+		"store", storeKind(cfg), "auth", cfg.Auth())
+	serveErr := srv.Serve(ctx, wsLn)
+
+	// Drained (or failed): stop the background work and remove what is
+	// left of this replica's presence.
+	stopStore()
+	closeBy := time.Now().Add(2 * time.Second)
+	if t := exitBy.Load(); t != 0 {
+		closeBy = time.Unix(0, max(t, time.Now().Add(100*time.Millisecond).UnixNano()))
+	}
+	closeCtx, cancel := context.WithDeadline(context.Background(), closeBy)
+	defer cancel()
+	if err := store.Close(closeCtx); err != nil {
+		log.Warn("closing the presence store", "err", err)
+	}
+	_ = metricsSrv.Shutdown(closeCtx)
+	wg.Wait()
+	log.Info("presence gateway stopped")
+	return serveErr
+}
+
+func storeKind(cfg config.Config) string {
+	if len(cfg.RedisNodes) == 0 {
+		return "memory"
+	}
+	return "redis-cluster"
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/protocol"
+)
+
+// retryAfter is the Retry-After of a 503 refusal, in seconds.
+const retryAfter = "5"
+
+// handleRoot is GET / : the WebSocket upgrade at /?userId=<id>, or 426 for
+// a plain GET. Every refusal is plain HTTP with a JSON error body, before
+// any upgrade.
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		s.refuse(w, http.StatusMethodNotAllowed, "method_not_allowed", "connect with GET and a WebSocket upgrade")
+		return
+	}
+	if !isUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		s.refuse(w, http.StatusUpgradeRequired, "upgrade_required",
+			"this is a WebSocket endpoint: connect to ws://<host>/?userId=<id>; the HTTP API is GET /v1/presence?userId=<id>")
+		return
+	}
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", retryAfter)
+		s.refuse(w, http.StatusServiceUnavailable, "draining", "the gateway is shutting down; reconnect to another replica")
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !s.originAllowed(origin) {
+		s.refuse(w, http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q is not allowed", origin))
+		return
+	}
+	userID, status, code, msg := s.identify(r)
+	if status != 0 {
+		s.refuse(w, status, code, msg)
+		return
+	}
+	if max := s.cfg.MaxConnections; max > 0 {
+		if s.open.Add(1) > int64(max) {
+			s.open.Add(-1)
+			w.Header().Set("Retry-After", retryAfter)
+			s.refuse(w, http.StatusServiceUnavailable, "too_many_connections",
+				fmt.Sprintf("this replica holds its limit of %d connections", max))
+			return
+		}
+	} else {
+		s.open.Add(1)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.open.Add(-1)
+		}
+	}
+	defer release()
+	if !s.storeReady.Load() {
+		w.Header().Set("Retry-After", retryAfter)
+		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
+		return
+	}
+
+	pc := presence.Conn{UserID: userID, ID: newConnID()}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	_, err := s.store.Connect(ctx, pc)
+	cancel()
+	if err != nil {
+		s.log.Warn("recording a connection failed", "user", userID, "err", err)
+		w.Header().Set("Retry-After", retryAfter)
+		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// The origin was checked above against ALLOWED_ORIGINS (any when
+		// empty); the library's same-host default would refuse browsers.
+		InsecureSkipVerify: true,
+		// No compression: its per-connection state costs far more memory
+		// than presence frames save.
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		// Accept already answered the client (a bad handshake).
+		s.metrics.UpgradeRejectionsTotal.WithLabelValues("bad_handshake").Inc()
+		s.disconnectStore(pc)
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
+	c := newClient(s, ws, pc)
+	s.metrics.ConnectionsTotal.Inc()
+	s.metrics.Connections.Set(float64(s.open.Load()))
+	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
+	s.register(c)
+	if s.draining.Load() {
+		// The drain started while this upgrade was under way.
+		c.closeAsync(statusGoingAway, "server shutting down", "drain")
+	}
+	reason := c.run()
+	s.unregister(c)
+	release()
+	s.metrics.Connections.Set(float64(s.open.Load()))
+	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
+}
+
+// identify returns the connection's user id, or the refusal: 400 for a
+// missing or invalid id, 401 for a missing or bad token, 403 for a userId
+// that disagrees with the token's subject.
+func (s *Server) identify(r *http.Request) (userID string, status int, code, msg string) {
+	q := r.URL.Query()
+	userID = q.Get("userId")
+	if len(q["userId"]) > 1 {
+		return "", http.StatusBadRequest, "invalid_user_id", "give one userId"
+	}
+	if s.verifier != nil {
+		sub, err := s.verifier.Verify(r)
+		if err != nil {
+			return "", http.StatusUnauthorized, "unauthorized", err.Error()
+		}
+		if userID != "" && userID != sub {
+			return "", http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", trunc(userID))
+		}
+		return sub, 0, "", ""
+	}
+	if userID == "" {
+		return "", http.StatusBadRequest, "invalid_user_id", "missing userId: connect to /?userId=<id>"
+	}
+	if err := protocol.ValidateUserID(userID); err != nil {
+		return "", http.StatusBadRequest, "invalid_user_id", err.Error()
+	}
+	return userID, 0, "", ""
+}
+
+// refuse answers an upgrade with an error, counted by reason.
+func (s *Server) refuse(w http.ResponseWriter, status int, code, message string) {
+	s.metrics.UpgradeRejectionsTotal.WithLabelValues(code).Inc()
+	writeError(w, status, code, message)
+}
+
+// originAllowed compares an Origin header with ALLOWED_ORIGINS (any when
+// empty), ignoring case.
+func (s *Server) originAllowed(origin string) bool {
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newConnID returns an opaque id unique across replicas (96 random bits).
+func newConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func trunc(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
