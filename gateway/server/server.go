@@ -50,7 +50,7 @@ type Server struct {
 	mu         sync.Mutex
 	clients    map[*client]struct{}
 	localUsers map[string]int // user id -> its connections here (online_users_local)
-	gone    chan struct{} // signalled (non-blocking) whenever a client leaves
+	gone       chan struct{}  // signalled (non-blocking) whenever a client leaves
 }
 
 // New returns a server; Serve runs it.
