@@ -1,0 +1,308 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/presencekit/presence-operator/gateway/auth"
+	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/gateway/hub"
+	"github.com/presencekit/presence-operator/gateway/metrics"
+	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/memstore"
+	"github.com/presencekit/presence-operator/gateway/server"
+)
+
+// gateway is a server running on a free loopback port for one test.
+type gateway struct {
+	t       *testing.T
+	url     string // http://127.0.0.1:port
+	ws      string // ws://127.0.0.1:port
+	metrics *metrics.Metrics
+	reg     *prometheus.Registry
+	store   presence.Store
+	srv     *server.Server
+	stop    context.CancelFunc // starts the drain
+	done    chan error         // Serve's result
+}
+
+type setup struct {
+	cfg      func(*config.Config)
+	verifier *auth.Verifier
+	listener func(net.Listener) net.Listener
+}
+
+func defaultConfig() config.Config {
+	c, err := config.Load(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		panic(err)
+	}
+	c.ShutdownGrace = 2 * time.Second
+	return c
+}
+
+func start(t *testing.T, su setup) *gateway {
+	t.Helper()
+	cfg := defaultConfig()
+	if su.cfg != nil {
+		su.cfg(&cfg)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	var h *hub.Hub
+	store, err := memstore.New(presence.Options{
+		TTL: cfg.PresenceTTL, Heartbeat: cfg.HeartbeatInterval, OfflineGrace: cfg.OfflineGrace,
+		OnEvent: func(u presence.User) { h.Publish(u) }, Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = hub.New(store, m)
+	srv, err := server.New(server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: su.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if su.listener != nil {
+		ln = su.listener(ln)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runCtx, stopRun := context.WithCancel(context.Background())
+	go func() { _ = store.Run(runCtx) }()
+	g := &gateway{t: t, url: "http://" + ln.Addr().String(), ws: "ws://" + ln.Addr().String(),
+		metrics: m, reg: reg, store: store, srv: srv, stop: cancel, done: make(chan error, 1)}
+	go func() { g.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-g.done:
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop within 10s")
+		}
+		stopRun()
+		_ = store.Close(context.Background())
+	})
+	return g
+}
+
+// client is a test WebSocket client.
+type client struct {
+	t  *testing.T
+	c  *websocket.Conn
+	id string
+}
+
+func (g *gateway) dial(userID string) *client {
+	g.t.Helper()
+	c, err := g.dialRaw("/?userId="+userID, nil)
+	if err != nil {
+		g.t.Fatalf("dial %s: %v", userID, err)
+	}
+	return c
+}
+
+// dialWelcome dials and consumes the welcome frame.
+func (g *gateway) dialWelcome(userID string) *client {
+	g.t.Helper()
+	c := g.dial(userID)
+	if w := c.read(); w["type"] != "welcome" {
+		g.t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c
+}
+
+func (g *gateway) dialRaw(path string, opts *websocket.DialOptions) (*client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, g.ws+path, opts)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	cl := &client{t: g.t, c: c}
+	g.t.Cleanup(func() { _ = c.CloseNow() })
+	return cl, nil
+}
+
+func (c *client) sendText(s string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendText(string(b))
+}
+
+// readRaw reads one frame within 5s.
+func (c *client) readRaw() (websocket.MessageType, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.c.Read(ctx)
+}
+
+// read reads one JSON frame.
+func (c *client) read() map[string]any {
+	c.t.Helper()
+	_, b, err := c.readRaw()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		c.t.Fatalf("frame %q is not JSON: %v", b, err)
+	}
+	return m
+}
+
+// expectType reads one frame and checks its type.
+func (c *client) expectType(typ string) map[string]any {
+	c.t.Helper()
+	m := c.read()
+	if m["type"] != typ {
+		c.t.Fatalf("got %v, want a %s frame", m, typ)
+	}
+	return m
+}
+
+// expectError reads one frame and checks it is the error code.
+func (c *client) expectError(code string) map[string]any {
+	c.t.Helper()
+	m := c.expectType("error")
+	if m["code"] != code || m["message"] == "" {
+		c.t.Fatalf("got %v, want error %s with a message", m, code)
+	}
+	return m
+}
+
+// expectClose reads until the connection ends and checks the close code
+// (and that the reason contains reason).
+func (c *client) expectClose(code websocket.StatusCode, reason string) {
+	c.t.Helper()
+	for range 10000 {
+		_, _, err := c.readRaw()
+		if err == nil {
+			continue
+		}
+		var ce websocket.CloseError
+		if !asCloseError(err, &ce) {
+			c.t.Fatalf("connection ended with %v, want close %d", err, code)
+		}
+		if ce.Code != code || !strings.Contains(ce.Reason, reason) {
+			c.t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Reason, code, reason)
+		}
+		return
+	}
+	c.t.Fatal("no close after 10000 frames")
+}
+
+// alive checks the connection still answers.
+func (c *client) alive() {
+	c.t.Helper()
+	c.send(map[string]any{"type": "ping", "id": "alive"})
+	m := c.expectType("pong")
+	if m["id"] != "alive" {
+		c.t.Fatalf("pong %v, want id alive", m)
+	}
+}
+
+// users returns the users of a presence frame, by id.
+func users(t *testing.T, m map[string]any) map[string]map[string]any {
+	t.Helper()
+	if m["type"] != "presence" {
+		t.Fatalf("got %v, want a presence frame", m)
+	}
+	out := map[string]map[string]any{}
+	list, ok := m["users"].([]any)
+	if !ok {
+		t.Fatalf("presence frame without users: %v", m)
+	}
+	for _, u := range list {
+		um := u.(map[string]any)
+		out[um["userId"].(string)] = um
+	}
+	return out
+}
+
+// get does an HTTP GET and decodes the JSON body.
+func (g *gateway) get(path string, header http.Header) (*http.Response, map[string]any) {
+	g.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, g.url+path, nil)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		g.t.Fatalf("GET %s: body is not JSON: %v", path, err)
+	}
+	return resp, m
+}
+
+// eventually polls cond every 10ms for at most d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (g *gateway) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+func upgradeHeaders() http.Header {
+	return http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+	}
+}
+
+func idList(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+func asCloseError(err error, ce *websocket.CloseError) bool {
+	return errors.As(err, ce)
+}

@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/presencekit/presence-operator/gateway/config"
+)
+
+func TestPresenceAPI(t *testing.T) {
+	g := start(t, setup{})
+	g.dialWelcome("a")
+	resp, body := g.get("/v1/presence?userId=a&userId=b&userId=a", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %v", resp.StatusCode, body)
+	}
+	list := body["users"].([]any)
+	if len(list) != 2 {
+		t.Fatalf("users %v, want a and b once each", list)
+	}
+	a, b := list[0].(map[string]any), list[1].(map[string]any)
+	if a["userId"] != "a" || a["online"] != true || a["connections"] != 1.0 || b["userId"] != "b" || b["online"] != false {
+		t.Fatalf("users %v", list)
+	}
+	for _, tc := range []struct{ q, code string }{
+		{"", "bad_request"},
+		{"?userId=bad%20id", "bad_request"},
+		{"?userId=" + strings.Join(idList("u", 101), "&userId="), "too_many_ids"},
+	} {
+		resp, body := g.get("/v1/presence"+tc.q, nil)
+		if resp.StatusCode != http.StatusBadRequest || body["error"] != tc.code || body["message"] == "" {
+			t.Fatalf("/v1/presence%s: %d %v, want 400 %s", tc.q, resp.StatusCode, body, tc.code)
+		}
+	}
+}
+
+func TestHealthAndReady(t *testing.T) {
+	g := start(t, setup{})
+	if resp, _ := g.get("/healthz", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz %d", resp.StatusCode)
+	}
+	if resp, _ := g.get("/readyz", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz %d", resp.StatusCode)
+	}
+}
+
+func TestReadyzFailsWhenStoreDown(t *testing.T) {
+	g := start(t, setup{})
+	c := g.dialWelcome("u1")
+	if err := g.store.Close(t.Context()); err != nil { // the store goes away under the server
+		t.Fatal(err)
+	}
+	resp, body := g.get("/readyz", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || body["error"] != "store_unavailable" {
+		t.Fatalf("/readyz with the store down: %d %v", resp.StatusCode, body)
+	}
+	eventually(t, 5*time.Second, "upgrades refused with 503", func() bool {
+		resp, body := g.get("/?userId=u2", upgradeHeaders())
+		return resp.StatusCode == http.StatusServiceUnavailable && body["error"] == "store_unavailable" && resp.Header.Get("Retry-After") != ""
+	})
+	// Open connections stay open; their requests get an error frame.
+	c.alive()
+	c.send(map[string]any{"type": "query", "userIds": []string{"x"}})
+	c.expectError("unavailable")
+}
+
+func TestDrain(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.ShutdownGrace = 2 * time.Second }})
+	watcher := g.dialWelcome("w")
+	watcher.send(map[string]any{"type": "subscribe", "userIds": []string{"x"}})
+	watcher.expectType("presence")
+	var clients []*client
+	for _, id := range idList("d", 10) {
+		clients = append(clients, g.dialWelcome(id))
+	}
+	clients = append(clients, g.dialWelcome("x"))
+	began := time.Now()
+	g.stop()
+	eventually(t, time.Second, "/readyz 503 at once", func() bool {
+		resp, body := g.get("/readyz", nil)
+		return resp.StatusCode == http.StatusServiceUnavailable && body["error"] == "draining"
+	})
+	refusal(t, g, "/?userId=late", nil, http.StatusServiceUnavailable, "draining")
+	for _, c := range append(clients, watcher) {
+		c.expectClose(websocket.StatusGoingAway, "shutting down")
+	}
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the drain")
+	}
+	if took := time.Since(began); took >= 2*time.Second {
+		t.Fatalf("the drain took %s, not under the 2s grace", took)
+	}
+	us, err := g.store.Get(t.Context(), idList("d", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range us {
+		if u.Online {
+			t.Fatalf("%s still online after the drain", u.UserID)
+		}
+	}
+	if got := g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("drain")); got != 12 {
+		t.Fatalf("disconnections_total{reason=drain} = %v, want 12", got)
+	}
+	g.done <- nil // for the cleanup
+}
+
+func TestMetricNames(t *testing.T) {
+	g := start(t, setup{})
+	c := g.dialWelcome("u1")
+	c.alive()
+	fams, err := g.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, f := range fams {
+		have[f.GetName()] = true
+	}
+	for _, n := range []string{"connections", "connections_total", "messages_received_total", "messages_sent_total",
+		"online_users_local", "watched_users", "presence_events_published_total", "presence_transitions_total"} {
+		if !have["presence_gateway_"+n] {
+			t.Errorf("metric presence_gateway_%s missing", n)
+		}
+	}
+	if !have["go_goroutines"] {
+		t.Error("Go runtime collectors missing")
+	}
+}
