@@ -26,14 +26,16 @@ func (s *Server) drain(grace time.Duration) {
 	s.mu.Unlock()
 	s.log.Info("draining", "connections", len(list), "grace", grace)
 
-	batches := max(int(spread/drainStep), 1)
+	// At most one batch per drainStep; batches evenly over the spread.
+	batches := max(min(len(list), int(spread/drainStep)), 1)
 	per := max((len(list)+batches-1)/batches, 1)
+	interval := spread / time.Duration(batches)
 	for i := 0; i < len(list); i += per {
 		for _, c := range list[i:min(i+per, len(list))] {
 			c.closeAsync(statusGoingAway, "server shutting down", "drain")
 		}
 		if i+per < len(list) {
-			time.Sleep(drainStep) // pacing, not synchronisation
+			time.Sleep(interval) // pacing, not synchronisation
 		}
 	}
 

@@ -1,0 +1,294 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// binary builds the gateway once per test run.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "presence-gateway-test")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "presence-gateway")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", errors.New(string(b))
+	}
+	return out, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if p, err := binary(); err == nil {
+		_ = os.RemoveAll(filepath.Dir(p))
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
+	ws, api string
+	metrics string
+	exited  chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// run starts the gateway binary with env on free ports and waits until
+// /healthz answers.
+func run(t *testing.T, env ...string) *proc {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatalf("building the gateway: %v", err)
+	}
+	wsPort, mPort := freePort(t), freePort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append([]string{
+		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
+	}, env...)...)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1),
+		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort),
+		metrics: "http://127.0.0.1:" + strconv.Itoa(mPort) + "/metrics"}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(p.api + "/healthz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not answer /healthz within 10s: %v\n%s", err, p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return -1
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestSIGTERMDrain(t *testing.T) {
+	const grace = 3 * time.Second
+	p := run(t, "SHUTDOWN_GRACE="+grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var conns []*websocket.Conn
+	for i := range 20 {
+		c, _, err := websocket.Dial(ctx, p.ws+"/?userId=user"+strconv.Itoa(i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), `"welcome"`) {
+			t.Fatalf("welcome: %q %v", b, err)
+		}
+		conns = append(conns, c)
+	}
+	if got := status(t, p.api+"/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz before SIGTERM: %d", got)
+	}
+	body := scrape(t, p.metrics)
+	if !strings.Contains(body, "presence_gateway_connections 20") {
+		t.Fatalf("/metrics does not show 20 connections:\n%s", grep(body, "presence_gateway_connections"))
+	}
+
+	began := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for status(t, p.api+"/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn 503 within 1s of SIGTERM")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := status(t, p.api+"/?userId=late"); got != http.StatusUpgradeRequired && got != http.StatusServiceUnavailable && got != -1 {
+		t.Fatalf("plain GET during the drain: %d", got)
+	}
+	// Each connection is read on its own, to see when its close came.
+	closedAt := make([]time.Duration, len(conns))
+	codes := make([]websocket.StatusCode, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			_, _, err := c.Read(ctx)
+			closedAt[i], codes[i] = time.Since(began), websocket.CloseStatus(err)
+		})
+	}
+	wg.Wait()
+	first, last := closedAt[0], closedAt[0]
+	for i := range conns {
+		if codes[i] != websocket.StatusGoingAway {
+			t.Fatalf("connection %d ended with close %d, want 1001", i, codes[i])
+		}
+		first, last = min(first, closedAt[i]), max(last, closedAt[i])
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.stderr.String())
+		}
+		p.exited <- nil
+	case <-time.After(grace):
+		t.Fatalf("still running %s after SIGTERM", grace)
+	}
+	if took := time.Since(began); took >= grace {
+		t.Fatalf("exited after %s, not before the %s grace", took, grace)
+	}
+	// The closes are spread, not all at once (20 closes over 60% of 3s).
+	if last-first < 500*time.Millisecond {
+		t.Fatalf("closes came between %s and %s after SIGTERM: not spread over the grace", first, last)
+	}
+	if !strings.Contains(p.stderr.String(), "drained") {
+		t.Fatalf("no drain in the log:\n%s", p.stderr.String())
+	}
+}
+
+func TestBadConfigExits(t *testing.T) {
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ env, want string }{
+		{"REDIS_NODES=redis-0", `presence-gateway: REDIS_NODES="redis-0": entry "redis-0": missing port`},
+		{"PRESENCE_TTL=10s", `presence-gateway: PRESENCE_TTL=10s must be above twice HEARTBEAT_INTERVAL=20s`},
+		{"IDLE_TIMEOUT=forever", `presence-gateway: IDLE_TIMEOUT="forever": not a duration`},
+	} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), tc.env)
+		var stderr bytes.Buffer
+		cmd.Stderr, cmd.Stdout = &stderr, io.Discard
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Fatalf("%s: %v, want exit code 2", tc.env, err)
+		}
+		out := stderr.String()
+		if !strings.HasPrefix(out, tc.want) || strings.Count(out, "\n") != 1 {
+			t.Fatalf("%s: stderr %q, want one line starting %q", tc.env, out, tc.want)
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	p := run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, p.ws+"/?userId=m1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","userIds":["m2"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // welcome, snapshot
+		if _, _, err := c.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = status(t, p.api+"/?userId=bad%20id")
+	body := scrape(t, p.metrics)
+	for _, name := range []string{
+		"connections", "connections_total", "messages_received_total", "messages_sent_total",
+		"upgrade_rejections_total", "presence_events_published_total", "presence_events_delivered_total",
+		"heartbeat_batch_duration_seconds", "online_users_local", "presence_transitions_total",
+		"reaped_connections_total", "watched_users", "slow_consumer_disconnects_total", "redis_errors_total",
+	} {
+		if !strings.Contains(body, "\npresence_gateway_"+name) {
+			t.Errorf("/metrics lacks presence_gateway_%s", name)
+		}
+	}
+	if !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
+		t.Error("/metrics lacks the Go runtime or process collectors")
+	}
+	if status(t, p.api+"/metrics") != http.StatusNotFound {
+		t.Error("/metrics must not be served on the public port")
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grep(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
