@@ -77,21 +77,28 @@ func (s *Store) heartbeat(ctx context.Context) []string {
 	res, err := leaseScript.Run(ctx, s.cc, []string{s.keys.replicas()}, inc, now+s.opts.TTL.Milliseconds(), now).Slice()
 	s.observe("lease", start)
 	if err != nil {
-		s.m.RedisErrorsTotal.Inc()
-		s.log.Warn("lease renewal failed", "err", err)
+		s.redisTrouble()
+		if !s.leaseFailing {
+			s.log.Warn("lease renewal failed; retrying every heartbeat", "err", err)
+			s.leaseFailing = true
+		}
 		return nil
+	}
+	if s.leaseFailing {
+		s.log.Info("lease renewal works again")
+		s.leaseFailing = false
 	}
 	renewed, _ := res[0].(int64)
 	lapsed := toStrings(res[1])
 	if renewed != 1 {
 		if err := s.reincarnate(ctx); err != nil {
-			s.m.RedisErrorsTotal.Inc()
+			s.redisTrouble()
 			s.log.Warn("re-registering this replica's connections failed; retrying next heartbeat", "err", err)
 		}
 		return lapsed
 	}
 	if err := s.refresh(ctx); err != nil {
-		s.log.Warn("heartbeat refresh failed", "err", err)
+		s.log.Debug("heartbeat refresh failed", "err", err)
 	}
 	s.retryDisconnects(ctx)
 	return lapsed
@@ -107,7 +114,7 @@ func (s *Store) findLapsed(ctx context.Context) []string {
 	}).Result()
 	s.observe("lapsed", start)
 	if err != nil {
-		s.m.RedisErrorsTotal.Inc()
+		s.redisTrouble()
 		return nil
 	}
 	return res
@@ -183,7 +190,7 @@ func (s *Store) refresh(ctx context.Context) error {
 		s.observe("refresh", start)
 		if err != nil {
 			errs = append(errs, err)
-			s.m.RedisErrorsTotal.Inc()
+			s.redisTrouble()
 		}
 		for i, c := range cmds {
 			if n, cerr := c.Result(); cerr == nil && int(n) < len(batch[i].members) {
@@ -300,7 +307,7 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 	v, err := claimScript.Run(ctx, s.cc, []string{s.keys.replicas()}, lapsedMember, now, now+claimTTL).Result()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) {
-			s.m.RedisErrorsTotal.Inc()
+			s.redisTrouble()
 		}
 		return
 	}
@@ -314,7 +321,7 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 	for range 100_000 { // bounded: 100k batches of up to 500 users
 		ids, next, err := s.cc.SScan(ctx, s.keys.index(inc), cursor, "", 500).Result()
 		if err != nil {
-			s.m.RedisErrorsTotal.Inc()
+			s.redisTrouble()
 			log.Warn("reaping: scan failed; another survivor takes over when the claim lapses", "err", err)
 			return
 		}
@@ -336,10 +343,10 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 		}
 	}
 	if err := s.cc.Del(ctx, s.keys.index(inc)).Err(); err != nil {
-		s.m.RedisErrorsTotal.Inc()
+		s.redisTrouble()
 	}
 	if err := s.cc.ZRem(ctx, s.keys.replicas(), "reap:"+inc).Err(); err != nil {
-		s.m.RedisErrorsTotal.Inc()
+		s.redisTrouble()
 	}
 	log.Info("reaped a lapsed replica", "users", total)
 }
@@ -365,7 +372,7 @@ func (s *Store) settleGraces(ctx context.Context) {
 		if stillDue {
 			res, err := s.runUser(ctx, "settle", id)
 			if err != nil {
-				s.m.RedisErrorsTotal.Inc()
+				s.redisTrouble()
 			} else {
 				s.afterRemoval(ctx, id, res)
 			}

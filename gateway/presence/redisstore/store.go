@@ -73,6 +73,8 @@ type Store struct {
 	retries map[presence.Conn]struct{}
 	closed  bool
 
+	leaseFailing bool // Run's goroutine only: log the first failure, not each
+
 	readyMu  sync.Mutex
 	readyAt  time.Time
 	readyErr error
@@ -190,9 +192,18 @@ func (s *Store) indexOfStripe(userID string) int {
 	return int(maphash.String(s.seed, userID) % uint64(len(s.stripes)))
 }
 
+// redisTrouble counts a failed command and asks the client to reload the
+// slot map: go-redis reloads it by itself on MOVED, but not when a master
+// stopped answering, and its replica's promotion must be learnt quickly.
+// The reload is lazy and coalesced (one at a time, 200 ms apart).
+func (s *Store) redisTrouble() {
+	s.m.RedisErrorsTotal.Inc()
+	s.cc.ReloadState(context.Background())
+}
+
 // unavailable wraps a Redis failure so the transport can tell it apart.
 func (s *Store) unavailable(what string, err error) error {
-	s.m.RedisErrorsTotal.Inc()
+	s.redisTrouble()
 	return fmt.Errorf("%w: %s: %w", presence.ErrUnavailable, what, err)
 }
 
@@ -308,7 +319,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 	// Nothing of this user is left here: take it out of the index. Should
 	// this fail, a reaper merely settles a user with nothing to remove.
 	if err := s.cc.SRem(ctx, s.keys.index(s.incarnation()), userID).Err(); err != nil {
-		s.m.RedisErrorsTotal.Inc()
+		s.redisTrouble()
 	}
 }
 
@@ -471,14 +482,16 @@ func (s *Store) onMessage(ch, payload string) {
 }
 
 // onResync delivers the current state of users whose subscription was lost
-// and restored: their changes in between were not received.
-func (s *Store) onResync(channels []string) {
+// and restored: their changes in between were not received. An error means
+// "try again later" (the subscriber keeps the list).
+func (s *Store) onResync(channels []string) error {
 	ids := make([]string, 0, len(channels))
 	for _, ch := range channels {
 		if id, ok := s.keys.userFromChannel(ch); ok {
 			ids = append(ids, id)
 		}
 	}
+	var all []presence.User
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 500)]
 		ids = ids[len(batch):]
@@ -486,13 +499,14 @@ func (s *Store) onResync(channels []string) {
 		us, err := s.Get(ctx, batch)
 		cancel()
 		if err != nil {
-			s.log.Warn("resync after re-subscribing failed", "users", len(batch), "err", err)
-			return
+			return err
 		}
-		for _, u := range us {
-			s.opts.OnEvent(u)
-		}
+		all = append(all, us...)
 	}
+	for _, u := range all {
+		s.opts.OnEvent(u)
+	}
+	return nil
 }
 
 // Ready reports whether Redis answers: nil when at least one master

@@ -36,7 +36,8 @@ type subscriber struct {
 	onMessage func(channel, payload string)
 	// onResync is called with channels that were re-subscribed after being
 	// lost: changes may have been missed meanwhile.
-	onResync func(channels []string)
+	onResync func(channels []string) error
+	resync   []string // re-subscribed channels whose resync is still to do (run's goroutine only)
 
 	opMu sync.Mutex // serialises Watch/Unwatch
 
@@ -44,6 +45,7 @@ type subscriber struct {
 	want  map[string]string   // channel -> addr it is subscribed on ("" = lost, to repair)
 	conns map[string]*subConn // addr -> connection
 	kick  chan struct{}       // wakes the repair loop
+	shut  bool                // closeAll ran: nothing is repaired any more
 }
 
 const (
@@ -145,8 +147,11 @@ func (s *subscriber) route(ctx context.Context, ch string) (string, error) {
 // conn returns the subscription connection to addr, dialling it if needed.
 func (s *subscriber) conn(ctx context.Context, addr string) (*subConn, error) {
 	s.mu.Lock()
-	c := s.conns[addr]
+	c, shut := s.conns[addr], s.shut
 	s.mu.Unlock()
+	if shut {
+		return nil, errSubConnClosed
+	}
 	if c != nil {
 		return c, nil
 	}
@@ -209,6 +214,10 @@ func (s *subscriber) dial(ctx context.Context, addr string) (*subConn, error) {
 // subscribed again, wherever their slots now live.
 func (s *subscriber) lost(c *subConn) {
 	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return
+	}
 	if s.conns[c.addr] == c {
 		delete(s.conns, c.addr)
 	}
@@ -248,12 +257,12 @@ func (s *subscriber) wake() {
 }
 
 // run repairs lost subscriptions and pings the connections until ctx ends.
+// The connections themselves are closed by closeAll (Store.Close).
 func (s *subscriber) run(ctx context.Context) {
 	ping := time.NewTicker(subPingInterval)
 	defer ping.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	defer s.closeAll()
 	for {
 		select {
 		case <-ctx.Done():
@@ -281,7 +290,7 @@ func (s *subscriber) repair(ctx context.Context) bool {
 	}
 	s.mu.Unlock()
 	if len(lost) == 0 {
-		return true
+		return s.flushResync()
 	}
 	s.cc.ReloadState(ctx)
 	var done []string
@@ -316,10 +325,25 @@ func (s *subscriber) repair(ctx context.Context) bool {
 			break // Redis still unreachable: try again later, not channel by channel
 		}
 	}
-	if len(done) > 0 && s.onResync != nil {
-		s.onResync(done)
+	s.resync = append(s.resync, done...)
+	return s.flushResync() && ok
+}
+
+// flushResync hands the re-subscribed channels to onResync; on failure
+// (Redis still shaky) they are kept for the next round.
+func (s *subscriber) flushResync() bool {
+	if len(s.resync) == 0 || s.onResync == nil {
+		s.resync = nil
+		return true
 	}
-	return ok
+	if err := s.onResync(s.resync); err != nil {
+		if len(s.resync) > 100_000 { // bounded: drop the oldest
+			s.resync = s.resync[len(s.resync)-100_000:]
+		}
+		return false
+	}
+	s.resync = nil
+	return true
 }
 
 func (s *subscriber) pingAll(ctx context.Context) {
@@ -340,6 +364,7 @@ func (s *subscriber) closeAll() {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = map[string]*subConn{}
+	s.shut = true
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.close(errSubConnClosed)

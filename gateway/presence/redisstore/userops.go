@@ -96,6 +96,7 @@ func (s *Store) runUserBatch(ctx context.Context, ops []userOp) error {
 	}
 	if len(errs) > 0 {
 		s.m.RedisErrorsTotal.Add(float64(len(errs)))
+		s.cc.ReloadState(context.Background())
 		return errors.Join(errs...)
 	}
 	return err

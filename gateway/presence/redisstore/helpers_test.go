@@ -1,0 +1,232 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/presencekit/presence-operator/gateway/metrics"
+	"github.com/presencekit/presence-operator/gateway/presence"
+)
+
+// events records what one replica's OnEvent received.
+type events struct {
+	mu  sync.Mutex
+	all []presence.User
+}
+
+func (e *events) add(u presence.User) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, u)
+}
+
+func (e *events) of(id string) []presence.User {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []presence.User
+	for _, u := range e.all {
+		if u.UserID == id {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// testReplica is one store with its events, metrics and a running Run.
+type testReplica struct {
+	*Store
+	ev     *events
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type replicaOpts struct {
+	ttl, hb time.Duration
+	now     func() time.Time
+	noRun   bool
+}
+
+func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testReplica {
+	t.Helper()
+	if o.ttl == 0 {
+		o.ttl, o.hb = 2*time.Second, 400*time.Millisecond
+	}
+	ev := &events{}
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t"}, presence.Options{
+		TTL: o.ttl, Heartbeat: o.hb, OnEvent: ev.add, Now: o.now, Metrics: metrics.New(reg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testReplica{Store: s, ev: ev, reg: reg}
+	if !o.noRun {
+		r.start()
+	}
+	t.Cleanup(func() {
+		r.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	return r
+}
+
+func (r *testReplica) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		_ = r.Run(ctx)
+	}()
+}
+
+// stop ends Run (the replica "dies" without a word: nothing is removed).
+func (r *testReplica) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+	}
+	r.cancel = nil
+}
+
+func (r *testReplica) reaped() float64 { return testutil.ToFloat64(r.m.ReapedConnectionsTotal) }
+
+func tctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond every 20ms until it holds, failing after within.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for {
+		ok, got := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("after %s: %s; last: %s", within, what, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func getOne(t *testing.T, s presence.Store, id string) presence.User {
+	t.Helper()
+	us, err := s.Get(tctx(t), []string{id})
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	return us[0]
+}
+
+// users returns n user ids spread over many slots.
+func users(ns string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-u%03d", ns, i)
+	}
+	return out
+}
+
+// ownCluster is a six-node cluster on its own ports for the tests that
+// break it (failover, full outage), so they cannot disturb other tests.
+type ownCluster struct {
+	base   int
+	script string
+	nodes  []string
+}
+
+var (
+	ownOnce sync.Once
+	own     *ownCluster
+	ownErr  error
+)
+
+// disruptableCluster starts (once per test binary) the cluster on
+// PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT (default 7300); TestMain stops it.
+func disruptableCluster(t *testing.T) *ownCluster {
+	t.Helper()
+	testNodes(t) // same contract: the suite is meant to run under make test-redis
+	ownOnce.Do(func() {
+		base := 7300
+		if v := os.Getenv("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT"); v != "" {
+			if _, err := fmt.Sscan(v, &base); err != nil {
+				ownErr = fmt.Errorf("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT=%q: %w", v, err)
+				return
+			}
+		}
+		_, file, _, _ := runtime.Caller(0)
+		script := filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh")
+		c := &ownCluster{base: base, script: script}
+		for i := range 6 {
+			c.nodes = append(c.nodes, fmt.Sprintf("127.0.0.1:%d", base+i))
+		}
+		own = c
+		if out, err := c.run("up"); err != nil {
+			ownErr = fmt.Errorf("hack/redis-cluster.sh up (base %d): %w\n%s", base, err, out)
+		}
+	})
+	if ownErr != nil {
+		t.Fatal(ownErr)
+	}
+	return own
+}
+
+func (c *ownCluster) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{c.script}, args...)...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *ownCluster) mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		t.Fatalf("redis-cluster.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *ownCluster) cli(t *testing.T, port int, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli -p %d %v: %v\n%s", port, args, err, out)
+	}
+	return string(out)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if own != nil {
+		if out, err := own.run("down"); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the test's own cluster: %v\n%s", err, out)
+		}
+	}
+	os.Exit(code)
+}
