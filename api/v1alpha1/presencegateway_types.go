@@ -341,7 +341,3 @@ type PresenceGatewayList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PresenceGateway `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PresenceGateway{}, &PresenceGatewayList{})
-}

@@ -1,0 +1,89 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+// Cache indexes that map a changed RedisCluster or Secret back to the
+// resources that reference it, so that a change re-renders exactly those.
+const (
+	indexGatewayByRedisCluster = "spec.redis.clusterRef.name"
+	indexGatewayByJWTSecret    = "spec.auth.jwtSecretRef.name"
+	indexRedisClusterBySecret  = "spec.auth.secretRef.name"
+)
+
+// Keys of the Secret a RedisCluster's spec.auth.secretRef names.
+const (
+	secretKeyUsername = "username"
+	secretKeyPassword = "password"
+)
+
+// SetupIndexes registers the cache indexes both reconcilers use. Call it
+// once per manager, before the reconcilers' SetupWithManager.
+func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &presencev1alpha1.PresenceGateway{}, indexGatewayByRedisCluster, func(o client.Object) []string {
+		return []string{o.(*presencev1alpha1.PresenceGateway).Spec.Redis.ClusterRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index PresenceGateway by %s: %w", indexGatewayByRedisCluster, err)
+	}
+	if err := indexer.IndexField(ctx, &presencev1alpha1.PresenceGateway{}, indexGatewayByJWTSecret, func(o client.Object) []string {
+		if a := o.(*presencev1alpha1.PresenceGateway).Spec.Auth; a != nil && a.JWTSecretRef != nil {
+			return []string{a.JWTSecretRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index PresenceGateway by %s: %w", indexGatewayByJWTSecret, err)
+	}
+	if err := indexer.IndexField(ctx, &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
+		if a := o.(*presencev1alpha1.RedisCluster).Spec.Auth; a != nil {
+			return []string{a.SecretRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index RedisCluster by %s: %w", indexRedisClusterBySecret, err)
+	}
+	return nil
+}
+
+// gatewaysForRedisCluster maps a RedisCluster to the gateways referencing it.
+func (r *PresenceGatewayReconciler) gatewaysForRedisCluster(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.gatewaysBy(ctx, obj.GetNamespace(), indexGatewayByRedisCluster, obj.GetName())
+}
+
+// gatewaysForSecret maps a Secret to the gateways that mount it: directly
+// (spec.auth.jwtSecretRef) or through their RedisCluster's spec.auth.
+func (r *PresenceGatewayReconciler) gatewaysForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	ns := obj.GetNamespace()
+	reqs := r.gatewaysBy(ctx, ns, indexGatewayByJWTSecret, obj.GetName())
+	var clusters presencev1alpha1.RedisClusterList
+	if err := r.List(ctx, &clusters, client.InNamespace(ns), client.MatchingFields{indexRedisClusterBySecret: obj.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list RedisClusters by Secret", "secret", obj.GetName())
+		return reqs
+	}
+	for _, rc := range clusters.Items {
+		reqs = append(reqs, r.gatewaysBy(ctx, ns, indexGatewayByRedisCluster, rc.Name)...)
+	}
+	return reqs
+}
+
+func (r *PresenceGatewayReconciler) gatewaysBy(ctx context.Context, namespace, index, value string) []reconcile.Request {
+	var gws presencev1alpha1.PresenceGatewayList
+	if err := r.List(ctx, &gws, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
+		log.FromContext(ctx).Error(err, "list PresenceGateways", "index", index, "value", value)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(gws.Items))
+	for _, gw := range gws.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}})
+	}
+	return reqs
+}

@@ -1,0 +1,384 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+// seedNodes are loopback ports nothing listens on: the RedisCluster check
+// finds them unreachable without any DNS lookup or off-host traffic.
+var seedNodes = []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+
+func TestGatewayCreatesOwnedObjects(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "redis-auth", map[string]string{"username": "presence", "password": "s3cret-pw"})
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "redis-auth")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](3), MaxReplicas: 20,
+			TargetCPUUtilizationPercentage: ptr.To[int32](70), TargetConnectionsPerPod: ptr.To[int32](5000)}
+		gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+	})
+
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(get(ctx, gw)).To(Succeed())
+	expectControlledBy(g, dep, gw)
+	g.Expect(*dep.Spec.Replicas).To(Equal(int32(3)), "created at minReplicas")
+	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+	g.Expect(envValue(dep, "REDIS_PASSWORD_FILE")).To(Equal("/etc/presence/redis/password"))
+	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+		g.Expect(e.Value).NotTo(ContainSubstring("s3cret-pw"), "env %s carries the password", e.Name)
+	}
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/scrape", "true"))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/port", "9090"))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(ConfigHashAnnotation))
+	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage), "--gateway-image default")
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, svc) }).Should(Succeed())
+	expectControlledBy(g, svc, gw)
+	g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeLoadBalancer))
+	g.Expect(svc.Spec.Ports).To(ContainElement(And(HaveField("Name", "ws"), HaveField("Port", int32(80)))))
+	g.Expect(svc.Spec.Selector).To(Equal(dep.Spec.Selector.MatchLabels))
+
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, hpa) }).Should(Succeed())
+	expectControlledBy(g, hpa, gw)
+	g.Expect(hpa.Spec.MinReplicas).To(HaveValue(Equal(int32(3))))
+	g.Expect(hpa.Spec.MaxReplicas).To(Equal(int32(20)))
+	g.Expect(hpa.Spec.Metrics).To(HaveLen(2))
+	g.Expect(hpa.Spec.ScaleTargetRef.Name).To(Equal("chat"))
+
+	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, pdb) }).Should(Succeed())
+	expectControlledBy(g, pdb, gw)
+	g.Expect(pdb.Spec.MaxUnavailable.IntValue()).To(Equal(1))
+
+	// Status: what `kubectl get pgw` shows, and why it is not Ready (nothing
+	// answers on the seed ports, so Redis is not ready).
+	eventually(t, func(g Gomega) {
+		g.Expect(get(ctx, gw)).To(Succeed())
+		g.Expect(gw.Status.ObservedGeneration).To(Equal(gw.Generation))
+		g.Expect(gw.Status.Endpoint).To(Equal("ws://chat." + ns + ".svc:80"))
+		g.Expect(gw.Status.Selector).To(Equal("app.kubernetes.io/instance=chat,app.kubernetes.io/name=presence-gateway"))
+		g.Expect(gw.Status.RedisNodes).To(Equal(seedNodes))
+		g.Expect(gw.Status.Conditions).To(HaveLen(5))
+		for _, c := range gw.Status.Conditions {
+			g.Expect(c.ObservedGeneration).To(Equal(gw.Generation), c.Type)
+		}
+	}).Should(Succeed())
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady))
+	eventually(t, func(g Gomega) []string {
+		var reasons []string
+		for _, e := range eventsFor(g, ns, "chat") {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons
+	}).Should(ContainElement("Created"))
+}
+
+func expectControlledBy(g Gomega, obj client.Object, gw *presencev1alpha1.PresenceGateway) {
+	owner := metav1.GetControllerOf(obj)
+	g.ExpectWithOffset(1, owner).NotTo(BeNil(), "%T %s has no controller owner reference", obj, obj.GetName())
+	g.ExpectWithOffset(1, owner.UID).To(Equal(gw.UID))
+	g.ExpectWithOffset(1, owner.Kind).To(Equal("PresenceGateway"))
+	g.ExpectWithOffset(1, owner.BlockOwnerDeletion).To(HaveValue(BeTrue()))
+}
+
+func TestGatewayReadyOnRealRedisCluster(t *testing.T) {
+	requireRedisCluster(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "real", testRedisNodes, "")
+	createGateway(t, ns, "chat", "real", nil)
+
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady))
+	// No Deployment controller in envtest: the rollout is still "in progress".
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRolloutInProgress))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionProgressing)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonRolloutInProgress))
+
+	dep := waitDeployment(t, ns, "chat")
+	markRolledOut(t, dep)
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonReady))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionAvailable)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonMinimumReplicasAvailable))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionProgressing)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRolloutComplete))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionDegraded)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonAsExpected))
+	gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	NewWithT(t).Expect(get(ctx, gw)).To(Succeed())
+	NewWithT(t).Expect(gw.Status.ReadyReplicas).To(Equal(int32(2)))
+	NewWithT(t).Expect(gw.Status.Replicas).To(Equal(int32(2)))
+}
+
+func TestRedisClusterChangeRollsDeployment(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	secret := createSecret(t, ns, "redis-auth", map[string]string{"password": "one"})
+	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "redis-auth")
+	createGateway(t, ns, "chat", "presence-redis", nil)
+	dep := waitDeployment(t, ns, "chat")
+	hash0 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	g.Expect(hash0).NotTo(BeEmpty())
+
+	// New seed nodes: REDIS_NODES and the hash change.
+	g.Expect(get(ctx, rc)).To(Succeed())
+	rc.Spec.External.Nodes = []string{"127.0.0.1:4", "127.0.0.1:5"}
+	g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+	eventually(t, func(g Gomega) {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal("127.0.0.1:4,127.0.0.1:5"))
+		g.Expect(dep.Spec.Template.Annotations[ConfigHashAnnotation]).NotTo(Equal(hash0))
+	}).Should(Succeed())
+	eventually(t, func(g Gomega) []string {
+		g.Expect(get(ctx, rc)).To(Succeed())
+		gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+		g.Expect(get(ctx, gw)).To(Succeed())
+		return gw.Status.RedisNodes
+	}).Should(Equal([]string{"127.0.0.1:4", "127.0.0.1:5"}))
+	hash1 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+
+	// A new password in the Secret rolls the pods too (they read it at start).
+	g.Expect(get(ctx, secret)).To(Succeed())
+	secret.Data["password"] = []byte("two")
+	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+	eventually(t, func(g Gomega) string {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		return dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	}).ShouldNot(Equal(hash1))
+}
+
+func TestDriftIsCorrected(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Replicas = ptr.To[int32](3) })
+	dep := waitDeployment(t, ns, "chat")
+
+	// Someone edits the Deployment: another image, REDIS_NODES gone, other size.
+	eventually(t, func() error {
+		if err := get(ctx, dep); err != nil {
+			return err
+		}
+		c := &dep.Spec.Template.Spec.Containers[0]
+		c.Image = "example.test/someone-else:latest"
+		var env []corev1.EnvVar
+		for _, e := range c.Env {
+			if e.Name != "REDIS_NODES" {
+				env = append(env, e)
+			}
+		}
+		c.Env = env
+		dep.Spec.Replicas = ptr.To[int32](9)
+		return k8sClient.Update(ctx, dep)
+	}).Should(Succeed())
+	eventually(t, func(g Gomega) {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage))
+		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+		g.Expect(*dep.Spec.Replicas).To(Equal(int32(3)))
+	}).Should(Succeed())
+
+	// And the Service.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error {
+		if err := get(ctx, svc); err != nil {
+			return err
+		}
+		svc.Spec.Selector = map[string]string{"app": "other"}
+		return k8sClient.Update(ctx, svc)
+	}).Should(Succeed())
+	eventually(t, func(g Gomega) map[string]string {
+		g.Expect(get(ctx, svc)).To(Succeed())
+		return svc.Spec.Selector
+	}).Should(Equal(map[string]string{"app.kubernetes.io/name": "presence-gateway", "app.kubernetes.io/instance": "chat"}))
+
+	// A steady state writes nothing: the resourceVersions stay put.
+	g.Expect(get(ctx, dep)).To(Succeed())
+	rv := dep.ResourceVersion
+	NewWithT(t).Consistently(func(g Gomega) string {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		return dep.ResourceVersion
+	}).WithTimeout(2 * testCheckInterval).WithPolling(200 * time.Millisecond).Should(Equal(rv))
+}
+
+func TestMissingRedisCluster(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createGateway(t, ns, "chat", "nowhere", nil)
+
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotFound),
+		HaveField("Message", ContainSubstring(`RedisCluster "nowhere"`))))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotFound))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionDegraded)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterNotFound))
+	eventually(t, func(g Gomega) []corev1.EventSource {
+		var warnings []corev1.EventSource
+		for _, e := range eventsFor(g, ns, "chat") {
+			if e.Type == corev1.EventTypeWarning && e.Reason == presencev1alpha1.ReasonRedisClusterNotFound {
+				warnings = append(warnings, corev1.EventSource{Component: e.ReportingController})
+			}
+		}
+		return warnings
+	}).ShouldNot(BeEmpty())
+	err := get(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no Deployment without Redis, got %v", err)
+
+	// Creating the RedisCluster is enough: the watch maps it back.
+	createRedisCluster(t, ns, "nowhere", seedNodes, "")
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+}
+
+func TestMissingRedisSecret(t *testing.T) {
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "not-yet")
+	createGateway(t, ns, "chat", "presence-redis", nil)
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonSecretNotFound))
+	createSecret(t, ns, "not-yet", map[string]string{"password": "pw"})
+	waitDeployment(t, ns, "chat")
+}
+
+func TestScaleSubresource(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", nil)
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)), "spec.replicas defaults to 2")
+
+	// kubectl scale pgw/chat --replicas=5
+	scale := &autoscalingv1.Scale{}
+	g.Expect(k8sClient.SubResource("scale").Get(ctx, gw, scale)).To(Succeed())
+	g.Expect(scale.Spec.Replicas).To(Equal(int32(2)))
+	scale.Spec.Replicas = 5
+	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	eventually(t, func(g Gomega) int32 {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		return *dep.Spec.Replicas
+	}).Should(Equal(int32(5)))
+
+	// The scale subresource reports the pods the Deployment has and their selector.
+	markRolledOut(t, dep)
+	eventually(t, func(g Gomega) {
+		g.Expect(k8sClient.SubResource("scale").Get(ctx, gw, scale)).To(Succeed())
+		g.Expect(scale.Status.Replicas).To(Equal(int32(5)))
+		g.Expect(scale.Status.Selector).To(Equal("app.kubernetes.io/instance=chat,app.kubernetes.io/name=presence-gateway"))
+	}).Should(Succeed())
+
+	// Scaled down to one pod, the PDB goes: it would only block node drains.
+	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	g.Expect(get(ctx, pdb)).To(Succeed())
+	scale.Spec.Replicas = 1
+	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, pdb)) }).Should(BeTrue())
+}
+
+func TestHPAOwnsReplicas(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 10}
+	})
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)), "created at the default minReplicas")
+
+	// The HPA scales the Deployment through its scale subresource.
+	scale := &autoscalingv1.Scale{}
+	g.Expect(k8sClient.SubResource("scale").Get(ctx, dep, scale)).To(Succeed())
+	scale.Spec.Replicas = 7
+	g.Expect(k8sClient.SubResource("scale").Update(ctx, dep, client.WithSubResourceBody(scale))).To(Succeed())
+
+	// A spec change re-renders the template; the live size stays the HPA's.
+	eventually(t, func() error {
+		if err := get(ctx, gw); err != nil {
+			return err
+		}
+		gw.Spec.Presence.TTL = &metav1.Duration{Duration: 90 * time.Second}
+		return k8sClient.Update(ctx, gw)
+	}).Should(Succeed())
+	eventually(t, func(g Gomega) string {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		return envValue(dep, "PRESENCE_TTL")
+	}).Should(Equal("1m30s"))
+	g.Expect(*dep.Spec.Replicas).To(Equal(int32(7)), "the operator reset the HPA's replica count")
+
+	// Autoscaling off: the HPA goes and spec.replicas (default 2) rules again.
+	eventually(t, func() error {
+		if err := get(ctx, gw); err != nil {
+			return err
+		}
+		gw.Spec.Autoscaling = nil
+		return k8sClient.Update(ctx, gw)
+	}).Should(Succeed())
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, hpa)) }).Should(BeTrue())
+	eventually(t, func(g Gomega) int32 {
+		g.Expect(get(ctx, dep)).To(Succeed())
+		return *dep.Spec.Replicas
+	}).Should(Equal(int32(2)))
+}
+
+// envtest runs no garbage collector, so deletion is checked the way the
+// collector works: every owned object has a controller owner reference to
+// the PresenceGateway (with blockOwnerDeletion), and the PresenceGateway
+// carries no finalizer that could keep it.
+func TestDeletionLeavesNothingBehind(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4}
+	})
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(get(ctx, gw)).To(Succeed())
+	g.Expect(gw.Finalizers).To(BeEmpty())
+
+	owned := []client.Object{dep, &corev1.Service{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}}
+	for _, obj := range owned[1:] {
+		obj.SetNamespace(ns)
+		obj.SetName("chat")
+		eventually(t, func() error { return get(ctx, obj) }).Should(Succeed())
+	}
+	// Everything in the namespace carrying the gateway's labels is owned by it.
+	for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}} {
+		g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		items, err := metaItems(list)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(items).To(HaveLen(1), "%T", list)
+		expectControlledBy(g, items[0], gw)
+	}
+
+	g.Expect(k8sClient.Delete(ctx, gw)).To(Succeed())
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, gw)) }).Should(BeTrue())
+	// With the owner gone, the garbage collector deletes each owned object:
+	// their only owner reference points at the deleted UID.
+	for _, obj := range owned {
+		g.Expect(get(ctx, obj)).To(Succeed())
+		g.Expect(obj.GetOwnerReferences()).To(HaveLen(1))
+		g.Expect(obj.GetOwnerReferences()[0].UID).To(Equal(gw.UID))
+	}
+}

@@ -1,0 +1,178 @@
+package controllers
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+// conditionResult is one condition's status, reason and message.
+type conditionResult struct {
+	status  metav1.ConditionStatus
+	reason  string
+	message string
+}
+
+// gatewayObservation is what one reconcile found, the input of computeStatus.
+type gatewayObservation struct {
+	// redis is the RedisReady condition.
+	redis conditionResult
+	// blocked, when set, says why the owned objects were not (all) applied.
+	blocked *conditionResult
+	// deployment is the live gateway Deployment, nil when there is none.
+	deployment *appsv1.Deployment
+	// redisNodes is the REDIS_NODES the pods get (nil when unresolved).
+	redisNodes []string
+}
+
+// redisReadiness is the RedisReady condition: the problem resolving the
+// RedisCluster or its Secret if any, else the RedisCluster's own Ready.
+func redisReadiness(rc *presencev1alpha1.RedisCluster, problem *conditionResult) conditionResult {
+	if problem != nil {
+		return *problem
+	}
+	c := meta.FindStatusCondition(rc.Status.Conditions, presencev1alpha1.ConditionReady)
+	switch {
+	case c == nil || c.ObservedGeneration != rc.Generation:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady,
+			fmt.Sprintf("RedisCluster %q has not been checked yet", rc.Name)}
+	case c.Status != metav1.ConditionTrue:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady,
+			fmt.Sprintf("RedisCluster %q is not ready: %s: %s", rc.Name, c.Reason, c.Message)}
+	default:
+		return conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady,
+			fmt.Sprintf("RedisCluster %q is ready", rc.Name)}
+	}
+}
+
+// rolloutState reads the Deployment the way `kubectl rollout status` does.
+func rolloutState(dep *appsv1.Deployment) (available, progressing conditionResult, stuck bool) {
+	want := ptr.Deref(dep.Spec.Replicas, 1)
+	st := dep.Status
+	for _, c := range st.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+			stuck = true
+		}
+	}
+	if c := deploymentCondition(dep, appsv1.DeploymentAvailable); c != nil && c.Status == corev1.ConditionTrue {
+		available = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonMinimumReplicasAvailable,
+			fmt.Sprintf("%d of %d gateway pods ready", st.ReadyReplicas, want)}
+	} else {
+		available = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonMinimumReplicasUnavailable,
+			fmt.Sprintf("%d of %d gateway pods ready", st.ReadyReplicas, want)}
+	}
+	switch {
+	case stuck:
+		progressing = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonProgressDeadlineExceeded,
+			fmt.Sprintf("Deployment %s made no progress within its deadline: %d of %d pods updated, %d available", dep.Name, st.UpdatedReplicas, want, st.AvailableReplicas)}
+	case st.ObservedGeneration < dep.Generation || st.UpdatedReplicas < want || st.Replicas > st.UpdatedReplicas || st.AvailableReplicas < st.UpdatedReplicas:
+		progressing = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonRolloutInProgress,
+			fmt.Sprintf("rolling out: %d of %d pods updated, %d available", st.UpdatedReplicas, want, st.AvailableReplicas)}
+	default:
+		progressing = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRolloutComplete,
+			fmt.Sprintf("all %d pods run the current template", want)}
+	}
+	return available, progressing, stuck
+}
+
+func deploymentCondition(dep *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
+	for i := range dep.Status.Conditions {
+		if dep.Status.Conditions[i].Type == t {
+			return &dep.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// computeStatus derives gw's next status from an observation. Conditions
+// keep their lastTransitionTime unless their status flips, and each carries
+// the generation it describes.
+func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) presencev1alpha1.PresenceGatewayStatus {
+	st := *gw.Status.DeepCopy()
+	st.ObservedGeneration = gw.Generation
+	st.Endpoint = endpoint(gw)
+	st.Selector = labels.SelectorFromSet(selectorLabels(gw)).String()
+	if obs.redisNodes != nil {
+		st.RedisNodes = obs.redisNodes
+	}
+	st.Replicas, st.ReadyReplicas = 0, 0
+
+	var available, progressing conditionResult
+	stuck := false
+	if dep := obs.deployment; dep != nil {
+		st.Replicas, st.ReadyReplicas = dep.Status.Replicas, dep.Status.ReadyReplicas
+		available, progressing, stuck = rolloutState(dep)
+	} else {
+		why := "the Deployment has not been created"
+		if obs.blocked != nil {
+			why += ": " + obs.blocked.message
+		}
+		available = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonMinimumReplicasUnavailable, why}
+		progressing = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonWaitingForRedis, why}
+		if obs.blocked != nil && obs.blocked.reason != presencev1alpha1.ReasonRedisClusterNotFound &&
+			obs.blocked.reason != presencev1alpha1.ReasonRedisClusterNotReady {
+			progressing.reason = obs.blocked.reason
+		}
+	}
+
+	// Ready names the first thing in the way, in the order a user fixes them.
+	ready := conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonReady,
+		fmt.Sprintf("%d gateway pods ready at %s", st.ReadyReplicas, st.Endpoint)}
+	degraded := conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAsExpected, "no problem found"}
+	switch {
+	case obs.blocked != nil:
+		ready = *obs.blocked
+		degraded = conditionResult{metav1.ConditionTrue, obs.blocked.reason, obs.blocked.message}
+	case obs.redis.status != metav1.ConditionTrue:
+		ready = obs.redis
+		degraded = conditionResult{metav1.ConditionTrue, obs.redis.reason, obs.redis.message}
+	case stuck:
+		ready = conditionResult{metav1.ConditionFalse, progressing.reason, progressing.message}
+		degraded = ready
+		degraded.status = metav1.ConditionTrue
+	case progressing.status == metav1.ConditionTrue:
+		ready = conditionResult{metav1.ConditionFalse, progressing.reason, progressing.message}
+	case available.status != metav1.ConditionTrue:
+		ready = conditionResult{metav1.ConditionFalse, available.reason, available.message}
+	}
+
+	for _, c := range []struct {
+		t string
+		r conditionResult
+	}{
+		{presencev1alpha1.ConditionReady, ready},
+		{presencev1alpha1.ConditionAvailable, available},
+		{presencev1alpha1.ConditionProgressing, progressing},
+		{presencev1alpha1.ConditionRedisReady, obs.redis},
+		{presencev1alpha1.ConditionDegraded, degraded},
+	} {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: c.t, Status: c.r.status, Reason: c.r.reason, Message: truncate(c.r.message), ObservedGeneration: gw.Generation,
+		})
+	}
+	return st
+}
+
+// truncate keeps condition messages well under the API's 32768-byte limit.
+func truncate(s string) string {
+	const maxLen = 4096
+	if len(s) > maxLen {
+		return s[:maxLen-3] + "..."
+	}
+	return s
+}
+
+func isTrue(conds []metav1.Condition, t string) bool {
+	return meta.IsStatusConditionTrue(conds, t)
+}
+
+func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
+	return meta.FindStatusCondition(conds, t)
+}

@@ -1,0 +1,211 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+// Defaults of RedisClusterReconciler.
+const (
+	DefaultRedisCheckInterval = 30 * time.Second
+	DefaultRedisCheckTimeout  = 3 * time.Second
+)
+
+// RedisClusterReconciler checks each RedisCluster with CLUSTER INFO and
+// CLUSTER SLOTS and publishes what it found. It polls on CheckInterval
+// (health cannot be watched) and writes status only when the result changed.
+type RedisClusterReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	// CheckInterval is the time between two checks of a cluster.
+	CheckInterval time.Duration
+	// CheckTimeout bounds one check of one node.
+	CheckTimeout time.Duration
+}
+
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile checks one RedisCluster and requeues itself for the next check.
+func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rc := &presencev1alpha1.RedisCluster{}
+	if err := r.Get(ctx, req.NamespacedName, rc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !rc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	next := ctrl.Result{RequeueAfter: r.interval()}
+
+	var seeds []string
+	if rc.Spec.External != nil {
+		seeds = rc.Spec.External.Nodes
+	}
+	if len(seeds) == 0 {
+		return next, r.writeStatus(ctx, rc, nil, conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonNoNodes,
+			"spec.external.nodes lists no node to check"}, nil)
+	}
+	creds, problem, err := r.credentials(ctx, rc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem != nil {
+		// The Secret watch brings us back when it appears.
+		return next, r.writeStatus(ctx, rc, nil, *problem, nil)
+	}
+
+	h := checkCluster(ctx, seeds, creds, r.timeout())
+	ready, degraded := clusterConditions(seeds, h)
+	return next, r.writeStatus(ctx, rc, &h, ready, degraded)
+}
+
+// clusterConditions turns a check into the Ready and Degraded conditions.
+func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, degraded *conditionResult) {
+	switch {
+	case h.answered == "" && h.authFailed:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
+			"Redis refused the credentials of spec.auth.secretRef: " + seedErrorSummary(seeds, h.seedErrors)}, nil
+	case h.answered == "":
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonUnreachable,
+			"no seed node answered CLUSTER INFO: " + seedErrorSummary(seeds, h.seedErrors)}, nil
+	case h.state != "ok":
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonClusterDown,
+			fmt.Sprintf("%s reports cluster_state:%s (%d of %d slots ok)", h.answered, h.state, h.slotsOK, totalSlots)}, nil
+	case h.slotsOK < totalSlots:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonSlotsUncovered,
+			fmt.Sprintf("%s reports %d of %d slots ok", h.answered, h.slotsOK, totalSlots)}, nil
+	}
+	ready = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK,
+		fmt.Sprintf("cluster_state:ok, all %d slots covered by %d nodes", totalSlots, len(h.nodes))}
+	if len(h.seedErrors) > 0 {
+		degraded = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonSeedsUnreachable,
+			"the cluster is ok but some seed nodes did not answer: " + seedErrorSummary(seeds, h.seedErrors)}
+	}
+	return ready, degraded
+}
+
+// credentials reads the username and password of spec.auth.secretRef.
+func (r *RedisClusterReconciler) credentials(ctx context.Context, rc *presencev1alpha1.RedisCluster) (redisCredentials, *conditionResult, error) {
+	if rc.Spec.Auth == nil {
+		return redisCredentials{}, nil, nil
+	}
+	name := rc.Spec.Auth.SecretRef.Name
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: rc.Namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return redisCredentials{}, &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonSecretNotFound,
+				fmt.Sprintf("Secret %q (spec.auth.secretRef) not found in namespace %s", name, rc.Namespace)}, nil
+		}
+		return redisCredentials{}, nil, fmt.Errorf("get Secret %s: %w", name, err)
+	}
+	pw, ok := s.Data[secretKeyPassword]
+	if !ok {
+		return redisCredentials{}, &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
+			fmt.Sprintf("Secret %q (spec.auth.secretRef) has no key %q", name, secretKeyPassword)}, nil
+	}
+	return redisCredentials{username: string(s.Data[secretKeyUsername]), password: string(pw)}, nil, nil
+}
+
+// writeStatus publishes a check; h is nil when no check could run. Degraded
+// is True with Ready's reason whenever Ready is False.
+func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
+	st := *rc.Status.DeepCopy()
+	st.ObservedGeneration = rc.Generation
+	if h != nil && h.answered != "" {
+		st.Nodes, st.ClusterState, st.SlotsCovered = h.nodes, h.state, int32(h.slotsOK)
+	} else {
+		st.Nodes, st.ClusterState, st.SlotsCovered = nil, "", 0
+	}
+	if degraded == nil {
+		degraded = &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAsExpected, "no problem found"}
+		if ready.status != metav1.ConditionTrue {
+			degraded = &conditionResult{metav1.ConditionTrue, ready.reason, ready.message}
+		}
+	}
+	for _, c := range []struct {
+		t string
+		r conditionResult
+	}{{presencev1alpha1.ConditionReady, ready}, {presencev1alpha1.ConditionDegraded, *degraded}} {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: c.t, Status: c.r.status, Reason: c.r.reason, Message: truncate(c.r.message), ObservedGeneration: rc.Generation,
+		})
+	}
+	if equality.Semantic.DeepEqual(st, rc.Status) {
+		return nil
+	}
+	before := meta.FindStatusCondition(rc.Status.Conditions, presencev1alpha1.ConditionReady)
+	patch := client.MergeFrom(rc.DeepCopy())
+	rc.Status = st
+	if err := r.Status().Patch(ctx, rc, patch); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	if before == nil || before.Status != ready.status || before.Reason != ready.reason {
+		kind := corev1.EventTypeNormal
+		if ready.status != metav1.ConditionTrue {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(rc, nil, kind, ready.reason, "Check", "%s", truncate(ready.message))
+	}
+	log.FromContext(ctx).V(1).Info("status written", "ready", ready.status, "reason", ready.reason)
+	return nil
+}
+
+func (r *RedisClusterReconciler) interval() time.Duration {
+	if r.CheckInterval > 0 {
+		return r.CheckInterval
+	}
+	return DefaultRedisCheckInterval
+}
+
+func (r *RedisClusterReconciler) timeout() time.Duration {
+	if r.CheckTimeout > 0 {
+		return r.CheckTimeout
+	}
+	return DefaultRedisCheckTimeout
+}
+
+// SetupWithManager registers the controller. SetupIndexes must have been
+// called on mgr first.
+func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("rediscluster").
+		// Status writes do not change the generation, so they do not
+		// trigger a check; the interval does.
+		For(&presencev1alpha1.RedisCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret)).
+		Complete(r)
+}
+
+// clustersForSecret maps a Secret to the RedisClusters whose spec.auth names it.
+func (r *RedisClusterReconciler) clustersForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list presencev1alpha1.RedisClusterList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexRedisClusterBySecret: obj.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list RedisClusters by Secret", "secret", obj.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, rc := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rc.Namespace, Name: rc.Name}})
+	}
+	return reqs
+}

@@ -1,0 +1,82 @@
+package controllers
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+func TestRedisClusterReadyOnRealCluster(t *testing.T) {
+	requireRedisCluster(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "real", testRedisNodes[:1], "")
+
+	eventually(t, clusterCondition(ns, "real", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
+	eventually(t, clusterCondition(ns, "real", presencev1alpha1.ConditionDegraded)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonAsExpected))
+	rc := &presencev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "real"}}
+	g := NewWithT(t)
+	g.Expect(get(ctx, rc)).To(Succeed())
+	g.Expect(rc.Status.ClusterState).To(Equal("ok"))
+	g.Expect(rc.Status.SlotsCovered).To(Equal(int32(16384)))
+	// One seed is enough: the six nodes are discovered from CLUSTER SLOTS.
+	g.Expect(rc.Status.Nodes).To(ConsistOf(testRedisNodes))
+	g.Expect(rc.Status.ObservedGeneration).To(Equal(rc.Generation))
+
+	// Checks keep running on the interval, but a steady cluster writes no status.
+	rv := rc.ResourceVersion
+	NewWithT(t).Consistently(func(g Gomega) string {
+		g.Expect(get(ctx, rc)).To(Succeed())
+		return rc.ResourceVersion
+	}).WithTimeout(2*testCheckInterval + time.Second).WithPolling(200 * time.Millisecond).Should(Equal(rv))
+}
+
+func TestRedisClusterUnreachable(t *testing.T) {
+	ns := newNamespace(t)
+	closed := closedPort(t)
+	createRedisCluster(t, ns, "gone", []string{closed}, "")
+
+	eventually(t, clusterCondition(ns, "gone", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonUnreachable),
+		HaveField("Message", ContainSubstring(closed))))
+	eventually(t, clusterCondition(ns, "gone", presencev1alpha1.ConditionDegraded)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonUnreachable))
+	eventually(t, func(g Gomega) []string {
+		var reasons []string
+		for _, e := range eventsFor(g, ns, "gone") {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons
+	}).Should(ContainElement(presencev1alpha1.ReasonUnreachable))
+
+	// A gateway on it is not Ready, and says why.
+	createGateway(t, ns, "chat", "gone", nil)
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady),
+		HaveField("Message", ContainSubstring("Unreachable"))))
+}
+
+func TestRedisClusterSecretNotFound(t *testing.T) {
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "auth", []string{"127.0.0.1:7000"}, "missing")
+	eventually(t, clusterCondition(ns, "auth", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonSecretNotFound),
+		HaveField("Message", ContainSubstring(`"missing"`))))
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
