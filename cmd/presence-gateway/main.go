@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
+	"github.com/presencekit/presence-operator/gateway/presence/redisstore"
 	"github.com/presencekit/presence-operator/gateway/server"
 )
 
@@ -45,12 +47,17 @@ func main() {
 }
 
 // newStore returns the presence store the configuration asks for: the
-// embedded in-memory store when REDIS_NODES is empty.
+// embedded in-memory store when REDIS_NODES is empty, else the Redis
+// Cluster store shared by every replica.
 func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) {
 	if len(cfg.RedisNodes) == 0 {
 		return memstore.New(opts)
 	}
-	return nil, errors.New("REDIS_NODES is set but this build has no Redis store yet")
+	host, _ := os.Hostname() // the pod name: names this replica's lease
+	return redisstore.New(redisstore.Config{
+		Nodes: cfg.RedisNodes, Username: cfg.RedisUsername, Password: cfg.RedisPassword,
+		TLS: cfg.RedisTLS, TLSCAFile: cfg.RedisTLSCAFile, ReplicaName: host,
+	}, opts)
 }
 
 // newVerifier returns the JWT verifier, or nil when auth is off.
@@ -127,6 +134,9 @@ func run(cfg config.Config) error {
 	metricsSrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", metricsSrv.Handler)
+	// Profiles, on the private metrics port only (heap, goroutine, CPU).
+	metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
+	metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	metricsSrv.Handler = metricsMux
 	wg.Go(func() {
 		if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

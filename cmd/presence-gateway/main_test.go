@@ -57,7 +57,8 @@ type proc struct {
 	stderr  *syncBuffer
 	ws, api string
 	metrics string
-	exited  chan error
+	exited  chan struct{} // closed when the process ended
+	exitErr error         // its Wait result, once exited is closed
 }
 
 type syncBuffer struct {
@@ -90,14 +91,17 @@ func run(t *testing.T, env ...string) *proc {
 	cmd.Env = append(os.Environ(), append([]string{
 		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
 	}, env...)...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1),
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{}),
 		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort),
 		metrics: "http://127.0.0.1:" + strconv.Itoa(mPort) + "/metrics"}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- cmd.Wait() }()
+	go func() {
+		p.exitErr = cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.exited
@@ -138,11 +142,11 @@ func TestSIGTERMDrain(t *testing.T) {
 	defer cancel()
 	var conns []*websocket.Conn
 	for i := range 20 {
-		c, _, err := websocket.Dial(ctx, p.ws+"/?userId=user"+strconv.Itoa(i), nil)
+		c, err := dial(ctx, p.ws+"/?userId=user"+strconv.Itoa(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.CloseNow()
+		defer func() { _ = c.CloseNow() }()
 		if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), `"welcome"`) {
 			t.Fatalf("welcome: %q %v", b, err)
 		}
@@ -189,11 +193,10 @@ func TestSIGTERMDrain(t *testing.T) {
 		first, last = min(first, closedAt[i]), max(last, closedAt[i])
 	}
 	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.stderr.String())
+	case <-p.exited:
+		if p.exitErr != nil {
+			t.Fatalf("exit: %v\n%s", p.exitErr, p.stderr.String())
 		}
-		p.exited <- nil
 	case <-time.After(grace):
 		t.Fatalf("still running %s after SIGTERM", grace)
 	}
@@ -239,11 +242,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	p := run(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, p.ws+"/?userId=m1", nil)
+	c, err := dial(ctx, p.ws+"/?userId=m1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }()
 	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","userIds":["m2"]}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +273,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	if status(t, p.api+"/metrics") != http.StatusNotFound {
 		t.Error("/metrics must not be served on the public port")
 	}
+}
+
+// dial opens a WebSocket connection.
+func dial(ctx context.Context, url string) (*websocket.Conn, error) {
+	c, resp, err := websocket.Dial(ctx, url, nil)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	return c, err
 }
 
 func scrape(t *testing.T, url string) string {

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -85,12 +86,12 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "/?userId=x", nil)
+			r := httptest.NewRequest(http.MethodGet, "/?userId=x", nil)
 			if tc.token != "" {
 				if tc.bearer {
 					r.Header.Set("Authorization", "Bearer "+tc.token)
 				} else {
-					r = httptest.NewRequest("GET", "/?userId=x&token="+tc.token, nil)
+					r = httptest.NewRequest(http.MethodGet, "/?userId=x&token="+tc.token, nil)
 				}
 			}
 			sub, err := tc.v.Verify(r)

@@ -35,7 +35,8 @@ type gateway struct {
 	store   presence.Store
 	srv     *server.Server
 	stop    context.CancelFunc // starts the drain
-	done    chan error         // Serve's result
+	done    chan struct{}      // closed when Serve returned
+	served  error              // Serve's result, once done is closed
 }
 
 type setup struct {
@@ -85,8 +86,11 @@ func start(t *testing.T, su setup) *gateway {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go func() { _ = store.Run(runCtx) }()
 	g := &gateway{t: t, url: "http://" + ln.Addr().String(), ws: "ws://" + ln.Addr().String(),
-		metrics: m, reg: reg, store: store, srv: srv, stop: cancel, done: make(chan error, 1)}
-	go func() { g.done <- srv.Serve(ctx, ln) }()
+		metrics: m, reg: reg, store: store, srv: srv, stop: cancel, done: make(chan struct{})}
+	go func() {
+		g.served = srv.Serve(ctx, ln)
+		close(g.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -102,9 +106,8 @@ func start(t *testing.T, su setup) *gateway {
 
 // client is a test WebSocket client.
 type client struct {
-	t  *testing.T
-	c  *websocket.Conn
-	id string
+	t *testing.T
+	c *websocket.Conn
 }
 
 func (g *gateway) dial(userID string) *client {
@@ -250,8 +253,14 @@ func users(t *testing.T, m map[string]any) map[string]map[string]any {
 	return out
 }
 
+// reply is an HTTP answer with its JSON body decoded.
+type reply struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // get does an HTTP GET and decodes the JSON body.
-func (g *gateway) get(path string, header http.Header) (*http.Response, map[string]any) {
+func (g *gateway) get(path string, header http.Header) (reply, map[string]any) {
 	g.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, g.url+path, nil)
 	if err != nil {
@@ -269,7 +278,7 @@ func (g *gateway) get(path string, header http.Header) (*http.Response, map[stri
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
 		g.t.Fatalf("GET %s: body is not JSON: %v", path, err)
 	}
-	return resp, m
+	return reply{resp.StatusCode, resp.Header}, m
 }
 
 // eventually polls cond every 10ms for at most d.

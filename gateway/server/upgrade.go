@@ -107,10 +107,11 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		c.closeAsync(statusGoingAway, "server shutting down", "drain")
 	}
 	reason := c.run()
-	s.unregister(c)
+	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
 	release()
 	s.metrics.Connections.Set(float64(s.open.Load()))
-	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
+	// Last: a drain waiting for the connections to go sees this one done.
+	s.unregister(c)
 }
 
 // identify returns the connection's user id, or the refusal: 400 for a

@@ -21,7 +21,7 @@ import (
 )
 
 // refusal checks an upgrade answered with plain HTTP and the JSON error.
-func refusal(t *testing.T, g *gateway, path string, h http.Header, status int, code string) *http.Response {
+func refusal(t *testing.T, g *gateway, path string, h http.Header, status int, code string) reply {
 	t.Helper()
 	hdr := upgradeHeaders()
 	for k, v := range h {
