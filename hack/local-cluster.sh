@@ -68,16 +68,21 @@ binary() {
   esac
 }
 
-# wait_for WHAT CMD...: run CMD every half second until it succeeds, for at
-# most $WAIT seconds; on timeout show the component's log tail and fail.
+# wait_for COMPONENT WHAT CMD...: run CMD every half second until it
+# succeeds, for at most $WAIT seconds, failing at once if COMPONENT exits;
+# on failure show the component's log tail.
 wait_for() {
-  local what="$1"; shift
-  local deadline=$((SECONDS + WAIT))
+  local name="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + WAIT)) why=""
   until "$@" >/dev/null 2>&1; do
-    if (( SECONDS >= deadline )); then
-      log "timed out after ${WAIT}s waiting for $what"
-      local f
-      for f in "$DIR"/logs/*.log; do [[ -f "$f" ]] && { echo "--- tail $f" >&2; tail -n 25 "$f" >&2; }; done
+    if ! alive "$name"; then
+      why="$name exited"
+    elif (( SECONDS >= deadline )); then
+      why="timed out after ${WAIT}s"
+    fi
+    if [[ -n "$why" ]]; then
+      log "$why waiting for $what (log: $DIR/logs/$name.log)"
+      tail -n 25 "$DIR/logs/$name.log" >&2
       return 1
     fi
     sleep 0.5
@@ -207,7 +212,7 @@ up() {
   done
 
   mkdir -p "$DIR"/{logs,pids,etcd}
-  chmod 700 "$DIR"
+  chmod 700 "$DIR" "$DIR/etcd"
   make_pki
   make_tokens
   write_kubeconfig "$DIR/kubeconfig" admin
@@ -222,11 +227,12 @@ up() {
     --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster="local=http://127.0.0.1:$ETCD_PEER_PORT" \
     --unsafe-no-fsync --log-level=warn
-  wait_for "etcd on 127.0.0.1:$ETCD_PORT" curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+  wait_for etcd "etcd on 127.0.0.1:$ETCD_PORT" curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
   start kube-apiserver \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --endpoint-reconciler-type=none \
     --tls-cert-file="$DIR/pki/apiserver.crt" --tls-private-key-file="$DIR/pki/apiserver.key" \
     --client-ca-file="$DIR/pki/ca.crt" \
     --token-auth-file="$DIR/tokens.csv" --anonymous-auth=false \
@@ -235,7 +241,7 @@ up() {
     --service-account-key-file="$DIR/pki/sa.pub" --service-account-signing-key-file="$DIR/pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --profiling=false --v=1
-  wait_for "kube-apiserver on https://127.0.0.1:$APISERVER_PORT" api_ready
+  wait_for kube-apiserver "kube-apiserver on https://127.0.0.1:$APISERVER_PORT" api_ready
 
   # kwok acts as every kubelet of its nodes: nodes, their leases, pods and
   # their status, events. cluster-admin keeps this short; it is a fake node.
@@ -255,8 +261,8 @@ up() {
     --authorization-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
     --leader-elect=false --profiling=false --v=1
-  wait_for "kube-controller-manager /healthz on :$KCM_PORT" healthz "$KCM_PORT"
-  wait_for "kube-scheduler /healthz on :$SCHEDULER_PORT" healthz "$SCHEDULER_PORT"
+  wait_for kube-controller-manager "kube-controller-manager /healthz on :$KCM_PORT" healthz "$KCM_PORT"
+  wait_for kube-scheduler "kube-scheduler /healthz on :$SCHEDULER_PORT" healthz "$SCHEDULER_PORT"
 
   kubectl_ apply -f "$ROOT/hack/kwok/node.yaml" >/dev/null
   local stages=() f
@@ -269,11 +275,11 @@ up() {
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --server-address="127.0.0.1:$KWOK_PORT" \
-    --node-ip=127.0.0.1 --cidr=10.244.0.0/16
-  wait_for "the kwok node to be Ready" kubectl_ wait node/kwok-node-0 --for=condition=Ready --timeout=2s
+    --node-ip=127.0.0.1 --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+  wait_for kwok "the kwok node to be Ready" kubectl_ wait node/kwok-node-0 --for=condition=Ready --timeout=2s
   # Pods need their namespace's default ServiceAccount, which the
   # controller-manager creates; wait for it so the first apply does not race.
-  wait_for "the default ServiceAccount" kubectl_ get serviceaccount default -n default
+  wait_for kube-controller-manager "the default ServiceAccount" kubectl_ get serviceaccount default -n default
 
   log "up: export KUBECONFIG=$DIR/kubeconfig"
 }
