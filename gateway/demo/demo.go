@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-//go:embed web/index.html web/style.css web/app.js web/client.js
+//go:embed web/index.html web/style.css web/app.js web/client.js web/favicon.svg
 var files embed.FS
 
 // asset is one embedded file, ready to serve.
@@ -32,11 +32,12 @@ type asset struct {
 // assets maps the last path element of a request to the file it serves; ""
 // (a path ending in "/") is the page itself.
 var assets = mustLoad(map[string]struct{ file, contentType string }{
-	"":           {"web/index.html", "text/html; charset=utf-8"},
-	"index.html": {"web/index.html", "text/html; charset=utf-8"},
-	"style.css":  {"web/style.css", "text/css; charset=utf-8"},
-	"app.js":     {"web/app.js", "text/javascript; charset=utf-8"},
-	"client.js":  {"web/client.js", "text/javascript; charset=utf-8"},
+	"":            {"web/index.html", "text/html; charset=utf-8"},
+	"index.html":  {"web/index.html", "text/html; charset=utf-8"},
+	"style.css":   {"web/style.css", "text/css; charset=utf-8"},
+	"app.js":      {"web/app.js", "text/javascript; charset=utf-8"},
+	"client.js":   {"web/client.js", "text/javascript; charset=utf-8"},
+	"favicon.svg": {"web/favicon.svg", "image/svg+xml"},
 })
 
 func mustLoad(spec map[string]struct{ file, contentType string }) map[string]asset {

@@ -68,6 +68,7 @@ func TestServesFilesWithTheirContentTypes(t *testing.T) {
 		{"/demo/app.js", "text/javascript; charset=utf-8", `from "./client.js"`},
 		{"/demo/client.js", "text/javascript; charset=utf-8", "export class PresenceClient"},
 		{"/demo/style.css", "text/css; charset=utf-8", ".users"},
+		{"/demo/favicon.svg", "image/svg+xml", "<svg"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			resp, body := get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+tc.path))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/gateway/demo"
 	"github.com/presencekit/presence-operator/gateway/hub"
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
@@ -77,8 +78,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/v1/presence", s.handlePresence)
 	mux.HandleFunc("/healthz", s.handleHealthz)
 	mux.HandleFunc("/readyz", s.handleReadyz)
-	// Extra pages mount here, e.g. the demo (package gateway/demo):
-	//   mux.Handle("/demo/", demo.Handler())
+	// Extra pages mount here: the live presence page (package gateway/demo).
+	mux.Handle("/demo/", demo.Handler())
 	return mux
 }
 

@@ -133,7 +133,7 @@ function onPresence({ user, previous, snapshot }) {
   if (snapshot || !previous || previous.version < 0) {
     log(user.online ? `${user.userId} is ${describe(user)}` : `${user.userId} is offline (${lastSeen(user)})`);
   } else if (user.online && !previous.online) {
-    log(`${user.userId} came online (${describe(user)})`);
+    log(user.status === "online" && !user.text ? `${user.userId} came online` : `${user.userId} came online (${describe(user)})`);
   } else if (!user.online && previous.online) {
     log(`${user.userId} went offline`);
   } else if (user.status !== previous.status || user.text !== previous.text) {
