@@ -61,7 +61,7 @@ func (s *sub) got() []presence.User {
 	return append([]presence.User(nil), s.frames...)
 }
 
-func newHub(t *testing.T) (*hub.Hub, *countingStore, *metrics.Metrics) {
+func newHub(t testing.TB) (*hub.Hub, *countingStore, *metrics.Metrics) {
 	m := metrics.New(prometheus.NewRegistry())
 	var h *hub.Hub
 	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: m,

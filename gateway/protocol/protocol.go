@@ -110,23 +110,33 @@ func Decode(data []byte) (Request, *Error) {
 		if w.UserIDs == nil {
 			return fail(CodeBadRequest, `%s needs "userIds", an array of user ids`, r.Type)
 		}
-		var raw []json.RawMessage
-		if err := json.Unmarshal(*w.UserIDs, &raw); err != nil || raw == nil {
+		var ids []string
+		if err := json.Unmarshal(*w.UserIDs, &ids); err != nil || ids == nil {
+			// The slow path only finds which element is wrong.
+			var raw []json.RawMessage
+			if err := json.Unmarshal(*w.UserIDs, &raw); err != nil || raw == nil {
+				return fail(CodeBadRequest, `"userIds" must be an array of strings`)
+			}
+			if len(raw) > MaxIDsPerRequest {
+				return fail(CodeTooManyIDs, "%d user ids in one request; at most %d", len(raw), MaxIDsPerRequest)
+			}
+			for i, v := range raw {
+				var s string
+				if json.Unmarshal(v, &s) != nil {
+					return fail(CodeBadRequest, `"userIds"[%d] is not a string`, i)
+				}
+			}
 			return fail(CodeBadRequest, `"userIds" must be an array of strings`)
 		}
-		if len(raw) == 0 {
+		if len(ids) == 0 {
 			return fail(CodeBadRequest, `"userIds" is empty`)
 		}
-		if len(raw) > MaxIDsPerRequest {
-			return fail(CodeTooManyIDs, "%d user ids in one request; at most %d", len(raw), MaxIDsPerRequest)
+		if len(ids) > MaxIDsPerRequest {
+			return fail(CodeTooManyIDs, "%d user ids in one request; at most %d", len(ids), MaxIDsPerRequest)
 		}
-		seen := make(map[string]struct{}, len(raw))
-		r.UserIDs = make([]string, 0, len(raw))
-		for i, v := range raw {
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fail(CodeBadRequest, `"userIds"[%d] is not a string`, i)
-			}
+		seen := make(map[string]struct{}, len(ids))
+		r.UserIDs = ids[:0]
+		for i, s := range ids {
 			if err := ValidateUserID(s); err != nil {
 				return fail(CodeBadRequest, `"userIds"[%d]: %v`, i, err)
 			}
