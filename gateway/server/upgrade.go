@@ -102,11 +102,13 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
 	s.register(c)
+	s.log.Debug("connected", "user", userID, "conn", pc.ID, "remote", r.RemoteAddr)
 	if s.draining.Load() {
 		// The drain started while this upgrade was under way.
 		c.closeAsync(statusGoingAway, "server shutting down", "drain")
 	}
 	reason := c.run()
+	s.log.Debug("disconnected", "user", userID, "conn", pc.ID, "reason", reason)
 	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
 	release()
 	s.metrics.Connections.Set(float64(s.open.Load()))
