@@ -1,0 +1,184 @@
+package charts_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestRenderedObjectsApplyToAPIServer server-side dry-runs what each toggle
+// renders against a real API server, so that a field the API does not know,
+// a wrong type or a custom resource its CRD rejects fails here rather than at
+// a user's `helm install`.
+func TestRenderedObjectsApplyToAPIServer(t *testing.T) {
+	api := startAPIServer(t)
+	api.createNamespace(t, releaseNS)
+	api.createNamespace(t, "monitoring") // the dashboard toggle's dashboard.namespace
+
+	// Custom resources (the samples, the ServiceMonitor) validate against
+	// their CRDs, so those are created for real first.
+	crds := append(find(render(t), "CustomResourceDefinition"), decodeFile(t, filepath.Join("testdata", "servicemonitor-crd.yaml"))...)
+	if err := api.apply(crds, false); err != nil {
+		t.Fatal(err)
+	}
+	api.waitEstablished(t, crds)
+
+	for _, tc := range toggles {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := api.apply(render(t, tc.args...), true); err != nil {
+				t.Fatalf("the API server rejects what %s renders: %v", tc.name, err)
+			}
+		})
+	}
+
+	// The dry run is a real check: an object with a field its schema lacks
+	// is rejected, for built-in kinds and the chart's CRDs alike.
+	t.Run("a schema error fails", func(t *testing.T) {
+		samples := render(t, "--set", "samples.enabled=true", "--set-json", sampleRedisSpec)
+		dep := one(t, samples, "Deployment").DeepCopy()
+		_ = unstructured.SetNestedField(dep.Object, "true", "spec", "paused") // a string where the API wants a boolean
+		gw := one(t, samples, "PresenceGateway").DeepCopy()
+		_ = unstructured.SetNestedField(gw.Object, int64(1), "spec", "noSuchField")
+		for _, bad := range []*unstructured.Unstructured{dep, gw} {
+			err := api.apply([]*unstructured.Unstructured{bad}, true)
+			if err == nil {
+				t.Errorf("the API server accepted a broken %s: the dry run would not catch a template error", bad.GetKind())
+			}
+			t.Logf("rejected as it should be: %v", err)
+		}
+	})
+}
+
+// TestHelmInstallUpgradeUninstall runs the README's lifecycle with the real
+// helm against a real API server: install (with every optional object), the
+// objects exist; upgrade, the CRDs follow the chart; uninstall, crds.keep
+// decides whether the CRDs and the custom resources stay.
+func TestHelmInstallUpgradeUninstall(t *testing.T) {
+	api := startAPIServer(t)
+	// The ServiceMonitor toggle needs prometheus-operator's CRD.
+	smCRD := decodeFile(t, filepath.Join("testdata", "servicemonitor-crd.yaml"))
+	if err := api.apply(smCRD, false); err != nil {
+		t.Fatal(err)
+	}
+	api.waitEstablished(t, smCRD)
+
+	install := []string{"install", releaseName, chartDir, "--namespace", releaseNS, "--create-namespace",
+		"--set", "samples.enabled=true", "--set-json", sampleRedisSpec, "--set", "samples.presenceGateway.name=chat",
+		"--set", "dashboard.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"}
+	notes := mustHelm(t, api.kubeconfig, install...)
+	if want := "kubectl -n " + releaseNS + " wait --for=condition=Ready pgw/chat"; !strings.Contains(notes, want) {
+		t.Errorf("install notes do not say how to wait for the gateway (%q):\n%s", want, notes)
+	}
+
+	// Every object of the release exists.
+	manifest := decodeObjects(t, mustHelm(t, api.kubeconfig, "get", "manifest", releaseName, "--namespace", releaseNS))
+	for _, kind := range []string{"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ServiceMonitor", "ConfigMap"} {
+		if len(find(manifest, kind)) == 0 {
+			t.Errorf("the release has no %s: %v", kind, kinds(manifest))
+		}
+	}
+	for _, o := range manifest {
+		if _, err := api.get(o); err != nil {
+			t.Errorf("after helm install: %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	crds := find(manifest, "CustomResourceDefinition")
+
+	// The samples were created after the CRDs, by the post-install hooks.
+	rendered := render(t, "--set", "samples.enabled=true", "--set-json", sampleRedisSpec, "--set", "samples.presenceGateway.name=chat")
+	samples := append(find(rendered, "RedisCluster"), find(rendered, "PresenceGateway")...)
+	uids := map[string]string{}
+	for _, s := range samples {
+		live, err := api.get(s)
+		if err != nil {
+			t.Fatalf("sample %s/%s after install: %v", s.GetKind(), s.GetName(), err)
+		}
+		uids[s.GetKind()] = string(live.GetUID())
+	}
+
+	// Upgrade to a newer chart: the CRDs are upgraded with it (a crds/
+	// folder would be left as first installed), the Deployment follows the
+	// new values, and the samples are left alone.
+	newer := copyChart(t, "0.1.1-upgrade-test")
+	mustHelm(t, api.kubeconfig, "upgrade", releaseName, newer, "--namespace", releaseNS, "--reuse-values", "--set", "replicaCount=2")
+	for _, crd := range crds {
+		live, err := api.get(crd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := live.GetLabels()["helm.sh/chart"]; got != "presence-operator-0.1.1-upgrade-test" {
+			t.Errorf("after helm upgrade, CRD %s is labelled helm.sh/chart=%s: the CRDs did not follow the chart", crd.GetName(), got)
+		}
+	}
+	dep, err := api.get(one(t, manifest, "Deployment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); r != 2 {
+		t.Errorf("after helm upgrade --set replicaCount=2, the Deployment has %d replicas", r)
+	}
+	for _, s := range samples {
+		live, err := api.get(s)
+		if err != nil || string(live.GetUID()) != uids[s.GetKind()] {
+			t.Errorf("helm upgrade replaced or deleted sample %s/%s (err %v): it must leave it alone", s.GetKind(), s.GetName(), err)
+		}
+	}
+
+	// Uninstall with crds.keep (the default): the operator goes, the CRDs
+	// and every custom resource stay.
+	mustHelm(t, api.kubeconfig, "uninstall", releaseName, "--namespace", releaseNS)
+	if _, err := api.get(dep); !apierrors.IsNotFound(err) {
+		t.Errorf("after helm uninstall, the operator Deployment: %v, want NotFound", err)
+	}
+	for _, o := range append(crds, samples...) {
+		if _, err := api.get(o); err != nil {
+			t.Errorf("crds.keep: after helm uninstall, %s %s: %v, want it kept", o.GetKind(), o.GetName(), err)
+		}
+	}
+
+	// Install again with crds.keep=false: the kept CRDs are adopted by the
+	// new release, and its uninstall deletes them, and with them every
+	// PresenceGateway and RedisCluster.
+	mustHelm(t, api.kubeconfig, "install", releaseName, chartDir, "--namespace", releaseNS, "--set", "crds.keep=false")
+	mustHelm(t, api.kubeconfig, "uninstall", releaseName, "--namespace", releaseNS)
+	for _, crd := range crds {
+		eventually(t, time.Minute, func() error {
+			_, err := api.get(crd)
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err == nil:
+				return fmt.Errorf("crds.keep=false: CRD %s still exists after helm uninstall", crd.GetName())
+			default:
+				return err
+			}
+		})
+	}
+}
+
+// copyChart copies the chart to a temporary directory with another version,
+// as a newer release of it would be.
+func copyChart(t *testing.T, version string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), chartDir)
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	chartYAML := filepath.Join(dir, "Chart.yaml")
+	b, err := os.ReadFile(chartYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(b, []byte("version: "+version))
+	if err := os.WriteFile(chartYAML, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
