@@ -245,7 +245,8 @@ func TestMultipleConnectionsOneUser(t *testing.T) {
 }
 
 func TestOfflineGraceNoFlap(t *testing.T) {
-	g := start(t, setup{cfg: func(c *config.Config) { c.OfflineGrace = 2 * time.Second }})
+	const grace = 500 * time.Millisecond
+	g := start(t, setup{cfg: func(c *config.Config) { c.OfflineGrace = grace }})
 	w := g.dialWelcome("watcher")
 	w.send(map[string]any{"type": "subscribe", "userIds": []string{"flaky"}})
 	w.expectType("presence")
@@ -258,5 +259,30 @@ func TestOfflineGraceNoFlap(t *testing.T) {
 	g.dialWelcome("flaky")
 	if u := users(t, w.read())["flaky"]; u["online"] != true || u["connections"] != 1.0 {
 		t.Fatalf("after the reconnect: %v", u)
+	}
+	// Past the grace, the watcher has still seen no offline event.
+	end := time.Now().Add(grace + 300*time.Millisecond)
+	for time.Now().Before(end) {
+		w.sendText("ping")
+		for {
+			_, b, err := w.readRaw()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) == "pong" {
+				break
+			}
+			t.Fatalf("unexpected frame after a reconnect within the grace: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// And a disconnect with no reconnect does go offline after the grace.
+	g2 := g.dialWelcome("gone")
+	w.send(map[string]any{"type": "subscribe", "userIds": []string{"gone"}})
+	w.expectType("presence")
+	_ = g2.c.Close(websocket.StatusNormalClosure, "")
+	w.read() // online, 0 connections
+	if u := users(t, w.read())["gone"]; u["online"] != false {
+		t.Fatalf("after the grace: %v, want offline", u)
 	}
 }
