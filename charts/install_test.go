@@ -38,6 +38,29 @@ func TestRenderedObjectsApplyToAPIServer(t *testing.T) {
 		})
 	}
 
+	// The resources the install notes and the README tell users to apply
+	// are valid for the CRDs the chart installs.
+	t.Run("the NOTES and README examples", func(t *testing.T) {
+		api.createNamespace(t, "chat")
+		notes := mustHelm(t, "", "install", releaseName, chartDir, "--namespace", releaseNS, "--dry-run=client")
+		readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for source, text := range map[string]string{"NOTES.txt": notes, "README.md": string(readme)} {
+			examples := heredocObjects(t, text)
+			if len(find(examples, "RedisCluster")) == 0 || len(find(examples, "PresenceGateway")) == 0 {
+				t.Errorf("%s shows no RedisCluster and PresenceGateway to apply: %v", source, kinds(examples))
+			}
+			for _, o := range examples {
+				o.SetNamespace("chat")
+			}
+			if err := api.apply(examples, true); err != nil {
+				t.Errorf("the example in %s is rejected: %v", source, err)
+			}
+		}
+	})
+
 	// The dry run is a real check: an object with a field its schema lacks
 	// is rejected, for built-in kinds and the chart's CRDs alike.
 	t.Run("a schema error fails", func(t *testing.T) {
@@ -181,4 +204,15 @@ func copyChart(t *testing.T, version string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// heredocObjects decodes the YAML of every `kubectl apply ... <<'YAML'`
+// here-document in text.
+func heredocObjects(t *testing.T, text string) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	for _, m := range regexp.MustCompile(`(?s)<<'YAML'\n(.*?)\nYAML\n`).FindAllStringSubmatch(text, -1) {
+		objs = append(objs, decodeObjects(t, m[1])...)
+	}
+	return objs
 }
