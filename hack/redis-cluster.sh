@@ -97,12 +97,18 @@ cluster_ok() {
   cli "$port" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'
 }
 
-# all_ok: every node reports cluster_state:ok and sees six known nodes.
+# all_ok: every node reports cluster_state:ok, sees six known nodes of which
+# three are replicas, and every replica's link to its master is up (so a
+# CLUSTER FAILOVER right after `up` can complete).
 all_ok() {
   local p
   for p in "${PORTS[@]}"; do
     cluster_ok "$p" || return 1
     cli "$p" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_known_nodes:6$' || return 1
+    [[ "$(cli "$p" cluster nodes 2>/dev/null | grep -cE '[ ,]slave ')" == 3 ]] || return 1
+    if cli "$p" role 2>/dev/null | head -1 | grep -q slave; then
+      cli "$p" info replication 2>/dev/null | tr -d '\r' | grep -q '^master_link_status:up$' || return 1
+    fi
   done
 }
 

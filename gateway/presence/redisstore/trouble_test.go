@@ -110,6 +110,27 @@ func allOnline(t *testing.T, r *testReplica, ids []string, within time.Duration)
 	})
 }
 
+// statusReachesAll sets every user's status on a and waits until b has
+// the event for each: every user's subscription works, whichever shard
+// it is on.
+func statusReachesAll(t *testing.T, a, b *testReplica, ids []string, st presence.Status) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := a.SetStatus(tctx(t), presence.Conn{UserID: id, ID: id + "-c"}, st, ""); err != nil {
+			t.Fatalf("SetStatus %s: %v", id, err)
+		}
+	}
+	eventually(t, 10*time.Second, "every status event seen by the other replica", func() (bool, string) {
+		for _, id := range ids {
+			evs := b.ev.of(id)
+			if len(evs) == 0 || evs[len(evs)-1].Status != st {
+				return false, fmt.Sprintf("%s: %+v", id, evs)
+			}
+		}
+		return true, ""
+	})
+}
+
 // changesPropagate checks that new changes on a still reach b's watch
 // (subscriptions were re-routed): a disconnect and a fresh user.
 func changesPropagate(t *testing.T, a, b *testReplica, gone string, fresh string) {
@@ -152,6 +173,7 @@ func TestMasterFailover(t *testing.T) {
 	_, replica := cl.masterWithReplica(t)
 	cl.failover(t, replica)
 	cl.mustRun(t, "wait")
+	statusReachesAll(t, a, b, ids, presence.StatusBusy)
 	presenceHolds(t, b, ids, 2*o.ttl)
 	changesPropagate(t, a, b, ids[0], ns+"-fresh1")
 

@@ -1,0 +1,404 @@
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// repoRoot is the module root, from this file's path.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
+}
+
+// binary builds cmd/presence-gateway once per test run.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "presence-gateway-redis-test")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "presence-gateway")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/presence-gateway")
+	cmd.Dir = repoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", errors.New(string(b))
+	}
+	return out, nil
+})
+
+func testNodes(t *testing.T) string {
+	t.Helper()
+	v := os.Getenv("PRESENCE_TEST_REDIS_NODES")
+	if v == "" {
+		t.Fatal("PRESENCE_TEST_REDIS_NODES is not set: run `make redis-up` and export " +
+			"PRESENCE_TEST_REDIS_NODES=127.0.0.1:7000,...,127.0.0.1:7005, or run `make test-redis`")
+	}
+	return v
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// gw is one gateway process.
+type gw struct {
+	name    string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	ws, api string
+	exited  chan struct{}
+}
+
+// Short durations so that expiry and reaping happen within a test.
+const (
+	ttl = 3 * time.Second
+	hb  = time.Second
+)
+
+// startGateway runs the gateway binary on REDIS_NODES=nodes and waits for
+// /readyz.
+func startGateway(t *testing.T, name, nodes string, env ...string) *gw {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatalf("building the gateway: %v", err)
+	}
+	wsPort, mPort := freePort(t), freePort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append([]string{
+		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
+		"REDIS_NODES=" + nodes, "PRESENCE_TTL=" + ttl.String(), "HEARTBEAT_INTERVAL=" + hb.String(),
+		"SHUTDOWN_GRACE=2s", "IDLE_TIMEOUT=120s",
+	}, env...)...)
+	g := &gw{name: name, cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{}),
+		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort)}
+	cmd.Stderr = g.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(g.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-g.exited
+		if t.Failed() {
+			t.Logf("gateway %s log:\n%s", name, g.log.String())
+		}
+	})
+	eventually(t, 15*time.Second, "gateway "+name+" ready", func() (bool, string) {
+		code := httpStatus(g.api + "/readyz")
+		return code == http.StatusOK, fmt.Sprint(code)
+	})
+	return g
+}
+
+func httpStatus(url string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// presenceOf reads GET /v1/presence for one user.
+func (g *gw) presenceOf(t *testing.T, id string) (map[string]any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.api+"/v1/presence?userId="+id, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/presence: %d", resp.StatusCode)
+	}
+	var body struct {
+		Users []map[string]any `json:"users"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	if len(body.Users) != 1 {
+		return nil, fmt.Errorf("GET /v1/presence: %d users", len(body.Users))
+	}
+	return body.Users[0], nil
+}
+
+// client is one WebSocket client; a goroutine reads its frames.
+type client struct {
+	t      *testing.T
+	c      *websocket.Conn
+	mu     sync.Mutex
+	frames []map[string]any
+	texts  []string
+	closed chan struct{}
+}
+
+func dialClient(t *testing.T, g *gw, userID string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, g.ws+"/?userId="+userID, nil)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", g.name, userID, err)
+	}
+	cl := &client{t: t, c: c, closed: make(chan struct{})}
+	go cl.readLoop()
+	t.Cleanup(func() { _ = c.CloseNow(); <-cl.closed })
+	cl.waitFrame("welcome", func(f map[string]any) bool { return f["type"] == "welcome" })
+	return cl
+}
+
+func (c *client) readLoop() {
+	defer close(c.closed)
+	for {
+		_, b, err := c.c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		var f map[string]any
+		if json.Unmarshal(b, &f) == nil {
+			c.frames = append(c.frames, f)
+		} else {
+			c.texts = append(c.texts, string(b))
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	b, _ := json.Marshal(v)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.c.Write(ctx, websocket.MessageText, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// ping sends the text "ping" and waits for "pong": the connection is alive.
+func (c *client) ping() error {
+	c.mu.Lock()
+	n := len(c.texts)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		return err
+	}
+	end := time.Now().Add(5 * time.Second)
+	for time.Now().Before(end) {
+		c.mu.Lock()
+		got := len(c.texts) > n
+		c.mu.Unlock()
+		if got {
+			return nil
+		}
+		select {
+		case <-c.closed:
+			return errors.New("connection closed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return errors.New("no pong within 5s")
+}
+
+func (c *client) waitFrame(what string, match func(map[string]any) bool) map[string]any {
+	c.t.Helper()
+	var found map[string]any
+	eventually(c.t, 10*time.Second, "frame: "+what, func() (bool, string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, f := range c.frames {
+			if match(f) {
+				found = f
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d frames, last %v", len(c.frames), last(c.frames))
+	})
+	return found
+}
+
+func last(fs []map[string]any) any {
+	if len(fs) == 0 {
+		return nil
+	}
+	return fs[len(fs)-1]
+}
+
+// events returns the pushed presence frames (no id) about userID.
+func (c *client) events(userID string) []map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []map[string]any
+	for _, f := range c.frames {
+		if f["type"] != "presence" || f["id"] != nil {
+			continue
+		}
+		us, _ := f["users"].([]any)
+		for _, u := range us {
+			if m, ok := u.(map[string]any); ok && m["userId"] == userID {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// subscribe watches ids and waits for the snapshot.
+func (c *client) subscribe(ids ...string) {
+	c.t.Helper()
+	id := fmt.Sprint("sub-", time.Now().UnixNano())
+	c.send(map[string]any{"type": "subscribe", "id": id, "userIds": ids})
+	c.waitFrame("subscribe snapshot", func(f map[string]any) bool { return f["type"] == "presence" && f["id"] == id })
+}
+
+// waitEvent waits for a pushed presence frame about userID matching match.
+func (c *client) waitEvent(within time.Duration, userID, what string, match func(map[string]any) bool) map[string]any {
+	c.t.Helper()
+	var found map[string]any
+	eventually(c.t, within, "event "+what+" for "+userID, func() (bool, string) {
+		evs := c.events(userID)
+		for _, e := range evs {
+			if match(e) {
+				found = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%v", evs)
+	})
+	return found
+}
+
+func online(u map[string]any) bool { return u["online"] == true }
+
+func conns(u map[string]any) int {
+	n, _ := u["connections"].(float64)
+	return int(n)
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for {
+		ok, got := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("after %s: %s; last: %s", within, what, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func uniq(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
+}
+
+// ownCluster is a cluster of the test's own (default ports 7400-7405) for
+// the tests that break it.
+type ownCluster struct {
+	base  int
+	nodes string
+}
+
+func startOwnCluster(t *testing.T) *ownCluster {
+	t.Helper()
+	testNodes(t)
+	base := 7400
+	if v := os.Getenv("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT"); v != "" {
+		if _, err := fmt.Sscan(v, &base); err != nil {
+			t.Fatalf("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT=%q: %v", v, err)
+		}
+	}
+	c := &ownCluster{base: base}
+	var addrs []string
+	for i := range 6 {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", base+i))
+	}
+	c.nodes = strings.Join(addrs, ",")
+	c.mustRun(t, "up")
+	t.Cleanup(func() {
+		if out, err := c.run("down"); err != nil {
+			t.Errorf("redis-cluster.sh down: %v\n%s", err, out)
+		}
+	})
+	return c
+}
+
+func (c *ownCluster) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(repoRoot(), "hack", "redis-cluster.sh")}, args...)...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *ownCluster) mustRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := c.run(args...); err != nil {
+		t.Fatalf("redis-cluster.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if p, err := binary(); err == nil {
+		_ = os.RemoveAll(filepath.Dir(p))
+	}
+	os.Exit(code)
+}
