@@ -15,9 +15,14 @@ import (
 	"github.com/presencekit/presence-operator/gateway/presence"
 )
 
-// retention is how long an offline, unwatched user's lastSeen and version
-// are remembered before Run forgets them, so the map stays bounded.
-const retention = 7 * 24 * time.Hour
+// How long, and for how many users, an offline and unwatched user's
+// lastSeen and version are remembered before Run forgets them (its reads
+// then show lastSeen 0), so that the map keyed by user ids stays bounded
+// whatever ids clients connect with.
+const (
+	retention     = 24 * time.Hour
+	maxRemembered = 100_000
+)
 
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("memstore: store is closed")
@@ -221,6 +226,14 @@ func (s *Store) tick(refresh bool) {
 		_, watched := s.watched[id]
 		if !u.pub.online && !watched && now.Sub(u.lastSeen) > retention {
 			delete(s.users, id)
+		}
+	}
+	for id, u := range s.users {
+		if len(s.users) <= maxRemembered {
+			break
+		}
+		if _, watched := s.watched[id]; !u.pub.online && !watched {
+			delete(s.users, id) // map order: an arbitrary offline user
 		}
 	}
 	if refresh {
