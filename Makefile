@@ -93,6 +93,14 @@ test-redis: ## Redis Cluster store tests against a real six-node cluster (starte
 	trap 'if [ -n "$$started" ]; then hack/redis-cluster.sh down; fi' EXIT; \
 	PRESENCE_TEST_REDIS_NODES=$(REDIS_TEST_NODES) $(GO) test -race -count=1 -timeout 20m ./gateway/presence/redisstore/...
 
+.PHONY: loadgen
+loadgen: ## Build bin/loadgen (hack/loadgen): connections, latency, RSS, Redis commands per connection.
+	$(GO) build -trimpath -o $(BIN)/loadgen ./hack/loadgen
+
+.PHONY: bench-redis
+bench-redis: ## The docs/benchmarks.md run: two replicas on a cluster of their own, BENCH_CONNS idle connections each (default 1000).
+	hack/loadgen/bench.sh $${BENCH_CONNS:-1000}
+
 ##@ Helm chart and images
 
 # The chart's CRDs and ClusterRole rules are copies of what controller-gen

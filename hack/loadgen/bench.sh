@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# hack/loadgen/bench.sh CONNS_PER_REPLICA [loadgen flags...]
+#
+# The benchmark of docs/benchmarks.md: a six-node Redis Cluster of its own
+# (ports BENCH_REDIS_BASE_PORT.., default 7600, so no test traffic counts),
+# two gateway replicas on it with the default TTL/heartbeat (60s/20s), and
+# hack/loadgen with CONNS_PER_REPLICA idle connections per replica. Prints
+# the loadgen report; saves heap and goroutine profiles of the first
+# gateway under $BENCH_OUT (default /tmp/presencekit-bench). Stops all it
+# started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+per="${1:?usage: $0 CONNS_PER_REPLICA [loadgen flags]}"
+shift
+base="${BENCH_REDIS_BASE_PORT:-7600}"
+out="${BENCH_OUT:-/tmp/presencekit-bench}"
+mkdir -p "$out" bin
+nodes=$(for i in 0 1 2 3 4 5; do printf '127.0.0.1:%s,' $((base + i)); done | sed 's/,$//')
+
+go build -trimpath -o bin/presence-gateway ./cmd/presence-gateway
+go build -trimpath -o bin/loadgen ./hack/loadgen
+export REDIS_CLUSTER_BASE_PORT="$base"
+hack/redis-cluster.sh up >/dev/null
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  hack/redis-cluster.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+for i in 0 1; do
+  WS_PORT=$((18080 + i)) METRICS_PORT=$((19090 + i)) REDIS_NODES="$nodes" LOG_LEVEL=warn \
+    bin/presence-gateway 2>"$out/gateway-$i.log" &
+  pids+=($!)
+done
+for i in 0 1; do
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$((18080 + i))/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  curl -fs "http://127.0.0.1:$((18080 + i))/readyz" >/dev/null || { cat "$out/gateway-$i.log"; exit 1; }
+done
+
+bin/loadgen -gateways ws://127.0.0.1:18080,ws://127.0.0.1:18081 -pids "${pids[0]},${pids[1]}" \
+  -redis "$nodes" -conns $((2 * per)) "$@" &
+lg=$!
+# Profiles while the connections are idle (after connect + settle).
+sleep "${BENCH_PROFILE_AFTER:-40}"
+curl -fs "http://127.0.0.1:19090/debug/pprof/heap" -o "$out/heap-$per.pb.gz" || true
+curl -fs "http://127.0.0.1:19090/debug/pprof/goroutine?debug=1" -o "$out/goroutine-$per.txt" || true
+wait "$lg"

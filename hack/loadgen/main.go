@@ -1,0 +1,634 @@
+// Command loadgen puts load on presence gateways and measures them.
+//
+// It opens N WebSocket connections spread over one or more gateways, keeps
+// them with "ping", and reports: the connect rate; the gateways' RSS per
+// connection and CPU while idle (from /proc/<pid> of the gateway pids
+// given); the Redis Cluster's commands per second and per connection per
+// minute while idle (INFO's total_commands_processed before/after, summed
+// over the nodes, which counts the commands run inside Lua scripts too);
+// and the cross-replica propagation latency p50/p99 of status changes made
+// on the first gateway and watched on the second, at a given event rate.
+//
+// A process may hold at most 20,000 open files, so the connections are
+// spread over worker processes (this same binary with -worker) of at most
+// -per-process connections each. Each connection binds its own source
+// address in 127.0.0.0/8, so the 64k ephemeral ports of one address are no
+// limit.
+//
+//	go run ./hack/loadgen -gateways ws://127.0.0.1:8081,ws://127.0.0.1:8082 \
+//	  -pids 1234,1235 -redis 127.0.0.1:7600,...,127.0.0.1:7605 \
+//	  -conns 2000 -idle 60s -rate 1000 -latency 10s
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
+)
+
+type options struct {
+	gateways   []string
+	pids       []int
+	redisNodes []string
+	conns      int
+	perProcess int
+	dialers    int
+	ping       time.Duration
+	settle     time.Duration
+	idle       time.Duration
+	rate       int
+	latency    time.Duration
+	actors     int
+	watchers   int
+	prefix     string
+	jsonOut    bool
+	// worker mode
+	worker   bool
+	workerID int
+	offset   int
+}
+
+func main() {
+	var o options
+	var gws, pids, nodes string
+	flag.StringVar(&gws, "gateways", "ws://127.0.0.1:8080", "comma list of gateway WebSocket base URLs")
+	flag.StringVar(&pids, "pids", "", "comma list of gateway process ids, for RSS and CPU (from /proc)")
+	flag.StringVar(&nodes, "redis", "", "comma list of the Redis Cluster's nodes (all six), for INFO")
+	flag.IntVar(&o.conns, "conns", 1000, "idle connections, spread round-robin over the gateways")
+	flag.IntVar(&o.perProcess, "per-process", 9000, "connections per worker process (each process may hold at most 20,000 files)")
+	flag.IntVar(&o.dialers, "dialers", 64, "concurrent dials per worker")
+	flag.DurationVar(&o.ping, "ping", 20*time.Second, "keep-alive ping interval per connection")
+	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait after connecting before measuring")
+	flag.DurationVar(&o.idle, "idle", 60*time.Second, "idle measurement window (CPU, Redis commands)")
+	flag.IntVar(&o.rate, "rate", 1000, "status changes per second in the latency phase (0: skip it)")
+	flag.DurationVar(&o.latency, "latency", 10*time.Second, "length of the latency phase")
+	flag.IntVar(&o.actors, "actors", 100, "users changing status in the latency phase (on the first gateway)")
+	flag.IntVar(&o.watchers, "watchers", 2, "clients watching every actor (on the second gateway)")
+	flag.StringVar(&o.prefix, "prefix", "lg", "user id prefix")
+	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	flag.BoolVar(&o.worker, "worker", false, "internal: run as a worker process")
+	flag.IntVar(&o.workerID, "worker-id", 0, "internal")
+	flag.IntVar(&o.offset, "offset", 0, "internal: index of the worker's first connection")
+	flag.Parse()
+	o.gateways = splitList(gws)
+	o.redisNodes = splitList(nodes)
+	for _, p := range splitList(pids) {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			log.Fatalf("-pids entry %q: not a number", p)
+		}
+		o.pids = append(o.pids, n)
+	}
+	if len(o.gateways) == 0 {
+		log.Fatal("-gateways is empty")
+	}
+	if o.perProcess < 1 || o.perProcess > 18000 {
+		log.Fatalf("-per-process %d: must be 1..18000 (20,000 open files per process)", o.perProcess)
+	}
+	if o.worker {
+		if err := runWorker(o); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if err := runMain(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// sourceAddr spreads connections over 127.0.0.0/8: worker w, connection i.
+func sourceAddr(w, i int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, byte(10+w), byte(i/250), byte(i%250+1))}
+}
+
+// dial opens one WebSocket connection from src and reads the welcome.
+func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocket.Conn, error) {
+	d := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, base+"/?userId="+userID, &websocket.DialOptions{HTTPClient: hc})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		_ = c.CloseNow()
+		return nil, fmt.Errorf("welcome: %w", err)
+	}
+	if !strings.Contains(string(b), `"welcome"`) {
+		_ = c.CloseNow()
+		return nil, fmt.Errorf("first frame %q, want the welcome", b)
+	}
+	return c, nil
+}
+
+// ---- worker: holds idle connections until stdin closes ----
+
+func runWorker(o options) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	conns := make([]*websocket.Conn, o.conns)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range o.dialers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.conns {
+					return
+				}
+				g := o.gateways[(o.offset+i)%len(o.gateways)]
+				id := fmt.Sprintf("%s-w%d-%d", o.prefix, o.workerID, i)
+				c, err := dial(ctx, sourceAddr(o.workerID, i), g, id)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	var pongs atomic.Int64
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		go func() { // the client must read to see pongs and close frames
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+				pongs.Add(1)
+			}
+		}()
+	}
+	fe, _ := firstErr.Load().(string)
+	rep, _ := json.Marshal(map[string]any{"connected": int64(o.conns) - failed.Load(), "failed": failed.Load(),
+		"seconds": took.Seconds(), "firstError": fe})
+	fmt.Println(string(rep))
+
+	// Keep-alive: one ticker walks the connections, a slice per tick, so
+	// each is pinged once per interval without a burst.
+	const slices = 50
+	t := time.NewTicker(o.ping / slices)
+	defer t.Stop()
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+	for k := 0; ; k++ {
+		select {
+		case <-done:
+			for _, c := range conns {
+				if c != nil {
+					_ = c.CloseNow()
+				}
+			}
+			return nil
+		case <-t.C:
+		}
+		for i := k % slices; i < len(conns); i += slices {
+			if c := conns[i]; c != nil {
+				wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+				_ = c.Write(wctx, websocket.MessageText, []byte("ping"))
+				wcancel()
+			}
+		}
+	}
+}
+
+// ---- main: spawn workers, measure ----
+
+type workerReport struct {
+	Connected  int64   `json:"connected"`
+	Failed     int64   `json:"failed"`
+	Seconds    float64 `json:"seconds"`
+	FirstError string  `json:"firstError"`
+}
+
+type procSample struct {
+	rssKB int64
+	ticks int64 // utime+stime in clock ticks
+}
+
+func sampleProc(pid int) (procSample, error) {
+	var s procSample
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			s.rssKB, _ = strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+		}
+	}
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// Fields after the ")" of the command name: utime is field 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	s.ticks = ut + st
+	return s, nil
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+func redisTotal(ctx context.Context, nodes []string) (int64, map[string]int64, error) {
+	var total int64
+	per := map[string]int64{}
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n, DialTimeout: 2 * time.Second})
+		info, err := c.Info(ctx, "stats", "commandstats").Result()
+		_ = c.Close()
+		if err != nil {
+			return 0, nil, fmt.Errorf("INFO on %s: %w", n, err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			line = strings.TrimSpace(line)
+			if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+				x, _ := strconv.ParseInt(v, 10, 64)
+				total += x
+			}
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"); ok {
+				name, vals, _ := strings.Cut(rest, ":")
+				for _, kv := range strings.Split(vals, ",") {
+					if v, ok := strings.CutPrefix(kv, "calls="); ok {
+						x, _ := strconv.ParseInt(v, 10, 64)
+						per[name] += x
+					}
+				}
+			}
+		}
+	}
+	return total, per, nil
+}
+
+type report struct {
+	Gateways          []string           `json:"gateways"`
+	Connections       int64              `json:"connections"`
+	Failed            int64              `json:"failed"`
+	ConnectSeconds    float64            `json:"connectSeconds"`
+	ConnectPerSecond  float64            `json:"connectPerSecond"`
+	RSSPerConnKB      map[int]float64    `json:"rssPerConnKB,omitempty"`
+	RSSBeforeKB       map[int]int64      `json:"rssBeforeKB,omitempty"`
+	RSSAfterKB        map[int]int64      `json:"rssAfterKB,omitempty"`
+	IdleCPUPercent    map[int]float64    `json:"idleCpuPercentOfCore,omitempty"`
+	IdleSeconds       float64            `json:"idleSeconds"`
+	RedisCmdsPerSec   float64            `json:"redisCommandsPerSecond"`
+	RedisCmdsConnMin  float64            `json:"redisCommandsPerConnPerMinute"`
+	RedisTopCommands  map[string]float64 `json:"redisTopCommandsPerSecond,omitempty"`
+	EventRate         int                `json:"eventRate"`
+	EventsSent        int64              `json:"eventsSent"`
+	EventsReceived    int64              `json:"eventsReceived"`
+	LatencyP50Ms      float64            `json:"latencyP50Ms"`
+	LatencyP99Ms      float64            `json:"latencyP99Ms"`
+	LatencyMaxMs      float64            `json:"latencyMaxMs"`
+	LatencyIntervalMs float64            `json:"-"`
+}
+
+func runMain(o options) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep := report{Gateways: o.gateways, RSSPerConnKB: map[int]float64{}, RSSBeforeKB: map[int]int64{},
+		RSSAfterKB: map[int]int64{}, IdleCPUPercent: map[int]float64{}, EventRate: o.rate}
+
+	before := map[int]procSample{}
+	for _, pid := range o.pids {
+		s, err := sampleProc(pid)
+		if err != nil {
+			return fmt.Errorf("-pids %d: %w", pid, err)
+		}
+		before[pid] = s
+		rep.RSSBeforeKB[pid] = s.rssKB
+	}
+
+	// Workers.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	type worker struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+	}
+	var workers []worker
+	defer func() {
+		for _, w := range workers {
+			_ = w.stdin.Close()
+			done := make(chan struct{})
+			go func() { _ = w.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = w.cmd.Process.Kill()
+			}
+		}
+	}()
+	var reports []chan workerReport
+	for wi, off := 0, 0; off < o.conns; wi, off = wi+1, off+o.perProcess {
+		n := min(o.perProcess, o.conns-off)
+		cmd := exec.Command(self, "-worker", "-worker-id", strconv.Itoa(wi), "-offset", strconv.Itoa(off),
+			"-conns", strconv.Itoa(n), "-gateways", strings.Join(o.gateways, ","), "-prefix", o.prefix,
+			"-ping", o.ping.String(), "-dialers", strconv.Itoa(o.dialers), "-per-process", strconv.Itoa(o.perProcess))
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		workers = append(workers, worker{cmd, stdin})
+		ch := make(chan workerReport, 1)
+		reports = append(reports, ch)
+		go func() {
+			var r workerReport
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err == nil {
+				err = json.Unmarshal([]byte(line), &r)
+			}
+			if err != nil {
+				r.FirstError = "worker report: " + err.Error()
+			}
+			ch <- r
+			_, _ = io.Copy(io.Discard, stdout)
+		}()
+	}
+	for i, ch := range reports {
+		select {
+		case r := <-ch:
+			rep.Connections += r.Connected
+			rep.Failed += r.Failed
+			rep.ConnectSeconds = max(rep.ConnectSeconds, r.Seconds)
+			if r.FirstError != "" {
+				log.Printf("worker %d: %d failed, first error: %s", i, r.Failed, r.FirstError)
+			}
+		case <-time.After(10 * time.Minute):
+			return errors.New("workers did not report within 10 minutes")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if rep.ConnectSeconds > 0 {
+		rep.ConnectPerSecond = float64(rep.Connections) / rep.ConnectSeconds
+	}
+	log.Printf("%d connections in %.1fs (%.0f/s), %d failed", rep.Connections, rep.ConnectSeconds, rep.ConnectPerSecond, rep.Failed)
+
+	sleep(ctx, o.settle)
+	perGateway := float64(rep.Connections) / float64(len(o.gateways))
+	for _, pid := range o.pids {
+		s, err := sampleProc(pid)
+		if err != nil {
+			return err
+		}
+		rep.RSSAfterKB[pid] = s.rssKB
+		if perGateway > 0 {
+			rep.RSSPerConnKB[pid] = float64(s.rssKB-before[pid].rssKB) / perGateway
+		}
+	}
+
+	// Idle window: CPU of each gateway and Redis commands.
+	idleStart := map[int]procSample{}
+	for _, pid := range o.pids {
+		idleStart[pid], _ = sampleProc(pid)
+	}
+	var r0 int64
+	var c0 map[string]int64
+	if len(o.redisNodes) > 0 {
+		if r0, c0, err = redisTotal(ctx, o.redisNodes); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	log.Printf("idle window %s", o.idle)
+	sleep(ctx, o.idle)
+	el := time.Since(t0)
+	rep.IdleSeconds = el.Seconds()
+	for _, pid := range o.pids {
+		s, err := sampleProc(pid)
+		if err != nil {
+			return err
+		}
+		rep.IdleCPUPercent[pid] = 100 * float64(s.ticks-idleStart[pid].ticks) / clockTicks / el.Seconds()
+	}
+	if len(o.redisNodes) > 0 {
+		r1, c1, err := redisTotal(ctx, o.redisNodes)
+		if err != nil {
+			return err
+		}
+		// The INFO calls themselves: one per node per sample.
+		rep.RedisCmdsPerSec = float64(r1-r0-int64(len(o.redisNodes))) / el.Seconds()
+		if rep.Connections > 0 {
+			rep.RedisCmdsConnMin = rep.RedisCmdsPerSec * 60 / float64(rep.Connections)
+		}
+		rep.RedisTopCommands = map[string]float64{}
+		for k, v := range c1 {
+			if d := float64(v-c0[k]) / el.Seconds(); d >= 0.5 {
+				rep.RedisTopCommands[k] = d
+			}
+		}
+	}
+
+	if o.rate > 0 && len(o.gateways) > 0 {
+		if err := latencyPhase(ctx, o, &rep); err != nil {
+			return err
+		}
+	}
+	printReport(o, rep)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// latencyPhase: actors on the first gateway change status at o.rate per
+// second in total, each change carrying its send time in the text;
+// watchers on the second gateway (or the first, if only one) subscribe to
+// every actor and time each presence frame on arrival.
+func latencyPhase(ctx context.Context, o options, rep *report) error {
+	src, dst := o.gateways[0], o.gateways[len(o.gateways)-1]
+	actors := make([]*websocket.Conn, o.actors)
+	ids := make([]string, o.actors)
+	for i := range actors {
+		ids[i] = fmt.Sprintf("%s-actor-%d", o.prefix, i)
+		c, err := dial(ctx, sourceAddr(200, i), src, ids[i])
+		if err != nil {
+			return fmt.Errorf("actor %d: %w", i, err)
+		}
+		defer func() { _ = c.CloseNow() }()
+		actors[i] = c
+		go func() {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var mu sync.Mutex
+	var lat []float64
+	var received atomic.Int64
+	for w := range o.watchers {
+		c, err := dial(ctx, sourceAddr(201, w), dst, fmt.Sprintf("%s-watcher-%d", o.prefix, w))
+		if err != nil {
+			return fmt.Errorf("watcher %d: %w", w, err)
+		}
+		defer func() { _ = c.CloseNow() }()
+		sub, _ := json.Marshal(map[string]any{"type": "subscribe", "id": "s", "userIds": ids})
+		if err := c.Write(ctx, websocket.MessageText, sub); err != nil {
+			return err
+		}
+		snap := make(chan struct{})
+		go func() {
+			var once sync.Once
+			for {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				now := time.Now().UnixNano()
+				var f struct {
+					Type  string `json:"type"`
+					ID    any    `json:"id"`
+					Users []struct {
+						Text string `json:"text"`
+					} `json:"users"`
+				}
+				if json.Unmarshal(b, &f) != nil || f.Type != "presence" {
+					continue
+				}
+				if f.ID != nil {
+					once.Do(func() { close(snap) })
+					continue
+				}
+				for _, u := range f.Users {
+					if ts, err := strconv.ParseInt(u.Text, 10, 64); err == nil {
+						received.Add(1)
+						mu.Lock()
+						lat = append(lat, float64(now-ts)/1e6)
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+		select {
+		case <-snap:
+		case <-time.After(10 * time.Second):
+			return errors.New("watcher: no subscribe snapshot within 10s")
+		}
+	}
+	log.Printf("latency phase: %d events/s for %s, %d actors on %s, %d watchers on %s", o.rate, o.latency, o.actors, src, o.watchers, dst)
+	interval := time.Second / time.Duration(o.rate)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	end := time.Now().Add(o.latency)
+	var sent int64
+	statuses := []string{"away", "busy"}
+	for k := 0; time.Now().Before(end); k++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		a := actors[k%len(actors)]
+		msg := fmt.Sprintf(`{"type":"status","status":%q,"text":"%d"}`, statuses[(k/len(actors))%2], time.Now().UnixNano())
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := a.Write(wctx, websocket.MessageText, []byte(msg))
+		cancel()
+		if err == nil {
+			sent++
+		}
+	}
+	sleep(ctx, 2*time.Second) // the last events in flight
+	rep.EventsSent = sent
+	rep.EventsReceived = received.Load()
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Float64s(lat)
+	if len(lat) > 0 {
+		rep.LatencyP50Ms = lat[len(lat)*50/100]
+		rep.LatencyP99Ms = lat[min(len(lat)-1, len(lat)*99/100)]
+		rep.LatencyMaxMs = lat[len(lat)-1]
+	}
+	return nil
+}
+
+func printReport(o options, r report) {
+	if o.jsonOut {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+		return
+	}
+	fmt.Printf("connections        %d on %d gateway(s) (%d failed)\n", r.Connections, len(r.Gateways), r.Failed)
+	fmt.Printf("connect rate       %.0f/s (%.1fs)\n", r.ConnectPerSecond, r.ConnectSeconds)
+	for _, pid := range o.pids {
+		fmt.Printf("gateway pid %-6d RSS %d -> %d KB: %.1f KB per idle connection; idle CPU %.2f%% of a core\n",
+			pid, r.RSSBeforeKB[pid], r.RSSAfterKB[pid], r.RSSPerConnKB[pid], r.IdleCPUPercent[pid])
+	}
+	if len(o.redisNodes) > 0 {
+		fmt.Printf("redis              %.1f commands/s over %.0fs idle = %.3f per connection per minute\n",
+			r.RedisCmdsPerSec, r.IdleSeconds, r.RedisCmdsConnMin)
+		keys := make([]string, 0, len(r.RedisTopCommands))
+		for k := range r.RedisTopCommands {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return r.RedisTopCommands[keys[i]] > r.RedisTopCommands[keys[j]] })
+		for _, k := range keys {
+			fmt.Printf("  %-16s %.1f/s\n", k, r.RedisTopCommands[k])
+		}
+	}
+	if r.EventRate > 0 {
+		fmt.Printf("propagation        %d events/s: sent %d, received %d; p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			r.EventRate, r.EventsSent, r.EventsReceived, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	}
+}
