@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,7 +80,7 @@ func (s *syncBuffer) String() string {
 
 // run starts the gateway binary with env on free ports and waits until
 // /healthz answers.
-func run(t *testing.T, env ...string) *proc {
+func run(t testing.TB, env ...string) *proc {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
@@ -125,7 +125,7 @@ func run(t *testing.T, env ...string) *proc {
 	}
 }
 
-func status(t *testing.T, url string) int {
+func status(t testing.TB, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -284,7 +284,7 @@ func dial(ctx context.Context, url string) (*websocket.Conn, error) {
 	return c, err
 }
 
-func scrape(t *testing.T, url string) string {
+func scrape(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

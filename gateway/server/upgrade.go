@@ -58,14 +58,14 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.open.Add(1)
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
+	// The slot is released when the connection ends, or here if the
+	// upgrade does not happen.
+	upgraded := false
+	defer func() {
+		if !upgraded {
 			s.open.Add(-1)
 		}
-	}
-	defer release()
+	}()
 	if !s.storeReady.Load() {
 		w.Header().Set("Retry-After", retryAfter)
 		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
@@ -82,7 +82,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		// The origin was checked above against ALLOWED_ORIGINS (any when
 		// empty); the library's same-host default would refuse browsers.
 		InsecureSkipVerify: true,
@@ -96,6 +96,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.disconnectStore(pc)
 		return
 	}
+	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
 	c := newClient(s, ws, pc)
 	s.metrics.ConnectionsTotal.Inc()
@@ -107,10 +108,19 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		// The drain started while this upgrade was under way.
 		c.closeAsync(statusGoingAway, "server shutting down", "drain")
 	}
+	// The connection loop runs on a goroutine of its own and the handler
+	// returns, so that net/http's per-request state (the request, the
+	// response and its buffers, the deep handler stack) is freed instead
+	// of living as long as the connection.
+	go s.serveClient(c)
+}
+
+// serveClient runs a connection until it ends and accounts for its end.
+func (s *Server) serveClient(c *client) {
 	reason := c.run()
-	s.log.Debug("disconnected", "user", userID, "conn", pc.ID, "reason", reason)
+	s.log.Debug("disconnected", "user", c.pc.UserID, "conn", c.pc.ID, "reason", reason)
 	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
-	release()
+	s.open.Add(-1)
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	// Last: a drain waiting for the connections to go sees this one done.
 	s.unregister(c)

@@ -1,0 +1,87 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// BenchmarkIdleConnectionRSS measures the gateway's resident memory per
+// idle WebSocket connection: it starts the real binary, opens
+// PRESENCE_BENCH_CONNS (default 10000) connections from this process, each
+// reading its welcome and then staying silent, and reports the growth of
+// the gateway's VmRSS divided by the connections, in bytes (RSS-B/conn).
+//
+//	go test -run '^$' -bench IdleConnectionRSS -benchtime 1x ./cmd/presence-gateway/
+func BenchmarkIdleConnectionRSS(b *testing.B) {
+	n := 10000
+	if v := os.Getenv("PRESENCE_BENCH_CONNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("PRESENCE_BENCH_CONNS=%q: not a positive integer", v)
+		}
+	}
+	p := run(b, "IDLE_TIMEOUT=1h", "LOG_LEVEL=warn")
+	before := rss(b, p.cmd.Process.Pid)
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			_ = c.CloseNow()
+		}
+	}()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := dial(ctx, p.ws+"/?userId=idle"+strconv.Itoa(i))
+		if err != nil {
+			cancel()
+			b.Fatalf("connection %d: %v", i, err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			cancel()
+			b.Fatalf("welcome %d: %v", i, err)
+		}
+		cancel()
+		conns = append(conns, c)
+	}
+	want := fmt.Sprintf("presence_gateway_connections %d", n)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(scrape(b, p.metrics), want) {
+		if time.Now().After(deadline) {
+			b.Fatalf("/metrics never showed %q", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	after := rss(b, p.cmd.Process.Pid)
+	for b.Loop() {
+	}
+	b.ReportMetric(float64(after-before)/float64(n), "RSS-B/conn")
+	b.ReportMetric(float64(after)/(1<<20), "RSS-MiB")
+}
+
+// rss reads a process's VmRSS in bytes.
+func rss(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
