@@ -47,12 +47,12 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, status, code, msg)
 		return
 	}
-	if max := s.cfg.MaxConnections; max > 0 {
-		if s.open.Add(1) > int64(max) {
+	if limit := s.cfg.MaxConnections; limit > 0 {
+		if s.open.Add(1) > int64(limit) {
 			s.open.Add(-1)
 			w.Header().Set("Retry-After", retryAfter)
 			s.refuse(w, http.StatusServiceUnavailable, "too_many_connections",
-				fmt.Sprintf("this replica holds its limit of %d connections", max))
+				fmt.Sprintf("this replica holds its limit of %d connections", limit))
 			return
 		}
 	} else {
