@@ -73,6 +73,39 @@ func TestIdleTimeoutCloses1001(t *testing.T) {
 	busy.alive()
 }
 
+func TestControlPingsKeepTheConnection(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.IdleTimeout = 300 * time.Millisecond }})
+	c := g.dialWelcome("pinger")
+	readErr := make(chan error, 1)
+	go func() { // processes the pongs; returns when the connection ends
+		_, _, err := c.c.Read(context.Background())
+		readErr <- err
+	}()
+	for start := time.Now(); time.Since(start) < 900*time.Millisecond; {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.c.Ping(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("control ping: %v", err)
+		}
+		select {
+		case err := <-readErr:
+			t.Fatalf("connection ended while pinging: %v", err)
+		default:
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Silent from now on: the idle timeout applies.
+	select {
+	case err := <-readErr:
+		if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Fatalf("ended with %v, want 1001", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not closed after going silent")
+	}
+}
+
 // smallBuffers shrinks the server's socket send buffers, so that a client
 // that stops reading fills them (and then its send queue) quickly.
 type smallBuffers struct{ net.Listener }

@@ -82,7 +82,14 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
 		return
 	}
+	var c *client
 	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+		// A WebSocket-level ping (what some client libraries send as their
+		// keep-alive) counts as activity for the idle timeout, like "ping".
+		OnPingReceived: func(context.Context, []byte) bool {
+			c.lastRead.Store(time.Now().UnixNano())
+			return true
+		},
 		// The origin was checked above against ALLOWED_ORIGINS (any when
 		// empty); the library's same-host default would refuse browsers.
 		InsecureSkipVerify: true,
@@ -98,7 +105,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
-	c := newClient(s, ws, pc)
+	c = newClient(s, ws, pc)
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
