@@ -145,8 +145,8 @@ start_operator() {
   alive operator "$OPERATOR_BIN" && { log "operator already running"; return 0; }
   port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT" \
     || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
-  setsid "$OPERATOR_BIN" \
-    --kubeconfig="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" \
+  # controller-runtime reads KUBECONFIG.
+  KUBECONFIG="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" setsid "$OPERATOR_BIN" \
     --leader-elect=false \
     --metrics-bind-address="127.0.0.1:$OPERATOR_PORT" \
     --health-probe-bind-address="127.0.0.1:$OPERATOR_HEALTH_PORT" \
@@ -222,7 +222,7 @@ check_owned_objects() {
   if k get -n "$NS" "hpa/$PGW" >/dev/null 2>&1; then die "an HPA exists although spec.autoscaling is not set"; fi
   ok "no HPA"
   expect_eq "REDIS_NODES in the pod template" "$(template_env REDIS_NODES)" "$(redis_nodes_csv 6)"
-  expect_eq "status.redisNodes" "$(jp "pgw/$PGW" '{.status.redisNodes}')" "$(redis_nodes_csv 6)"
+  expect_eq "status.redisNodes" "$(jp "pgw/$PGW" '{.status.redisNodes[*]}')" "$(redis_nodes_csv 6 | tr , ' ')"
   expect_eq "status.readyReplicas" "$(jp "pgw/$PGW" '{.status.readyReplicas}')" 2
   expect_eq "status.endpoint" "$(jp "pgw/$PGW" '{.status.endpoint}')" "ws://$PGW.$NS.svc:80"
   k get -n "$NS" deploy,rs,pods,svc,pdb -o wide
