@@ -54,7 +54,7 @@ $(GOLANGCI_LINT):
 
 # Every test of the repository. Each part below installs or starts what it needs.
 .PHONY: test
-test: lint test-gateway test-redis ## Run every test (what .ci/run calls).
+test: lint test-gateway test-redis test-operator ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus.
@@ -100,6 +100,51 @@ loadgen: ## Build bin/loadgen (hack/loadgen): connections, latency, RSS, Redis c
 .PHONY: bench-redis
 bench-redis: ## The docs/benchmarks.md run: two replicas on a cluster of their own, BENCH_CONNS idle connections each (default 1000).
 	hack/loadgen/bench.sh $${BENCH_CONNS:-1000}
+
+##@ Operator
+
+# controller-gen and the envtest binaries (kube-apiserver and etcd, built from
+# source out of hack/tools by hack/build-k8s.sh) live in bin/, cached by
+# version. KUBEBUILDER_ASSETS points the envtest-based tests at them.
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+K8S_VERSION ?= 1.37.2
+ENVTEST_ASSETS := $(BIN)/k8s/$(K8S_VERSION)
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Build bin/controller-gen-$(CONTROLLER_TOOLS_VERSION).
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.controller-gen-build $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(BIN)/.controller-gen-build/controller-gen $@
+	rm -rf $(BIN)/.controller-gen-build
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the API's deepcopy code (api/v1alpha1/zz_generated.deepcopy.go).
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs (config/crd/bases) and the ClusterRole (config/rbac/role.yaml).
+	$(CONTROLLER_GEN) rbac:roleName=presence-operator crd paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: envtest
+envtest: $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/etcd ## Build kube-apiserver and etcd into bin/k8s/$(K8S_VERSION) (cold: ~7 min on 2 cores).
+
+# Any binary hack/build-k8s.sh knows: kube-apiserver, etcd, kubectl,
+# kube-controller-manager, kube-scheduler.
+$(ENVTEST_ASSETS)/%:
+	K8S_VERSION=$(K8S_VERSION) hack/build-k8s.sh $*
+
+.PHONY: test-operator
+test-operator: envtest $(CONTROLLER_GEN) redis-up ## Operator tests on envtest (a real kube-apiserver + etcd) and the real Redis Cluster.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) CONTROLLER_GEN=$(CONTROLLER_GEN) PRESENCE_TEST_REDIS_NODES=$(REDIS_TEST_NODES) \
+		$(GO) test -race -count=1 ./api/... ./controllers/... ./cmd/presence-operator/...
+
+.PHONY: run-operator
+run-operator: ## Run the operator against the current kubeconfig (install the CRDs first: kubectl apply --server-side -k config/crd).
+	$(GO) run ./cmd/presence-operator --gateway-image=$(GATEWAY_IMG) --health-probe-bind-address=:8081 --metrics-bind-address=:8082
 
 ##@ Helm chart and images
 

@@ -1,0 +1,185 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+func gateway(name string, mutate func(*presencev1alpha1.PresenceGatewaySpec)) *presencev1alpha1.PresenceGateway {
+	gw := &presencev1alpha1.PresenceGateway{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       presencev1alpha1.PresenceGatewaySpec{Redis: presencev1alpha1.RedisSpec{ClusterRef: presencev1alpha1.LocalRef{Name: "presence-redis"}}},
+	}
+	if mutate != nil {
+		mutate(&gw.Spec)
+	}
+	return gw
+}
+
+func TestPresenceGatewayDefaults(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	gw := gateway("defaults", nil)
+	g.Expect(k8sClient.Create(ctx, gw)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, gw) })
+
+	s := gw.Spec
+	g.Expect(s.Replicas).To(HaveValue(Equal(int32(2))))
+	g.Expect(s.Presence.TTL.Duration).To(Equal(60 * time.Second))
+	g.Expect(s.Presence.HeartbeatInterval.Duration).To(Equal(20 * time.Second))
+	g.Expect(s.Websocket.Port).To(Equal(int32(8080)))
+	g.Expect(s.Websocket.MaxPayloadBytes).To(Equal(int32(4096)))
+	g.Expect(s.Service.Type).To(Equal(corev1.ServiceTypeClusterIP))
+	g.Expect(s.Service.Port).To(Equal(int32(80)))
+	g.Expect(s.PodDisruptionBudget.MaxUnavailable).To(HaveValue(Equal(intstr.FromInt32(1))))
+	g.Expect(s.Autoscaling).To(BeNil())
+
+	withAS := gateway("autoscaling-defaults", func(s *presencev1alpha1.PresenceGatewaySpec) {
+		s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 5}
+		s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	g.Expect(k8sClient.Create(ctx, withAS)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, withAS) })
+	g.Expect(withAS.Spec.Autoscaling.MinReplicas).To(HaveValue(Equal(int32(2))))
+	g.Expect(withAS.Spec.Auth.JWTSecretRef.Key).To(Equal("secret"))
+}
+
+func TestPresenceGatewayValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*presencev1alpha1.PresenceGatewaySpec)
+		wantErr []string // substrings of the API server's message; empty = accepted
+	}{
+		{"valid example", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](2), MaxReplicas: 20, TargetCPUUtilizationPercentage: ptr.To[int32](70)}
+			s.Presence = presencev1alpha1.PresenceSpec{TTL: &metav1.Duration{Duration: time.Minute}, HeartbeatInterval: &metav1.Duration{Duration: 20 * time.Second}}
+			s.Service = presencev1alpha1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 80}
+		}, nil},
+		{"maxReplicas below minReplicas", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](5), MaxReplicas: 3}
+		}, []string{"spec.autoscaling.maxReplicas must be greater than or equal to spec.autoscaling.minReplicas"}},
+		{"maxReplicas below the default minReplicas", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 1}
+		}, []string{"spec.autoscaling.maxReplicas must be greater than or equal to spec.autoscaling.minReplicas"}},
+		{"ttl not above twice the heartbeat", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Presence = presencev1alpha1.PresenceSpec{TTL: &metav1.Duration{Duration: 40 * time.Second}, HeartbeatInterval: &metav1.Duration{Duration: 20 * time.Second}}
+		}, []string{"spec.presence.ttl must be more than twice spec.presence.heartbeatInterval"}},
+		{"ttl alone against the default heartbeat", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Presence = presencev1alpha1.PresenceSpec{TTL: &metav1.Duration{Duration: 30 * time.Second}}
+		}, []string{"spec.presence.ttl must be more than twice spec.presence.heartbeatInterval"}},
+		{"heartbeat too short", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Presence = presencev1alpha1.PresenceSpec{HeartbeatInterval: &metav1.Duration{Duration: 10 * time.Millisecond}}
+		}, []string{"spec.presence.heartbeatInterval must be at least 1s"}},
+		{"websocket port out of range", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Websocket.Port = 70000 },
+			[]string{"spec.websocket.port", "65535"}},
+		{"websocket port on the metrics port", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Websocket.Port = 9090 },
+			[]string{"spec.websocket.port must not be 9090"}},
+		{"service port out of range", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Service.Port = 0 - 1 },
+			[]string{"spec.service.port"}},
+		{"unknown service type", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Service.Type = "ExternalName" },
+			[]string{"spec.service.type", "Unsupported value"}},
+		{"env overriding REDIS_NODES", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "REDIS_NODES", Value: "x:1"}}
+		}, []string{"spec.env must not set a variable the operator derives from the spec"}},
+		{"origin with a comma", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Websocket.AllowedOrigins = []string{"https://a.example,https://b.example"}
+		}, []string{"spec.websocket.allowedOrigins[0]"}},
+		{"bad maxUnavailable", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.PodDisruptionBudget.MaxUnavailable = ptr.To(intstr.FromString("half"))
+		}, []string{"spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage"}},
+		{"no cluster name", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Redis.ClusterRef.Name = "" },
+			[]string{"spec.redis.clusterRef.name"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			gw := gateway("v"+string(rune('a'+i)), tt.mutate)
+			err := k8sClient.Create(ctx, gw)
+			if len(tt.wantErr) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				_ = k8sClient.Delete(ctx, gw)
+				return
+			}
+			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid spec")
+			for _, want := range tt.wantErr {
+				g.Expect(err.Error()).To(ContainSubstring(want))
+			}
+		})
+	}
+}
+
+func TestPresenceGatewayBadDurationString(t *testing.T) {
+	g := NewWithT(t)
+	// A typed client cannot send a bad duration: send raw JSON.
+	u := &unstructuredGateway{name: "bad-ttl", ttl: "one minute"}
+	err := k8sClient.Create(context.Background(), u.object())
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.presence.ttl"))
+}
+
+func TestRedisClusterValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    presencev1alpha1.RedisClusterSpec
+		wantErr []string
+	}{
+		{"valid", presencev1alpha1.RedisClusterSpec{
+			External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0.redis:6379", "10.0.0.1:7000", "[::1]:7001"}},
+			Auth:     &presencev1alpha1.RedisAuth{SecretRef: presencev1alpha1.LocalRef{Name: "auth"}},
+		}, nil},
+		{"no external", presencev1alpha1.RedisClusterSpec{}, []string{"spec.external is required"}},
+		{"no nodes", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{}}},
+			[]string{"spec.external.nodes"}},
+		{"node without port", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0"}}},
+			[]string{"spec.external.nodes[0]"}},
+		{"port out of range", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0:6379", "redis-1:70000"}}},
+			[]string{"spec.external.nodes: every entry must be host:port with a port from 1 to 65535"}},
+		{"port zero", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0:0"}}},
+			[]string{"spec.external.nodes: every entry must be host:port with a port from 1 to 65535"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			rc := &presencev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "rc" + string(rune('a'+i))}, Spec: tt.spec}
+			err := k8sClient.Create(ctx, rc)
+			if len(tt.wantErr) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				_ = k8sClient.Delete(ctx, rc)
+				return
+			}
+			g.Expect(err).To(HaveOccurred(), "the API server accepted an invalid spec")
+			for _, want := range tt.wantErr {
+				g.Expect(err.Error()).To(ContainSubstring(want))
+			}
+		})
+	}
+}
+
+func TestScaleSubresourceSchema(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	gw := gateway("scale", nil)
+	g.Expect(k8sClient.Create(ctx, gw)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, gw) })
+
+	scale := &autoscalingv1.Scale{}
+	g.Expect(k8sClient.SubResource("scale").Get(ctx, gw, scale)).To(Succeed())
+	g.Expect(scale.Spec.Replicas).To(Equal(int32(2)))
+	scale.Spec.Replicas = 4
+	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(gw), gw)).To(Succeed())
+	g.Expect(gw.Spec.Replicas).To(HaveValue(Equal(int32(4))))
+}
