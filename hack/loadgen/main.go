@@ -275,34 +275,46 @@ func sampleProc(pid int) (procSample, error) {
 
 const clockTicks = 100 // USER_HZ on Linux
 
-func redisTotal(ctx context.Context, nodes []string) (int64, map[string]int64, error) {
-	var total int64
-	per := map[string]int64{}
+// redisCounts are INFO's counters summed over the nodes.
+type redisCounts struct {
+	all, masters int64            // total_commands_processed, all nodes / masters only
+	perCommand   map[string]int64 // commandstats calls, masters only
+}
+
+// redisTotal reads the counters. Masters and replicas are told apart, since
+// a replica executes again every write its master replicates to it: the
+// clients' commands are the masters' count.
+func redisTotal(ctx context.Context, nodes []string) (redisCounts, error) {
+	rc := redisCounts{perCommand: map[string]int64{}}
 	for _, n := range nodes {
 		c := redis.NewClient(&redis.Options{Addr: n, DialTimeout: 2 * time.Second})
-		info, err := c.Info(ctx, "stats", "commandstats").Result()
+		info, err := c.Info(ctx, "replication", "stats", "commandstats").Result()
 		_ = c.Close()
 		if err != nil {
-			return 0, nil, fmt.Errorf("INFO on %s: %w", n, err)
+			return rc, fmt.Errorf("INFO on %s: %w", n, err)
 		}
+		master := strings.Contains(info, "role:master")
 		for _, line := range strings.Split(info, "\n") {
 			line = strings.TrimSpace(line)
 			if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
 				x, _ := strconv.ParseInt(v, 10, 64)
-				total += x
+				rc.all += x
+				if master {
+					rc.masters += x
+				}
 			}
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"); ok {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"); ok && master {
 				name, vals, _ := strings.Cut(rest, ":")
 				for _, kv := range strings.Split(vals, ",") {
 					if v, ok := strings.CutPrefix(kv, "calls="); ok {
 						x, _ := strconv.ParseInt(v, 10, 64)
-						per[name] += x
+						rc.perCommand[name] += x
 					}
 				}
 			}
 		}
 	}
-	return total, per, nil
+	return rc, nil
 }
 
 type report struct {
@@ -317,6 +329,7 @@ type report struct {
 	IdleCPUPercent    map[int]float64    `json:"idleCpuPercentOfCore,omitempty"`
 	IdleSeconds       float64            `json:"idleSeconds"`
 	RedisCmdsPerSec   float64            `json:"redisCommandsPerSecond"`
+	RedisAllPerSec    float64            `json:"redisCommandsPerSecondAllNodes"`
 	RedisCmdsConnMin  float64            `json:"redisCommandsPerConnPerMinute"`
 	RedisTopCommands  map[string]float64 `json:"redisTopCommandsPerSecond,omitempty"`
 	EventRate         int                `json:"eventRate"`
@@ -438,10 +451,9 @@ func runMain(o options) error {
 	for _, pid := range o.pids {
 		idleStart[pid], _ = sampleProc(pid)
 	}
-	var r0 int64
-	var c0 map[string]int64
+	var r0 redisCounts
 	if len(o.redisNodes) > 0 {
-		if r0, c0, err = redisTotal(ctx, o.redisNodes); err != nil {
+		if r0, err = redisTotal(ctx, o.redisNodes); err != nil {
 			return err
 		}
 	}
@@ -458,18 +470,19 @@ func runMain(o options) error {
 		rep.IdleCPUPercent[pid] = 100 * float64(s.ticks-idleStart[pid].ticks) / clockTicks / el.Seconds()
 	}
 	if len(o.redisNodes) > 0 {
-		r1, c1, err := redisTotal(ctx, o.redisNodes)
+		r1, err := redisTotal(ctx, o.redisNodes)
 		if err != nil {
 			return err
 		}
-		// The INFO calls themselves: one per node per sample.
-		rep.RedisCmdsPerSec = float64(r1-r0-int64(len(o.redisNodes))) / el.Seconds()
+		// Minus the INFO calls themselves: one per node per sample.
+		rep.RedisCmdsPerSec = float64(r1.masters-r0.masters-3) / el.Seconds()
+		rep.RedisAllPerSec = float64(r1.all-r0.all-int64(len(o.redisNodes))) / el.Seconds()
 		if rep.Connections > 0 {
 			rep.RedisCmdsConnMin = rep.RedisCmdsPerSec * 60 / float64(rep.Connections)
 		}
 		rep.RedisTopCommands = map[string]float64{}
-		for k, v := range c1 {
-			if d := float64(v-c0[k]) / el.Seconds(); d >= 0.5 {
+		for k, v := range r1.perCommand {
+			if d := float64(v-r0.perCommand[k]) / el.Seconds(); d >= 0.05 {
 				rep.RedisTopCommands[k] = d
 			}
 		}
@@ -616,8 +629,8 @@ func printReport(o options, r report) {
 			pid, r.RSSBeforeKB[pid], r.RSSAfterKB[pid], r.RSSPerConnKB[pid], r.IdleCPUPercent[pid])
 	}
 	if len(o.redisNodes) > 0 {
-		fmt.Printf("redis              %.1f commands/s over %.0fs idle = %.3f per connection per minute\n",
-			r.RedisCmdsPerSec, r.IdleSeconds, r.RedisCmdsConnMin)
+		fmt.Printf("redis masters      %.1f commands/s over %.0fs idle = %.3f per connection per minute (all six nodes, replication included: %.1f/s)\n",
+			r.RedisCmdsPerSec, r.IdleSeconds, r.RedisCmdsConnMin, r.RedisAllPerSec)
 		keys := make([]string, 0, len(r.RedisTopCommands))
 		for k := range r.RedisTopCommands {
 			keys = append(keys, k)

@@ -84,6 +84,7 @@ func (s *Store) heartbeat(ctx context.Context) []string {
 		}
 		return nil
 	}
+	s.noteOK()
 	if s.leaseFailing {
 		s.log.Info("lease renewal works again")
 		s.leaseFailing = false
@@ -117,6 +118,7 @@ func (s *Store) findLapsed(ctx context.Context) []string {
 		s.redisTrouble()
 		return nil
 	}
+	s.noteOK()
 	return res
 }
 

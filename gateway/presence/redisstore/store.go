@@ -75,6 +75,9 @@ type Store struct {
 
 	leaseFailing bool // Run's goroutine only: log the first failure, not each
 
+	lastOK   atomic.Int64 // unix ns of the last background Redis success
+	lastFail atomic.Int64 // unix ns of the last Redis failure
+
 	readyMu  sync.Mutex
 	readyAt  time.Time
 	readyErr error
@@ -197,6 +200,7 @@ func (s *Store) indexOfStripe(userID string) int {
 // stopped answering, and its replica's promotion must be learnt quickly.
 // The reload is lazy and coalesced (one at a time, 200 ms apart).
 func (s *Store) redisTrouble() {
+	s.lastFail.Store(time.Now().UnixNano())
 	s.m.RedisErrorsTotal.Inc()
 	s.cc.ReloadState(context.Background())
 }
@@ -509,13 +513,19 @@ func (s *Store) onResync(channels []string) error {
 	return nil
 }
 
-// Ready reports whether Redis answers: nil when at least one master
-// answers PING (a failover in progress leaves the others serving), an
-// ErrUnavailable when none does. The answer is cached for half a second
-// because the transport may ask on every upgrade.
+// Ready reports whether Redis answers. The transport asks every second
+// (and on /readyz), so it must not cost Redis work per call: the Run loop
+// talks to Redis every quarter heartbeat anyway, and a success of it newer
+// than any failure, within readyFresh, is the answer. Otherwise (no Run,
+// a recent failure, or a stale success) one PING to the master holding the
+// lease table decides, cached for half a second.
 func (s *Store) Ready(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return err
+	}
+	ok, bad := s.lastOK.Load(), s.lastFail.Load()
+	if ok > bad && time.Since(time.Unix(0, ok)) < s.readyFresh() {
+		return nil
 	}
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
@@ -524,24 +534,27 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var answered atomic.Int32
-	err := s.cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		if err := c.Ping(ctx).Err(); err != nil {
-			return err
-		}
-		answered.Add(1)
-		return nil
-	})
+	var err error
+	node, err := s.cc.MasterForKey(ctx, s.keys.replicas())
+	if err == nil {
+		err = node.Ping(ctx).Err()
+	}
 	s.readyErr = nil
-	if answered.Load() == 0 {
-		if err == nil {
-			err = errors.New("no master answered")
-		}
+	if err != nil {
+		s.redisTrouble()
 		s.readyErr = fmt.Errorf("%w: redis cluster: %w", presence.ErrUnavailable, err)
+	} else {
+		s.noteOK()
 	}
 	s.readyAt = time.Now()
 	return s.readyErr
 }
+
+// readyFresh is how recent a background success must be to vouch for Ready:
+// a little more than the Run tick.
+func (s *Store) readyFresh() time.Duration { return s.opts.Heartbeat/4 + time.Second }
+
+func (s *Store) noteOK() { s.lastOK.Store(time.Now().UnixNano()) }
 
 // Close removes this replica's connections (publishing the offline
 // events), its index and its lease, then closes the client.
