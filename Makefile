@@ -54,7 +54,7 @@ $(GOLANGCI_LINT):
 
 # Every test of the repository. Each part below installs or starts what it needs.
 .PHONY: test
-test: lint test-gateway test-redis test-operator ## Run every test (what .ci/run calls).
+test: lint test-gateway test-redis test-operator test-helm ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus.
@@ -169,6 +169,10 @@ $(HELM):
 	GOBIN=$(BIN)/.helm-build $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/.helm-build/helm $@
 	rm -rf $(BIN)/.helm-build
+
+.PHONY: test-helm
+test-helm: $(HELM) envtest ## Chart tests: lint, template with every toggle, dry-run and helm install/upgrade/uninstall on envtest, chart copies of config/ in sync, dashboard, Dockerfiles.
+	HELM=$(HELM) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -timeout 10m ./charts/...
 
 .PHONY: helm-crds
 helm-crds: ## Copy the generated CRDs (config/crd/bases) and ClusterRole (config/rbac/role.yaml) into the chart.
