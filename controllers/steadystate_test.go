@@ -1,0 +1,57 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+)
+
+// TestSteadyStateReconcilesNothing: once a gateway's objects and status are
+// settled, nothing triggers another reconcile of it (our own writes do not
+// wake the controller, and RedisCluster checks that find nothing new write
+// nothing). Counted with controller-runtime's reconcile_total metric.
+func TestSteadyStateReconcilesNothing(t *testing.T) {
+	requireRedisCluster(t)
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "real", testRedisNodes, "")
+	createGateway(t, ns, "chat", "real", nil)
+	markRolledOut(t, waitDeployment(t, ns, "chat"))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonReady))
+
+	// Let the last events drain, then count across two RedisCluster checks.
+	var before float64
+	eventually(t, func(g Gomega) {
+		n := reconcileTotal(g, "presencegateway")
+		g.Consistently(func(g Gomega) float64 { return reconcileTotal(g, "presencegateway") }).
+			WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(Equal(n))
+		before = n
+	}).Should(Succeed())
+	NewWithT(t).Consistently(func(g Gomega) float64 { return reconcileTotal(g, "presencegateway") }).
+		WithTimeout(2*testCheckInterval + time.Second).WithPolling(200 * time.Millisecond).Should(Equal(before))
+	NewWithT(t).Expect(reconcileTotal(NewWithT(t), "rediscluster")).To(BeNumerically(">", 0), "the RedisCluster checks keep running")
+}
+
+// reconcileTotal sums controller_runtime_reconcile_total of one controller.
+func reconcileTotal(g Gomega, controller string) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
