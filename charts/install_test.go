@@ -1,6 +1,7 @@
 package charts_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -113,6 +115,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 	}
 	crds := find(manifest, "CustomResourceDefinition")
+	checkOperatorPermissions(t, api)
 
 	// The samples were created after the CRDs, by the post-install hooks.
 	rendered := render(t, "--set", "samples.enabled=true", "--set-json", sampleRedisSpec, "--set", "samples.presenceGateway.name=chat")
@@ -215,4 +218,64 @@ func heredocObjects(t *testing.T, text string) []*unstructured.Unstructured {
 		objs = append(objs, decodeObjects(t, m[1])...)
 	}
 	return objs
+}
+
+// checkOperatorPermissions asks the API server's RBAC authorizer what the
+// installed operator's ServiceAccount may do: every rule controller-gen
+// generated (cluster-wide) and leader election in the release namespace, and
+// no more than that.
+func checkOperatorPermissions(t *testing.T, api *apiServer) {
+	t.Helper()
+	type access struct {
+		namespace, group, resource, verb string
+	}
+	var allowed []access
+	rules, _ := readYAML(t, filepath.Join("..", "config", "rbac", "role.yaml"))["rules"].([]any)
+	if len(rules) == 0 {
+		t.Fatal("config/rbac/role.yaml has no rules")
+	}
+	for _, r := range rules {
+		rule := r.(map[string]any)
+		for _, g := range rule["apiGroups"].([]any) {
+			for _, res := range rule["resources"].([]any) {
+				for _, v := range rule["verbs"].([]any) {
+					allowed = append(allowed, access{"", g.(string), res.(string), v.(string)})
+				}
+			}
+		}
+	}
+	for _, v := range []string{"get", "create", "update"} {
+		allowed = append(allowed, access{releaseNS, "coordination.k8s.io", "leases", v})
+	}
+	allowed = append(allowed, access{releaseNS, "", "events", "create"})
+	denied := []access{
+		{"", "", "namespaces", "delete"},
+		{"", "rbac.authorization.k8s.io", "clusterroles", "create"},
+		{"default", "coordination.k8s.io", "leases", "update"}, // leader election only in its own namespace
+	}
+
+	serviceAccount := "system:serviceaccount:" + releaseNS + ":" + releaseName
+	can := func(a access) bool {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   serviceAccount,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: a.namespace, Group: a.group, Resource: a.resource, Verb: a.verb,
+			},
+		}}
+		if err := api.client.Create(context.Background(), sar); err != nil {
+			t.Fatalf("SubjectAccessReview %+v: %v", a, err)
+		}
+		return sar.Status.Allowed
+	}
+	for _, a := range allowed {
+		if !can(a) {
+			t.Errorf("the operator's ServiceAccount may not %s %s (group %q) in namespace %q: the chart's RBAC does not grant what it needs", a.verb, a.resource, a.group, a.namespace)
+		}
+	}
+	for _, a := range denied {
+		if can(a) {
+			t.Errorf("the operator's ServiceAccount may %s %s (group %q) in namespace %q: more than it needs", a.verb, a.resource, a.group, a.namespace)
+		}
+	}
 }
