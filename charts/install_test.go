@@ -157,6 +157,15 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 	}
 
+	// Handing the CRDs over to something else (crds.install=false) with
+	// crds.keep leaves them and the custom resources in place.
+	mustHelm(t, api.kubeconfig, "upgrade", releaseName, newer, "--namespace", releaseNS, "--reuse-values", "--set", "crds.install=false")
+	for _, o := range append(crds, samples...) {
+		if _, err := api.get(o); err != nil {
+			t.Errorf("crds.keep: after helm upgrade --set crds.install=false, %s %s: %v, want it kept", o.GetKind(), o.GetName(), err)
+		}
+	}
+
 	// Uninstall with crds.keep (the default): the operator goes, the CRDs
 	// and every custom resource stay.
 	mustHelm(t, api.kubeconfig, "uninstall", releaseName, "--namespace", releaseNS)
