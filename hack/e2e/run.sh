@@ -16,9 +16,11 @@
 # (bin/: Kubernetes binaries, kwok, the gateway, the operator, e2etool).
 #
 #   E2E_DIR              pids and logs (default /tmp/presencekit-e2e)
-#   E2E_GATEWAY_PORTS    two WebSocket ports for the local gateways (default 18081,18082)
-#   E2E_METRICS_PORTS    their metrics ports (default 19091,19092)
-#   E2E_OPERATOR_PORT    operator metrics; +1 is its health port (default 18443)
+#   E2E_GATEWAY_PORTS    two WebSocket ports for the local gateways (default:
+#                        the first free ones from 18181)
+#   E2E_METRICS_PORTS    their metrics ports (default: the first free from 19191)
+#   E2E_OPERATOR_PORT    operator metrics; +1 is its health port (default: the
+#                        first free pair from 18443)
 #   REDIS_CLUSTER_BASE_PORT  as in hack/redis-cluster.sh (default 7000)
 #   LOCAL_CLUSTER_*      as in hack/local-cluster.sh
 set -euo pipefail
@@ -32,14 +34,14 @@ export REDIS_CLUSTER_BASE_PORT="${REDIS_CLUSTER_BASE_PORT:-7000}"
 K8S_VERSION="${K8S_VERSION:-1.37.2}"
 KUBECTL="${KUBECTL:-$ROOT/bin/k8s/$K8S_VERSION/kubectl}"
 export KUBECONFIG="$LOCAL_CLUSTER_DIR/kubeconfig"
-IFS=, read -r GW_PORT_1 GW_PORT_2 <<<"${E2E_GATEWAY_PORTS:-18081,18082}"
-IFS=, read -r METRICS_PORT_1 METRICS_PORT_2 <<<"${E2E_METRICS_PORTS:-19091,19092}"
-OPERATOR_PORT="${E2E_OPERATOR_PORT:-18443}"
-OPERATOR_HEALTH_PORT=$((OPERATOR_PORT + 1))
+IFS=, read -r GW_PORT_1 GW_PORT_2 <<<"${E2E_GATEWAY_PORTS:-auto,auto}"
+IFS=, read -r METRICS_PORT_1 METRICS_PORT_2 <<<"${E2E_METRICS_PORTS:-auto,auto}"
+OPERATOR_PORT="${E2E_OPERATOR_PORT:-auto}"
 GATEWAY_BIN="$ROOT/bin/presence-gateway"
 OPERATOR_BIN="$ROOT/bin/presence-operator"
 E2ETOOL="$ROOT/bin/e2etool"
-NS=presence-e2e
+# The e2e works in its own namespace; the demo in "chat", as in DESIGN.md's example.
+if [[ "$MODE" == demo || "$MODE" == down ]]; then NS=chat; else NS=presence-e2e; fi
 PGW=chat
 RC=presence-redis
 WAIT=120s
@@ -51,7 +53,7 @@ ok() { echo "ok: $*"; }
 k() { "$KUBECTL" "$@"; }
 
 for p in "$GW_PORT_1" "$GW_PORT_2" "$METRICS_PORT_1" "$METRICS_PORT_2" "$OPERATOR_PORT"; do
-  [[ "$p" =~ ^[0-9]+$ ]] || die "port \"$p\" (E2E_GATEWAY_PORTS / E2E_METRICS_PORTS / E2E_OPERATOR_PORT): not a number"
+  [[ "$p" =~ ^[0-9]+$ || "$p" == auto ]] || die "port \"$p\" (E2E_GATEWAY_PORTS / E2E_METRICS_PORTS / E2E_OPERATOR_PORT): not a number"
 done
 
 # --- processes we start: recorded by pid, stopped by pid ----------------------
@@ -82,6 +84,18 @@ stop() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# free_port FROM [EXCEPT...]: the first port from FROM (at most 100 tried)
+# that nothing listens on and is not one of EXCEPT.
+free_port() {
+  local p="$1"; shift
+  local last=$((p + 100))
+  for (( ; p < last; p++ )); do
+    [[ " $* " == *" $p "* ]] && continue
+    port_free "$p" && { echo "$p"; return 0; }
+  done
+  die "no free port in $1..$((last - 1)) on 127.0.0.1"
+}
+
 # poll WHAT SECONDS CMD...: run CMD every half second until it succeeds.
 poll() {
   local what="$1" secs="$2"; shift 2
@@ -90,6 +104,22 @@ poll() {
     (( SECONDS < deadline )) || die "timed out after ${secs}s waiting for $what"
     sleep 0.5
   done
+}
+
+# wait_condition COND ARGS...: kubectl wait --for=condition=COND ARGS, for
+# up to 120s. kubectl wait gives up at once on an object that has no
+# status.conditions yet (just created), so it is retried until the deadline.
+wait_condition() {
+  local cond="$1"; shift
+  local deadline=$((SECONDS + 120))
+  until k wait --for=condition="$cond" --timeout=10s "$@" >/dev/null 2>&1; do
+    if (( SECONDS >= deadline )); then
+      k wait --for=condition="$cond" --timeout=1s "$@" || true
+      return 1
+    fi
+    sleep 0.5
+  done
+  echo "condition $cond met: $*"
 }
 
 # --- environment ----------------------------------------------------------------
@@ -127,7 +157,7 @@ up_environment() {
 
   step "CRDs and the operator, as a local process with its own RBAC"
   k apply --server-side -f config/crd/bases/ >/dev/null
-  k wait --for=condition=Established crd --all --timeout="$WAIT" >/dev/null
+  wait_condition Established crd --all
   ok "CRDs established: $(k get crd -o jsonpath='{.items[*].metadata.name}')"
   # The operator runs as user presence-operator (a token of
   # hack/local-cluster.sh) bound to the ClusterRole generated from its
@@ -143,8 +173,14 @@ up_environment() {
 
 start_operator() {
   alive operator "$OPERATOR_BIN" && { log "operator already running"; return 0; }
-  port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT" \
-    || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
+  if [[ "$OPERATOR_PORT" == auto ]]; then
+    OPERATOR_PORT="$(free_port 18443)"
+    OPERATOR_HEALTH_PORT="$(free_port $((OPERATOR_PORT + 1)))"
+  else
+    OPERATOR_HEALTH_PORT=$((OPERATOR_PORT + 1))
+    port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT" \
+      || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
+  fi
   # controller-runtime reads KUBECONFIG.
   KUBECONFIG="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" setsid "$OPERATOR_BIN" \
     --leader-elect=false \
@@ -187,10 +223,10 @@ spec:
   presence: {ttl: 30s, heartbeatInterval: 5s}
   service: {type: ClusterIP, port: 80}
 EOF
-  k wait -n "$NS" "rediscluster/$RC" --for=condition=Ready --timeout="$WAIT" \
+  wait_condition Ready -n "$NS" "rediscluster/$RC" \
     || { k describe -n "$NS" "rediscluster/$RC"; die "RedisCluster $RC not Ready"; }
   ok "RedisCluster Ready: $(k get -n "$NS" "rediscluster/$RC" -o jsonpath='{.status.clusterState} {.status.slotsCovered} slots, nodes {.status.nodes}')"
-  k wait -n "$NS" "presencegateway/$PGW" --for=condition=Ready --timeout="$WAIT" \
+  wait_condition Ready -n "$NS" "presencegateway/$PGW" \
     || { k describe -n "$NS" "presencegateway/$PGW"; die "PresenceGateway $PGW not Ready"; }
   ok "PresenceGateway Ready"
   k get -n "$NS" pgw "$PGW"
@@ -235,7 +271,7 @@ redis_nodes_csv() {
 
 check_redis_change_rolls() {
   step "a RedisCluster change rolls the Deployment"
-  local before_rs after_rs gen
+  local before_rs after_rs
   before_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[*].metadata.name}')"
   k patch -n "$NS" "rediscluster/$RC" --type=merge -p "{\"spec\":{\"external\":{\"nodes\":[$(redis_nodes_yaml | cut -d, -f1-3)]}}}"
   poll "REDIS_NODES to follow the RedisCluster" 60 bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name==\"REDIS_NODES\")].value}')\" == '$(redis_nodes_csv 3)' ]]"
@@ -244,9 +280,7 @@ check_redis_change_rolls() {
   after_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[?(@.status.replicas>0)].metadata.name}')"
   [[ " $before_rs " != *" $after_rs "* ]] || die "the rollout kept ReplicaSet $after_rs (before: $before_rs)"
   ok "new ReplicaSet $after_rs serves (before: $before_rs)"
-  gen="$(jp "pgw/$PGW" '{.metadata.generation}')"
-  k wait -n "$NS" "pgw/$PGW" --for=condition=Ready --timeout="$WAIT" >/dev/null
-  expect_eq "Ready condition observedGeneration" "$(jp "pgw/$PGW" '{.status.conditions[?(@.type=="Ready")].observedGeneration}')" "$gen"
+  wait_condition Ready -n "$NS" "pgw/$PGW"
 }
 
 selector() { jp "deploy/$PGW" '{.spec.selector.matchLabels}' | tr -d '{}"' | tr ':' '='; }
@@ -258,6 +292,9 @@ check_scale() {
   k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
   poll "status.readyReplicas = 3" 60 bash -c "[[ \"\$($KUBECTL get -n $NS pgw/$PGW -o jsonpath='{.status.readyReplicas}')\" == 3 ]]"
   ok "3 pods Running and Ready; status.readyReplicas = 3"
+  wait_condition Ready -n "$NS" "pgw/$PGW"
+  expect_eq "Ready condition's observedGeneration after the scale" \
+    "$(jp "pgw/$PGW" '{.status.conditions[?(@.type=="Ready")].observedGeneration}')" "$(jp "pgw/$PGW" '{.metadata.generation}')"
   k get -n "$NS" pgw "$PGW"
 }
 
@@ -288,8 +325,14 @@ start_gateways() {
   k get -n "$NS" "deploy/$PGW" -o json >"$E2E_DIR/deployment.json"
   local i port mport
   for i in 1 2; do
-    port="GW_PORT_$i"; mport="METRICS_PORT_$i"
     alive "gateway-$i" "$GATEWAY_BIN" && stop "gateway-$i" "$GATEWAY_BIN"
+  done
+  [[ "$GW_PORT_1" != auto ]] || GW_PORT_1="$(free_port 18181)"
+  [[ "$GW_PORT_2" != auto ]] || GW_PORT_2="$(free_port $((GW_PORT_1 + 1)) "$GW_PORT_1")"
+  [[ "$METRICS_PORT_1" != auto ]] || METRICS_PORT_1="$(free_port 19191 "$GW_PORT_1" "$GW_PORT_2")"
+  [[ "$METRICS_PORT_2" != auto ]] || METRICS_PORT_2="$(free_port $((METRICS_PORT_1 + 1)) "$GW_PORT_1" "$GW_PORT_2" "$METRICS_PORT_1")"
+  for i in 1 2; do
+    port="GW_PORT_$i"; mport="METRICS_PORT_$i"
     port_free "${!port}" && port_free "${!mport}" || die "port ${!port} or ${!mport} in use: set E2E_GATEWAY_PORTS / E2E_METRICS_PORTS"
     "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -binary "$GATEWAY_BIN" \
       -pod-name "$PGW-local-$i" -ws-port "${!port}" -metrics-port "${!mport}" \
@@ -329,16 +372,25 @@ teardown() {
   if (( REDIS_WAS_UP == 0 )); then make --no-print-directory redis-down || true; fi
 }
 
+# show_failure RC: the tails of our logs, and a copy of the control plane's
+# logs (hack/local-cluster.sh down removes its directory) in $E2E_DIR.
+show_failure() {
+  echo
+  log "failed (exit $1); logs in $E2E_DIR (control plane: $E2E_DIR/cluster-logs):"
+  local f
+  for f in "$E2E_DIR"/operator.log "$E2E_DIR"/gateway-*.log; do
+    [[ -f "$f" ]] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  if [[ -d "$LOCAL_CLUSTER_DIR/logs" ]]; then
+    mkdir -p "$E2E_DIR"
+    rm -rf "$E2E_DIR/cluster-logs"
+    cp -r "$LOCAL_CLUSTER_DIR/logs" "$E2E_DIR/cluster-logs"
+  fi
+}
+
 on_exit() {
   local rc=$?
-  if (( rc != 0 )); then
-    echo
-    log "failed (exit $rc); logs in $E2E_DIR and $LOCAL_CLUSTER_DIR/logs:"
-    local f
-    for f in "$E2E_DIR"/operator.log "$E2E_DIR"/gateway-*.log; do
-      [[ -f "$f" ]] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }
-    done
-  fi
+  if (( rc != 0 )); then show_failure "$rc"; fi
   teardown
   exit "$rc"
 }
@@ -350,6 +402,8 @@ case "$MODE" in
     if hack/local-cluster.sh status >/dev/null 2>&1; then
       die "a local cluster is already running in $LOCAL_CLUSTER_DIR (make demo?): stop it with \`make demo-down\` first"
     fi
+    # Logs of an earlier run would only confuse.
+    rm -rf "$E2E_DIR"
     trap on_exit EXIT
     up_environment
     apply_resources
@@ -367,8 +421,11 @@ case "$MODE" in
   demo)
     check_binaries
     # On failure, leave nothing half-started behind.
-    trap 'rc=$?; if (( rc != 0 )); then teardown; fi' EXIT
+    trap 'rc=$?; if (( rc != 0 )); then show_failure "$rc"; teardown; fi' EXIT
     up_environment
+    # What `down` needs to know to undo exactly this (kept from the first
+    # `make demo` when it is run again).
+    [[ -f "$E2E_DIR/demo.env" ]] || printf 'REDIS_CLUSTER_BASE_PORT=%s\nREDIS_WAS_UP=%s\n' "$REDIS_CLUSTER_BASE_PORT" "$REDIS_WAS_UP" >"$E2E_DIR/demo.env"
     apply_resources
     start_gateways
     cat <<EOF
@@ -376,11 +433,11 @@ case "$MODE" in
 The demo is running: a local control plane, a six-node Redis Cluster, the
 operator, PresenceGateway $NS/$PGW, and two gateways started from its pod template.
 
-  export KUBECONFIG=$KUBECONFIG
-  $KUBECTL get pgw -A                  # READY, REPLICAS, REDIS, ENDPOINT
-  $KUBECTL describe pgw -n $NS $PGW
-  $KUBECTL get deploy,rs,pods,svc,pdb -n $NS
-  $KUBECTL scale pgw -n $NS $PGW --replicas=3
+  export KUBECONFIG=$KUBECONFIG PATH=$(dirname "$KUBECTL"):\$PATH
+  kubectl get pgw -A                       # READY, REPLICAS, REDIS, ENDPOINT
+  kubectl describe pgw -n $NS $PGW         # conditions and events
+  kubectl get deploy,rs,pods,svc,pdb -n $NS
+  kubectl scale pgw -n $NS $PGW --replicas=3
 
 Open the live presence page on each gateway, as two people who watch each other:
 
@@ -392,7 +449,13 @@ Stop everything with: make demo-down
 EOF
     ;;
   down)
+    if [[ -f "$E2E_DIR/demo.env" ]]; then
+      REDIS_CLUSTER_BASE_PORT="$(sed -n 's/^REDIS_CLUSTER_BASE_PORT=\([0-9]*\)$/\1/p' "$E2E_DIR/demo.env")"
+      REDIS_WAS_UP="$(sed -n 's/^REDIS_WAS_UP=\([01]\)$/\1/p' "$E2E_DIR/demo.env")"
+      export REDIS_CLUSTER_BASE_PORT="${REDIS_CLUSTER_BASE_PORT:-7000}" REDIS_WAS_UP="${REDIS_WAS_UP:-0}"
+    fi
     teardown
+    rm -f "$E2E_DIR/demo.env"
     ;;
   *)
     die "usage: $0 e2e|demo|down (got \"$MODE\")"
