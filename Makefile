@@ -175,7 +175,7 @@ test-helm: $(HELM) envtest ## Chart tests: lint, template with every toggle, dry
 	HELM=$(HELM) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -timeout 10m ./charts/...
 
 .PHONY: helm-crds
-helm-crds: ## Copy the generated CRDs (config/crd/bases) and ClusterRole (config/rbac/role.yaml) into the chart.
+helm-crds: manifests ## Regenerate the CRDs and ClusterRole (make manifests) and copy them into the chart.
 	rm -f $(CHART_DIR)/files/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART_DIR)/files/crds/
 	cp config/rbac/role.yaml $(CHART_DIR)/files/rbac/role.yaml
