@@ -162,7 +162,7 @@ GATEWAY_IMG ?= $(IMAGE_REGISTRY)/presence-gateway:$(IMAGE_TAG)
 DOCKER ?= docker
 
 .PHONY: helm
-helm: $(HELM) ## Build bin/helm-$(HELM_VERSION) from the Go module proxy.
+helm: $(HELM) ## Build the pinned helm (HELM_VERSION) into bin/ from the Go module proxy.
 
 $(HELM):
 	@mkdir -p $(BIN)
@@ -184,11 +184,11 @@ helm-crds: manifests ## Regenerate the CRDs and ClusterRole (make manifests) and
 docker-build: docker-build-operator docker-build-gateway ## Build both images (needs a Docker engine).
 
 .PHONY: docker-build-operator
-docker-build-operator: ## Build the operator image $(OPERATOR_IMG).
+docker-build-operator: ## Build the operator image (OPERATOR_IMG, tagged with the chart appVersion).
 	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMG) .
 
 .PHONY: docker-build-gateway
-docker-build-gateway: ## Build the gateway image $(GATEWAY_IMG).
+docker-build-gateway: ## Build the gateway image (GATEWAY_IMG, tagged with the chart appVersion).
 	$(DOCKER) build -f Dockerfile.gateway -t $(GATEWAY_IMG) .
 
 .PHONY: docker-push
