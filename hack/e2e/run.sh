@@ -334,10 +334,17 @@ start_gateways() {
   for i in 1 2; do
     port="GW_PORT_$i"; mport="METRICS_PORT_$i"
     port_free "${!port}" && port_free "${!mport}" || die "port ${!port} or ${!mport} in use: set E2E_GATEWAY_PORTS / E2E_METRICS_PORTS"
-    "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -binary "$GATEWAY_BIN" \
-      -pod-name "$PGW-local-$i" -ws-port "${!port}" -metrics-port "${!mport}" \
-      -log "$E2E_DIR/gateway-$i.log" -pidfile "$E2E_DIR/gateway-$i.pid"
+    bash -c "$(run_pod_cmd "$i")"
   done
+}
+
+# run_pod_cmd I: the command that starts gateway I from the pod template
+# (also given to the browser check, which restarts gateway 1).
+run_pod_cmd() {
+  local port="GW_PORT_$1" mport="METRICS_PORT_$1"
+  printf '%q ' "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -binary "$GATEWAY_BIN" \
+    -pod-name "$PGW-local-$1" -ws-port "${!port}" -metrics-port "${!mport}" \
+    -log "$E2E_DIR/gateway-$1.log" -pidfile "$E2E_DIR/gateway-$1.pid"
 }
 
 check_data_path() {
@@ -346,7 +353,8 @@ check_data_path() {
   step "the /demo page on each gateway, in headless Chromium"
   ensure_chromium
   "$E2ETOOL" browser -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2" \
-    -chromium "$(command -v chromium)" -screenshot "$E2E_DIR/demo-watcher.png"
+    -chromium "$(command -v chromium)" -screenshot "$E2E_DIR/demo-watcher.png" \
+    -restart-pidfile "$E2E_DIR/gateway-1.pid" -restart-cmd "$(run_pod_cmd 1)"
 }
 
 check_deletion_cascades() {

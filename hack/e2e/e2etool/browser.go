@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +27,8 @@ func checkBrowser(ctx context.Context, args []string) error {
 	screenshot := fs.String("screenshot", "", "write a PNG of the watcher page here at the end")
 	timeout := fs.Duration("timeout", 90*time.Second, "bound on the whole check")
 	step := fs.Duration("step", 10*time.Second, "bound on each expected change on a page")
+	restartPidfile := fs.String("restart-pidfile", "", "pid file of the first gateway: with -restart-cmd, check that the watcher page reconnects by itself when that gateway restarts")
+	restartCmd := fs.String("restart-cmd", "", "shell command that starts the first gateway again (and waits until it is ready)")
 	_ = fs.Parse(args)
 	gw := strings.Split(*gateways, ",")
 	if len(gw) != 2 {
@@ -131,6 +136,18 @@ func checkBrowser(ctx context.Context, args []string) error {
 	}
 	okf("watcher saw %s go offline %s after its tab closed", subjectID, took.Round(time.Millisecond))
 
+	if *restartPidfile != "" && *restartCmd != "" {
+		if _, err := open("subject again", gw[1], subjectID, watcherID); err != nil {
+			return err
+		}
+		if _, err := watcher.waitFor(ctx, *step, subjectID+" online again", card(subjectID, "online"), "true"); err != nil {
+			return err
+		}
+		if err := checkReconnect(ctx, watcher, *restartPidfile, *restartCmd, card(subjectID, "online")); err != nil {
+			return err
+		}
+	}
+
 	if *screenshot != "" {
 		if err := watcher.screenshot(ctx, *screenshot); err != nil {
 			return err
@@ -138,6 +155,64 @@ func checkBrowser(ctx context.Context, args []string) error {
 		okf("screenshot of the watcher page: %s", *screenshot)
 	}
 	return nil
+}
+
+// checkReconnect stops the watcher's gateway (SIGTERM: it drains, closing the
+// page's connection with 1001), checks that the page notices and retries,
+// starts the gateway again, and checks that the page reconnects by itself,
+// resubscribes and shows the subject online again.
+func checkReconnect(ctx context.Context, watcher *page, pidfile, restartCmd, subjectOnline string) error {
+	raw, err := os.ReadFile(pidfile)
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("%s: not a pid: %q", pidfile, raw)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop the watcher's gateway (pid %d): %w", pid, err)
+	}
+	if _, err := watcher.waitFor(ctx, 30*time.Second, "connection state after its gateway stopped", `document.getElementById("conn")?.dataset.state === "open" ? "open" : "not open"`, "not open"); err != nil {
+		return err
+	}
+	okf("watcher: gateway pid %d stopped (SIGTERM); the page says %q", pid, evalString(ctx, watcher, `document.getElementById("conn").textContent`))
+	// Wait for the process to be gone so that its port is free again.
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway pid %d still running 30s after SIGTERM", pid)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a process's exit, bounded above
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-c", restartCmd)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("restart the gateway (%s): %w", restartCmd, err)
+	}
+	start := time.Now()
+	// The backoff is at most 30 s; after a few failed attempts it is ~4-8 s.
+	if _, err := watcher.waitFor(ctx, 45*time.Second, "reconnection", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
+		return err
+	}
+	if _, err := watcher.waitFor(ctx, 10*time.Second, "the subject after the resubscription", subjectOnline, "true"); err != nil {
+		return err
+	}
+	okf("watcher reconnected by itself %s after its gateway was back, and shows the subject online again (activity: %s)",
+		since(start), evalString(ctx, watcher, `[...document.querySelectorAll("#log li")].slice(0, 4).map(li => li.querySelector("time").textContent + " " + li.lastChild.textContent).join(" | ")`))
+	return nil
+}
+
+func evalString(ctx context.Context, p *page, expr string) string {
+	v, err := p.eval(ctx, expr)
+	if err != nil {
+		return err.Error()
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return string(v)
+	}
+	return s
 }
 
 // describeEvent turns the page events worth seeing into one line.
