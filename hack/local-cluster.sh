@@ -69,13 +69,24 @@ binary() {
 }
 
 # wait_for COMPONENT WHAT CMD...: run CMD every half second until it
-# succeeds, for at most $WAIT seconds, failing at once if COMPONENT exits;
-# on failure show the component's log tail.
+# succeeds, for at most $WAIT seconds. A component that exits while starting
+# is started once more (its first log kept as logs/NAME.log.1 and shown):
+# this has been seen once, for the controller-manager, on a loaded machine.
+# A second exit, or the deadline, fails with the log's tail.
 wait_for() {
   local name="$1" what="$2"; shift 2
-  local deadline=$((SECONDS + WAIT)) why=""
+  local deadline=$((SECONDS + WAIT)) why="" restarted=0
   until "$@" >/dev/null 2>&1; do
     if ! alive "$name"; then
+      if (( restarted == 0 )); then
+        restarted=1
+        log "$name exited while starting; its log:"
+        tail -n 25 "$DIR/logs/$name.log" >&2
+        mv "$DIR/logs/$name.log" "$DIR/logs/$name.log.1"
+        log "starting $name once more"
+        restart "$name"
+        continue
+      fi
       why="$name exited"
     elif (( SECONDS >= deadline )); then
       why="timed out after ${WAIT}s"
@@ -106,8 +117,16 @@ start() {
   local name="$1"; shift
   local bin; bin="$(binary "$name")"
   log "starting $name"
+  printf '%s\0' "$@" >"$DIR/pids/$name.args"
   setsid "$bin" "$@" >"$DIR/logs/$name.log" 2>&1 < /dev/null &
   echo $! >"$DIR/pids/$name.pid"
+}
+
+# restart NAME: start NAME again with the arguments it was started with.
+restart() {
+  local args=()
+  mapfile -d '' args <"$DIR/pids/$1.args"
+  start "$1" "${args[@]}"
 }
 
 port_free() {

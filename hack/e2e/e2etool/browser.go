@@ -25,7 +25,7 @@ func checkBrowser(ctx context.Context, args []string) error {
 	gateways := fs.String("gateways", "", "two gateway base URLs, comma separated: http://127.0.0.1:P1,http://127.0.0.1:P2")
 	chromium := fs.String("chromium", "/usr/bin/chromium", "the Chromium binary (Debian's chromium package)")
 	screenshot := fs.String("screenshot", "", "write a PNG of the watcher page here at the end")
-	timeout := fs.Duration("timeout", 90*time.Second, "bound on the whole check")
+	timeout := fs.Duration("timeout", 3*time.Minute, "bound on the whole check")
 	step := fs.Duration("step", 10*time.Second, "bound on each expected change on a page")
 	restartPidfile := fs.String("restart-pidfile", "", "pid file of the first gateway: with -restart-cmd, check that the watcher page reconnects by itself when that gateway restarts")
 	restartCmd := fs.String("restart-cmd", "", "shell command that starts the first gateway again (and waits until it is ready)")
