@@ -230,6 +230,7 @@ local-cluster-down: ## Stop the local control plane.
 
 .PHONY: e2e-build
 e2e-build: local-cluster-tools build ## Build everything the e2e runs: control plane, gateway, operator, hack/e2e/e2etool.
+	$(GO) test -count=1 ./hack/e2e/...
 	$(GO) build -trimpath -o $(E2ETOOL) ./hack/e2e/e2etool
 
 .PHONY: e2e
