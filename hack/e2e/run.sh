@@ -130,7 +130,7 @@ ensure_chromium() {
   if [[ "$(id -u)" != 0 ]]; then
     die "chromium is missing and this is not root: run apt-get update && apt-get install -y chromium"
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
     || die "apt-get install -y chromium failed"
 }
 
@@ -178,7 +178,7 @@ start_operator() {
     OPERATOR_HEALTH_PORT="$(free_port $((OPERATOR_PORT + 1)))"
   else
     OPERATOR_HEALTH_PORT=$((OPERATOR_PORT + 1))
-    port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT" \
+    { port_free "$OPERATOR_PORT" && port_free "$OPERATOR_HEALTH_PORT"; } \
       || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
   fi
   # controller-runtime reads KUBECONFIG.
@@ -333,7 +333,7 @@ start_gateways() {
   [[ "$METRICS_PORT_2" != auto ]] || METRICS_PORT_2="$(free_port $((METRICS_PORT_1 + 1)) "$GW_PORT_1" "$GW_PORT_2" "$METRICS_PORT_1")"
   for i in 1 2; do
     port="GW_PORT_$i"; mport="METRICS_PORT_$i"
-    port_free "${!port}" && port_free "${!mport}" || die "port ${!port} or ${!mport} in use: set E2E_GATEWAY_PORTS / E2E_METRICS_PORTS"
+    { port_free "${!port}" && port_free "${!mport}"; } || die "port ${!port} or ${!mport} in use: set E2E_GATEWAY_PORTS / E2E_METRICS_PORTS"
     bash -c "$(run_pod_cmd "$i")"
   done
 }
