@@ -318,27 +318,28 @@ func redisTotal(ctx context.Context, nodes []string) (redisCounts, error) {
 }
 
 type report struct {
-	Gateways          []string           `json:"gateways"`
-	Connections       int64              `json:"connections"`
-	Failed            int64              `json:"failed"`
-	ConnectSeconds    float64            `json:"connectSeconds"`
-	ConnectPerSecond  float64            `json:"connectPerSecond"`
-	RSSPerConnKB      map[int]float64    `json:"rssPerConnKB,omitempty"`
-	RSSBeforeKB       map[int]int64      `json:"rssBeforeKB,omitempty"`
-	RSSAfterKB        map[int]int64      `json:"rssAfterKB,omitempty"`
-	IdleCPUPercent    map[int]float64    `json:"idleCpuPercentOfCore,omitempty"`
-	IdleSeconds       float64            `json:"idleSeconds"`
-	RedisCmdsPerSec   float64            `json:"redisCommandsPerSecond"`
-	RedisAllPerSec    float64            `json:"redisCommandsPerSecondAllNodes"`
-	RedisCmdsConnMin  float64            `json:"redisCommandsPerConnPerMinute"`
-	RedisTopCommands  map[string]float64 `json:"redisTopCommandsPerSecond,omitempty"`
-	EventRate         int                `json:"eventRate"`
-	EventsSent        int64              `json:"eventsSent"`
-	EventsReceived    int64              `json:"eventsReceived"`
-	LatencyP50Ms      float64            `json:"latencyP50Ms"`
-	LatencyP99Ms      float64            `json:"latencyP99Ms"`
-	LatencyMaxMs      float64            `json:"latencyMaxMs"`
-	LatencyIntervalMs float64            `json:"-"`
+	Gateways           []string           `json:"gateways"`
+	Connections        int64              `json:"connections"`
+	Failed             int64              `json:"failed"`
+	ConnectSeconds     float64            `json:"connectSeconds"`
+	ConnectPerSecond   float64            `json:"connectPerSecond"`
+	RSSPerConnKB       map[int]float64    `json:"rssPerConnKB,omitempty"`
+	RSSBeforeKB        map[int]int64      `json:"rssBeforeKB,omitempty"`
+	RSSAfterKB         map[int]int64      `json:"rssAfterKB,omitempty"`
+	IdleCPUPercent     map[int]float64    `json:"idleCpuPercentOfCore,omitempty"`
+	IdleSeconds        float64            `json:"idleSeconds"`
+	RedisCmdsPerSec    float64            `json:"redisCommandsPerSecond"`
+	RedisAllPerSec     float64            `json:"redisCommandsPerSecondAllNodes"`
+	GatewayCmdsConnMin float64            `json:"gatewayCommandsPerConnPerMinute"`
+	RedisCmdsConnMin   float64            `json:"redisCommandsPerConnPerMinute"`
+	RedisTopCommands   map[string]float64 `json:"redisTopCommandsPerSecond,omitempty"`
+	EventRate          int                `json:"eventRate"`
+	EventsSent         int64              `json:"eventsSent"`
+	EventsReceived     int64              `json:"eventsReceived"`
+	LatencyP50Ms       float64            `json:"latencyP50Ms"`
+	LatencyP99Ms       float64            `json:"latencyP99Ms"`
+	LatencyMaxMs       float64            `json:"latencyMaxMs"`
+	LatencyIntervalMs  float64            `json:"-"`
 }
 
 func runMain(o options) error {
@@ -481,6 +482,13 @@ func runMain(o options) error {
 			rep.RedisCmdsConnMin = rep.RedisCmdsPerSec * 60 / float64(rep.Connections)
 		}
 		rep.RedisTopCommands = map[string]float64{}
+		// What the gateways sent: the masters' count without the replicas'
+		// REPLCONF ACKs and our INFO calls.
+		own := float64(r1.masters-r0.masters) - float64(r1.perCommand["replconf"]-r0.perCommand["replconf"]) -
+			float64(r1.perCommand["info"]-r0.perCommand["info"])
+		if rep.Connections > 0 {
+			rep.GatewayCmdsConnMin = own / el.Seconds() * 60 / float64(rep.Connections)
+		}
 		for k, v := range r1.perCommand {
 			if d := float64(v-r0.perCommand[k]) / el.Seconds(); d >= 0.05 {
 				rep.RedisTopCommands[k] = d
@@ -581,25 +589,32 @@ func latencyPhase(ctx context.Context, o options, rep *report) error {
 		}
 	}
 	log.Printf("latency phase: %d events/s for %s, %d actors on %s, %d watchers on %s", o.rate, o.latency, o.actors, src, o.watchers, dst)
-	interval := time.Second / time.Duration(o.rate)
-	t := time.NewTicker(interval)
+	// A ticker this fast would drop ticks; every 5ms, send what is due
+	// to keep the average rate.
+	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	end := time.Now().Add(o.latency)
+	began := time.Now()
+	end := began.Add(o.latency)
 	var sent int64
 	statuses := []string{"away", "busy"}
-	for k := 0; time.Now().Before(end); k++ {
+	k := 0
+	for time.Now().Before(end) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		a := actors[k%len(actors)]
-		msg := fmt.Sprintf(`{"type":"status","status":%q,"text":"%d"}`, statuses[(k/len(actors))%2], time.Now().UnixNano())
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := a.Write(wctx, websocket.MessageText, []byte(msg))
-		cancel()
-		if err == nil {
-			sent++
+		due := int(time.Since(began).Seconds()*float64(o.rate)) - k
+		for ; due > 0; due-- {
+			a := actors[k%len(actors)]
+			msg := fmt.Sprintf(`{"type":"status","status":%q,"text":"%d"}`, statuses[(k/len(actors))%2], time.Now().UnixNano())
+			k++
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := a.Write(wctx, websocket.MessageText, []byte(msg))
+			cancel()
+			if err == nil {
+				sent++
+			}
 		}
 	}
 	sleep(ctx, 2*time.Second) // the last events in flight
@@ -631,6 +646,7 @@ func printReport(o options, r report) {
 	if len(o.redisNodes) > 0 {
 		fmt.Printf("redis masters      %.1f commands/s over %.0fs idle = %.3f per connection per minute (all six nodes, replication included: %.1f/s)\n",
 			r.RedisCmdsPerSec, r.IdleSeconds, r.RedisCmdsConnMin, r.RedisAllPerSec)
+		fmt.Printf("  sent by the gateways (masters' count minus replconf and info): %.3f per connection per minute\n", r.GatewayCmdsConnMin)
 		keys := make([]string, 0, len(r.RedisTopCommands))
 		for k := range r.RedisTopCommands {
 			keys = append(keys, k)
