@@ -8,6 +8,8 @@
 #   REDIS_CLUSTER_HOST       bind address (default 127.0.0.1)
 #   REDIS_CLUSTER_DIR        work dir (default /tmp/presencekit-redis-<base port>)
 #   REDIS_CLUSTER_WAIT       seconds to wait for cluster_state:ok (default 60)
+#   REDIS_CLUSTER_PASSWORD   if set, every node requires it (requirepass for the
+#                            default user, masterauth between nodes)
 #
 # Nothing outlives `down`: no RDB/AOF (--save '' --appendonly no), the node
 # config files and logs live in the work dir, which `down` removes. `up` is
@@ -50,7 +52,15 @@ ensure_installed() {
   command -v redis-server >/dev/null || die "redis-server still missing after apt-get install"
 }
 
-cli() { redis-cli -h "$HOST" -p "$1" "${@:2}"; }
+PASS="${REDIS_CLUSTER_PASSWORD:-}"
+AUTH_ARGS=()
+SERVER_AUTH=()
+if [[ -n "$PASS" ]]; then
+  AUTH_ARGS=(-a "$PASS" --no-auth-warning)
+  SERVER_AUTH=(--requirepass "$PASS" --masterauth "$PASS")
+fi
+
+cli() { redis-cli "${AUTH_ARGS[@]}" -h "$HOST" -p "$1" "${@:2}"; }
 
 # alive PORT: the node at PORT answers PING.
 alive() { [[ "$(cli "$1" ping 2>/dev/null)" == "PONG" ]]; }
@@ -81,7 +91,7 @@ start_node() {
     --dir "$DIR/$port" --save '' --appendonly no \
     --daemonize yes --pidfile "$DIR/$port/redis.pid" \
     --logfile "$DIR/$port/redis.log" --loglevel warning \
-    --maxclients 10000 >/dev/null
+    --maxclients 10000 "${SERVER_AUTH[@]}" >/dev/null
 }
 
 wait_alive() {
@@ -138,7 +148,7 @@ up() {
     local addrs=()
     for p in "${PORTS[@]}"; do addrs+=("$HOST:$p"); done
     log "creating cluster ${addrs[*]}"
-    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 \
+    redis-cli "${AUTH_ARGS[@]}" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 \
       || { cat "$DIR/create.log" >&2; die "redis-cli --cluster create failed"; }
   fi
   wait_ok

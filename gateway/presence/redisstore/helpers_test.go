@@ -53,9 +53,10 @@ type testReplica struct {
 }
 
 type replicaOpts struct {
-	ttl, hb time.Duration
-	now     func() time.Time
-	noRun   bool
+	ttl, hb            time.Duration
+	now                func() time.Time
+	noRun              bool
+	username, password string
 }
 
 func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testReplica {
@@ -65,7 +66,7 @@ func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testRep
 	}
 	ev := &events{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t"}, presence.Options{
+	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t", Username: o.username, Password: o.password}, presence.Options{
 		TTL: o.ttl, Heartbeat: o.hb, OnEvent: ev.add, Now: o.now, Metrics: metrics.New(reg),
 	})
 	if err != nil {
@@ -150,11 +151,16 @@ func users(ns string, n int) []string {
 
 // ownCluster is a six-node cluster on its own ports for the tests that
 // break it (failover, full outage), so they cannot disturb other tests.
+// It requires a password, so those tests also cover authentication (the
+// client's and the subscriber's own AUTH, across reconnects).
 type ownCluster struct {
-	base   int
-	script string
-	nodes  []string
+	base     int
+	script   string
+	nodes    []string
+	password string
 }
+
+const ownClusterPassword = "presencekit-test"
 
 var (
 	ownOnce sync.Once
@@ -177,7 +183,7 @@ func disruptableCluster(t *testing.T) *ownCluster {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		script := filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh")
-		c := &ownCluster{base: base, script: script}
+		c := &ownCluster{base: base, script: script, password: ownClusterPassword}
 		for i := range 6 {
 			c.nodes = append(c.nodes, fmt.Sprintf("127.0.0.1:%d", base+i))
 		}
@@ -196,7 +202,7 @@ func (c *ownCluster) run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{c.script}, args...)...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base), "REDIS_CLUSTER_PASSWORD="+c.password)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -214,7 +220,7 @@ func (c *ownCluster) cli(t *testing.T, port int, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-a", c.password, "--no-auth-warning", "-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli -p %d %v: %v\n%s", port, args, err, out)
 	}

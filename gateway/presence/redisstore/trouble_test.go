@@ -156,8 +156,10 @@ func changesPropagate(t *testing.T, a, b *testReplica, gone string, fresh string
 func TestMasterFailover(t *testing.T) {
 	cl := disruptableCluster(t)
 	ns := testNamespace()
-	o := replicaOpts{ttl: 8 * time.Second, hb: time.Second}
-	a, b := newReplica(t, cl.nodes, ns, o), newReplica(t, cl.nodes, ns, o)
+	o := replicaOpts{ttl: 8 * time.Second, hb: time.Second, password: cl.password}
+	ob := o
+	ob.username = "default" // AUTH <user> <password>, the ACL form
+	a, b := newReplica(t, cl.nodes, ns, o), newReplica(t, cl.nodes, ns, ob)
 	ids := users(ns, 30)
 	for _, id := range ids {
 		if err := b.Watch(tctx(t), id); err != nil {
@@ -204,8 +206,10 @@ func testutilGoroutines() int { return runtime.NumGoroutine() }
 func TestRedisDownAndBack(t *testing.T) {
 	cl := disruptableCluster(t)
 	ns := testNamespace()
-	o := replicaOpts{ttl: 3 * time.Second, hb: 500 * time.Millisecond}
-	a, b := newReplica(t, cl.nodes, ns, o), newReplica(t, cl.nodes, ns, o)
+	o := replicaOpts{ttl: 3 * time.Second, hb: 500 * time.Millisecond, password: cl.password}
+	ob := o
+	ob.username = "default"
+	a, b := newReplica(t, cl.nodes, ns, o), newReplica(t, cl.nodes, ns, ob)
 	ids := users(ns, 20)
 	for _, id := range ids {
 		if err := b.Watch(tctx(t), id); err != nil {
@@ -264,4 +268,21 @@ func TestRedisDownAndBack(t *testing.T) {
 	})
 	presenceHolds(t, b, ids, o.ttl+time.Second)
 	changesPropagate(t, a, b, ids[0], ns+"-after")
+}
+
+// A wrong password is reported by Ready (the transport's /readyz 503) and by
+// the calls, as ErrUnavailable naming the cause; nothing panics or hangs.
+func TestWrongPassword(t *testing.T) {
+	cl := disruptableCluster(t)
+	r := newReplica(t, cl.nodes, testNamespace(), replicaOpts{password: "wrong"})
+	err := r.Ready(tctx(t))
+	if !errors.Is(err, presence.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("Ready with a wrong password: %v; want ErrUnavailable naming WRONGPASS", err)
+	}
+	if _, err := r.Connect(tctx(t), presence.Conn{UserID: "x", ID: "c"}); !errors.Is(err, presence.ErrUnavailable) {
+		t.Fatalf("Connect with a wrong password: %v; want ErrUnavailable", err)
+	}
+	if err := r.Watch(tctx(t), "x"); !errors.Is(err, presence.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("Watch with a wrong password: %v; want ErrUnavailable naming WRONGPASS", err)
+	}
 }

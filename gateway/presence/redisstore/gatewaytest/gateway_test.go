@@ -102,7 +102,8 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 // presence is written again and watchers are told.
 func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	cl := startOwnCluster(t)
-	g1, g2 := startGateway(t, "g1", cl.nodes), startGateway(t, "g2", cl.nodes)
+	auth := "REDIS_PASSWORD_FILE=" + cl.passwordFile
+	g1, g2 := startGateway(t, "g1", cl.nodes, auth), startGateway(t, "g2", cl.nodes, auth)
 	var ids []string
 	var clients []*client
 	for i := range 8 {
@@ -195,7 +196,7 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 // replicaPort returns the port of a replica node whose master is up.
 func (c *ownCluster) replicaPort(t *testing.T) int {
 	t.Helper()
-	out := cli(t, c.base, "cluster", "nodes")
+	out := c.cli(t, c.base, "cluster", "nodes")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 3 && strings.Contains(f[2], "slave") && !strings.Contains(f[2], "fail") {
@@ -214,13 +215,13 @@ func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Helper()
 	for range 5 {
 		eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync", replica), func() (bool, string) {
-			info := cli(t, replica, "info", "replication")
+			info := c.cli(t, replica, "info", "replication")
 			return strings.Contains(info, "master_link_status:up"), info
 		})
-		cli(t, replica, "cluster", "failover")
+		c.cli(t, replica, "cluster", "failover")
 		end := time.Now().Add(5 * time.Second)
 		for time.Now().Before(end) {
-			if strings.HasPrefix(cli(t, replica, "role"), "master") {
+			if strings.HasPrefix(c.cli(t, replica, "role"), "master") {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -229,11 +230,11 @@ func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Fatalf("node %d not promoted after 5 CLUSTER FAILOVER attempts", replica)
 }
 
-func cli(t *testing.T, port int, args ...string) string {
+func (c *ownCluster) cli(t *testing.T, port int, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-p", strconv.Itoa(port)}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-a", c.password, "--no-auth-warning", "-p", strconv.Itoa(port)}, args...)...).CombinedOutput()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("redis-cli -p %d %v: %v", port, args, err)

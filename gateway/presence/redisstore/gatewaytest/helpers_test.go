@@ -349,10 +349,13 @@ func uniq(prefix string) string {
 }
 
 // ownCluster is a cluster of the test's own (default ports 7400-7405) for
-// the tests that break it.
+// the tests that break it. It requires a password, which the gateways read
+// from REDIS_PASSWORD_FILE, as the operator configures them.
 type ownCluster struct {
-	base  int
-	nodes string
+	base         int
+	nodes        string
+	password     string
+	passwordFile string
 }
 
 func startOwnCluster(t *testing.T) *ownCluster {
@@ -364,7 +367,11 @@ func startOwnCluster(t *testing.T) *ownCluster {
 			t.Fatalf("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT=%q: %v", v, err)
 		}
 	}
-	c := &ownCluster{base: base}
+	c := &ownCluster{base: base, password: "gw-test-secret"}
+	c.passwordFile = filepath.Join(t.TempDir(), "redis-password")
+	if err := os.WriteFile(c.passwordFile, []byte(c.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var addrs []string
 	for i := range 6 {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", base+i))
@@ -383,7 +390,7 @@ func (c *ownCluster) run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(repoRoot(), "hack", "redis-cluster.sh")}, args...)...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base), "REDIS_CLUSTER_PASSWORD="+c.password)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
