@@ -358,8 +358,13 @@ func (s *Store) settleGraces(ctx context.Context) {
 	now := s.now()
 	s.mu.Lock()
 	var due []string
-	for id, lu := range s.users {
-		if len(lu.conns) == 0 && !lu.graceUntil.IsZero() && !now.Before(lu.graceUntil) {
+	for id := range s.graces {
+		lu := s.users[id]
+		if lu == nil || len(lu.conns) > 0 {
+			delete(s.graces, id)
+			continue
+		}
+		if !lu.graceUntil.IsZero() && !now.Before(lu.graceUntil) {
 			due = append(due, id)
 		}
 	}

@@ -70,6 +70,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	users   map[string]*localUser // users with connections (or a pending grace) here
+	graces  map[string]struct{}   // users whose offline grace is pending here
 	retries map[presence.Conn]struct{}
 	closed  bool
 
@@ -155,6 +156,7 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		seed:    maphash.MakeSeed(),
 		keys:    keyspace(cmp.Or(cfg.Namespace, "presence")),
 		users:   map[string]*localUser{},
+		graces:  map[string]struct{}{},
 		retries: map[presence.Conn]struct{}{},
 	}
 	s.sub = newSubscriber(cc, tlsConfig, cfg.Username, cfg.Password, s.log)
@@ -257,6 +259,7 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	}
 	lu.conns[c.ID] = struct{}{}
 	lu.graceUntil = time.Time{}
+	delete(s.graces, c.UserID)
 	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	return res.user, nil
@@ -314,10 +317,12 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 			s.users[userID] = lu
 		}
 		lu.graceUntil = time.UnixMilli(res.graceUntil)
+		s.graces[userID] = struct{}{}
 		s.mu.Unlock()
 		return
 	}
 	delete(s.users, userID)
+	delete(s.graces, userID)
 	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	// Nothing of this user is left here: take it out of the index. Should

@@ -39,7 +39,10 @@ type subscriber struct {
 	onResync func(channels []string) error
 	resync   []string // re-subscribed channels whose resync is still to do (run's goroutine only)
 
-	opMu sync.Mutex // serialises Watch/Unwatch
+	// op serialises Watch, Unwatch and repairs (a one-slot semaphore, so
+	// that a caller whose context ends stops waiting: while Redis is
+	// unreachable, callers must not pile up behind one another).
+	op chan struct{}
 
 	mu    sync.Mutex
 	want  map[string]string   // channel -> addr it is subscribed on ("" = lost, to repair)
@@ -63,14 +66,28 @@ func newSubscriber(cc *redis.ClusterClient, tlsConfig *tls.Config, username, pas
 		want:  map[string]string{},
 		conns: map[string]*subConn{},
 		kick:  make(chan struct{}, 1),
+		op:    make(chan struct{}, 1),
 	}
 }
+
+func (s *subscriber) acquire(ctx context.Context) error {
+	select {
+	case s.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *subscriber) release() { <-s.op }
 
 // subscribe makes sure ch is subscribed on its master; it waits for the
 // confirmation, so events published after it returns are delivered.
 func (s *subscriber) subscribe(ctx context.Context, ch string) error {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	s.mu.Lock()
 	addr, known := s.want[ch]
 	s.mu.Unlock()
@@ -90,13 +107,17 @@ func (s *subscriber) subscribe(ctx context.Context, ch string) error {
 // unsubscribe drops ch. Errors are not returned to the caller's detriment:
 // a lost connection drops the subscription anyway.
 func (s *subscriber) unsubscribe(ctx context.Context, ch string) error {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
+	// Forget it first: even if the SUNSUBSCRIBE cannot be sent now, it is
+	// not repaired again after a reconnect.
 	s.mu.Lock()
 	addr, known := s.want[ch]
 	delete(s.want, ch)
 	c := s.conns[addr]
 	s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	if !known || addr == "" || c == nil {
 		return nil
 	}
@@ -299,12 +320,14 @@ func (s *subscriber) repair(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		s.opMu.Lock()
+		if s.acquire(ctx) != nil {
+			return false
+		}
 		s.mu.Lock()
 		addr, still := s.want[ch]
 		s.mu.Unlock()
 		if !still || addr != "" { // unwatched or repaired meanwhile
-			s.opMu.Unlock()
+			s.release()
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*subReplyTimeout)
@@ -320,7 +343,7 @@ func (s *subscriber) repair(ctx context.Context) bool {
 		} else {
 			ok = false
 		}
-		s.opMu.Unlock()
+		s.release()
 		if !ok {
 			break // Redis still unreachable: try again later, not channel by channel
 		}

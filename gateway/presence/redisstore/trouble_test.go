@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -241,6 +242,15 @@ func TestRedisDownAndBack(t *testing.T) {
 		_ = a.Ready(tctx(t))
 		if _, err := b.Get(tctx(t), ids[:3]); err == nil {
 			t.Fatal("Get during the outage succeeded")
+		}
+		// Watch gives up when its caller's context ends, however many
+		// others wait for Redis too.
+		wctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start = time.Now()
+		err = b.Watch(wctx, fmt.Sprint(ns, "-w", i))
+		cancel()
+		if err == nil || time.Since(start) > 3*time.Second {
+			t.Fatalf("Watch during the outage: %v after %s; want an error within the caller's deadline", err, time.Since(start))
 		}
 	}
 	if after := runtime.NumGoroutine(); after > before+40 {
