@@ -71,6 +71,8 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 	dialClient(t, g2, carol) // carol also on a live replica: she must stay online
 	w.waitEvent(5*time.Second, carol, "carol on two replicas", func(u map[string]any) bool { return conns(u) == 2 })
 
+	const reaped = "presence_gateway_reaped_connections_total"
+	before := g1.counter(t, reaped) + g2.counter(t, reaped)
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +96,30 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 		t.Fatalf("offline event after %s, want within TTL+heartbeat (%s) plus 1s slack", took, ttl+hb)
 	}
 	w.waitEvent(5*time.Second, carol, "carol down to one connection", func(u map[string]any) bool { return online(u) && conns(u) == 1 })
+	// Both survivors went for the dead replica's lease: the change was made
+	// once, so the watcher saw one offline event and versions that only grow.
+	// (The reaped counter is only logged: on this shared cluster the
+	// survivors may also reap leases other tests' killed gateways left.)
+	sleepUntil := time.Now().Add(hb)
+	for time.Now().Before(sleepUntil) { // a duplicate would arrive within a heartbeat
+		time.Sleep(50 * time.Millisecond)
+	}
+	offline := 0
+	var prev float64
+	for _, e := range w.events(bob) {
+		if !online(e) {
+			offline++
+		}
+		v, _ := e["version"].(float64)
+		if v <= prev {
+			t.Fatalf("bob's versions do not grow: %v", w.events(bob))
+		}
+		prev = v
+	}
+	if offline != 1 {
+		t.Fatalf("bob: %d offline events, want exactly 1: %v", offline, w.events(bob))
+	}
+	t.Logf("survivors reaped %v connections", g1.counter(t, reaped)+g2.counter(t, reaped)-before)
 }
 
 // Redis trouble on a cluster of the test's own: a master failover is

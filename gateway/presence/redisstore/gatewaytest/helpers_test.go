@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +87,7 @@ type gw struct {
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	ws, api string
+	metrics string
 	exited  chan struct{}
 }
 
@@ -110,7 +113,8 @@ func startGateway(t *testing.T, name, nodes string, env ...string) *gw {
 		"SHUTDOWN_GRACE=2s", "IDLE_TIMEOUT=120s",
 	}, env...)...)
 	g := &gw{name: name, cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{}),
-		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort)}
+		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort),
+		metrics: "http://127.0.0.1:" + strconv.Itoa(mPort) + "/metrics"}
 	cmd.Stderr = g.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -120,8 +124,15 @@ func startGateway(t *testing.T, name, nodes string, env ...string) *gw {
 		close(g.exited)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-g.exited
+		// SIGTERM, so it removes its presence and lease and leaves nothing
+		// for the next run's gateways to reap (SIGKILL after 10s).
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-g.exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-g.exited
+		}
 		if t.Failed() {
 			t.Logf("gateway %s log:\n%s", name, g.log.String())
 		}
@@ -408,4 +419,29 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(filepath.Dir(p))
 	}
 	os.Exit(code)
+}
+
+// counter reads one unlabelled counter from the gateway's /metrics.
+func (g *gw) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.metrics, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", g.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %q", name, line)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s /metrics has no %s", g.name, name)
+	return 0
 }
