@@ -10,6 +10,9 @@
 #   REDIS_CLUSTER_WAIT       seconds to wait for cluster_state:ok (default 60)
 #   REDIS_CLUSTER_PASSWORD   if set, every node requires it (requirepass for the
 #                            default user, masterauth between nodes)
+#   REDIS_CLUSTER_TLS_DIR    if set, a directory holding cert.pem, key.pem and
+#                            ca.pem: the nodes then speak only TLS (clients, the
+#                            cluster bus and replication), without client certs
 #
 # Nothing outlives `down`: no RDB/AOF (--save '' --appendonly no), the node
 # config files and logs live in the work dir, which `down` removes. `up` is
@@ -60,7 +63,27 @@ if [[ -n "$PASS" ]]; then
   SERVER_AUTH=(--requirepass "$PASS" --masterauth "$PASS")
 fi
 
-cli() { redis-cli "${AUTH_ARGS[@]}" -h "$HOST" -p "$1" "${@:2}"; }
+TLS_DIR="${REDIS_CLUSTER_TLS_DIR:-}"
+TLS_CLI=()
+if [[ -n "$TLS_DIR" ]]; then
+  for f in cert.pem key.pem ca.pem; do
+    [[ -r "$TLS_DIR/$f" ]] || die "REDIS_CLUSTER_TLS_DIR=$TLS_DIR: $f missing"
+  done
+  TLS_CLI=(--tls --cacert "$TLS_DIR/ca.pem")
+fi
+
+# port_args PORT: the listening options of one node.
+port_args() {
+  if [[ -n "$TLS_DIR" ]]; then
+    echo --port 0 --tls-port "$1" --tls-cluster yes --tls-replication yes \
+      --tls-cert-file "$TLS_DIR/cert.pem" --tls-key-file "$TLS_DIR/key.pem" \
+      --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients no
+  else
+    echo --port "$1"
+  fi
+}
+
+cli() { redis-cli "${TLS_CLI[@]}" "${AUTH_ARGS[@]}" -h "$HOST" -p "$1" "${@:2}"; }
 
 # alive PORT: the node at PORT answers PING.
 alive() { [[ "$(cli "$1" ping 2>/dev/null)" == "PONG" ]]; }
@@ -83,7 +106,8 @@ start_node() {
   fi
   # No persistence at all; the cluster config file lives in the work dir so
   # that `down` (rm -rf) leaves nothing behind.
-  redis-server --port "$port" --bind "$HOST" --protected-mode no \
+  # shellcheck disable=SC2046 # port_args is word-split on purpose (no spaces in paths)
+  redis-server $(port_args "$port") --bind "$HOST" --protected-mode no \
     --cluster-enabled yes --cluster-config-file "$DIR/$port/nodes.conf" \
     --cluster-node-timeout 2000 \
     --cluster-require-full-coverage no \
@@ -148,7 +172,7 @@ up() {
     local addrs=()
     for p in "${PORTS[@]}"; do addrs+=("$HOST:$p"); done
     log "creating cluster ${addrs[*]}"
-    redis-cli "${AUTH_ARGS[@]}" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 \
+    redis-cli "${TLS_CLI[@]}" "${AUTH_ARGS[@]}" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 \
       || { cat "$DIR/create.log" >&2; die "redis-cli --cluster create failed"; }
   fi
   wait_ok

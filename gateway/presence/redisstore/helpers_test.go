@@ -158,6 +158,7 @@ type ownCluster struct {
 	script   string
 	nodes    []string
 	password string
+	env      []string // more settings for hack/redis-cluster.sh
 }
 
 const ownClusterPassword = "presencekit-test"
@@ -203,6 +204,7 @@ func (c *ownCluster) run(args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{c.script}, args...)...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("REDIS_CLUSTER_BASE_PORT=%d", c.base), "REDIS_CLUSTER_PASSWORD="+c.password)
+	cmd.Env = append(cmd.Env, c.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -236,3 +238,5 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func newTestMetrics() *metrics.Metrics { return metrics.New(prometheus.NewRegistry()) }
