@@ -37,7 +37,8 @@ import "github.com/redis/go-redis/v9"
 // published state and publishes nothing when there is nothing new.
 //
 // The reply: {version, online, status, text, count, lastSeen, changed (0/1),
-// to ("online"|"offline"|"status"|"count"|""), removed, live count (without
+// to ("online"|"offline"|"status"|"count"|""), removed (for reap: only the
+// dead replica's), live count (without
 // grace), grace deadline ms (0 = none)}.
 var userScript = redis.NewScript(`
 local op = ARGV[1]
@@ -79,6 +80,7 @@ local entries = redis.call('ZRANGE', conns, 0, -1, 'WITHSCORES')
 local drop = {}
 local live = 0
 local seen = 0
+local reaped = 0
 for i = 1, #entries, 2 do
   local m, sc = entries[i], tonumber(entries[i + 1])
   local stale = false
@@ -86,7 +88,9 @@ for i = 1, #entries, 2 do
     local id = string.match(m, '|(.*)$')
     stale = id ~= nil and ids[id] == true
   end
-  if sc <= now or stale or (prefix and string.sub(m, 1, #prefix) == prefix) then
+  local dead = prefix ~= nil and string.sub(m, 1, #prefix) == prefix
+  if dead then reaped = reaped + 1 end
+  if sc <= now or stale or dead then
     drop[#drop + 1] = m
     -- last refresh of that connection: the user was online then
     local last = math.min(sc - ttl, now)
@@ -99,6 +103,7 @@ for i = 1, #drop, 500 do
   redis.call('ZREM', conns, unpack(drop, i, math.min(i + 499, #drop)))
 end
 local removed = #drop
+if op == 'reap' then removed = reaped end
 
 local statusChanged = false
 if op == 'connect' then

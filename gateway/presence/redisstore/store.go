@@ -105,6 +105,9 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 	if opts.TTL <= 0 || opts.Heartbeat <= 0 || opts.TTL < 2*opts.Heartbeat {
 		return nil, fmt.Errorf("redisstore: TTL (%s) must be positive and at least twice the heartbeat (%s)", opts.TTL, opts.Heartbeat)
 	}
+	if strings.ContainsAny(cfg.Namespace, "{}") {
+		return nil, fmt.Errorf("redisstore: namespace %q: must not contain braces (they are the hash tags)", cfg.Namespace)
+	}
 	if len(cfg.Nodes) == 0 {
 		return nil, errors.New("redisstore: REDIS_NODES is empty")
 	}
@@ -177,6 +180,14 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 func newIncarnation(name string) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
+	// "|" separates the incarnation from the connection id in members, and
+	// braces would change the index key's hash tag.
+	name = strings.Map(func(r rune) rune {
+		if r == '|' || r == '{' || r == '}' || r < ' ' {
+			return '-'
+		}
+		return r
+	}, name)
 	if name == "" {
 		name = "gw"
 	}
