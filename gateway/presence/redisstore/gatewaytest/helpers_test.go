@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,12 +30,13 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
 }
 
-// binary builds cmd/presence-gateway once per test run.
+// binary builds cmd/presence-gateway once per test run, into binDir.
 var binary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "presence-gateway-redis-test")
 	if err != nil {
 		return "", err
 	}
+	binDir.Store(dir)
 	out := filepath.Join(dir, "presence-gateway")
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/presence-gateway")
 	cmd.Dir = repoRoot()
@@ -413,10 +415,12 @@ func (c *ownCluster) mustRun(t *testing.T, args ...string) {
 	}
 }
 
+var binDir atomic.Value // string: where binary built, if it ran
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if p, err := binary(); err == nil {
-		_ = os.RemoveAll(filepath.Dir(p))
+	if dir, ok := binDir.Load().(string); ok {
+		_ = os.RemoveAll(dir)
 	}
 	os.Exit(code)
 }
