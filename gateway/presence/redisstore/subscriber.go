@@ -290,7 +290,9 @@ func (s *subscriber) run(ctx context.Context) {
 			return
 		case <-ping.C:
 			s.pingAll(ctx)
-			continue
+			if s.checkRoutes(ctx) == 0 {
+				continue
+			}
 		case <-s.kick:
 		case <-retry.C:
 		}
@@ -367,6 +369,46 @@ func (s *subscriber) flushResync() bool {
 	}
 	s.resync = nil
 	return true
+}
+
+// checkRoutes marks lost every channel whose slot's master, in the
+// client's current slot map, is not the node it is subscribed on. A node
+// is expected to push "sunsubscribe" when it loses a slot, but the
+// subscriptions must not depend on one push arriving: the slot map is kept
+// fresh by the store's own commands (MOVED reloads it), and this check,
+// every ping interval, moves whatever the push missed. Lookups are local.
+func (s *subscriber) checkRoutes(ctx context.Context) int {
+	s.mu.Lock()
+	chans := make(map[string]string, len(s.want))
+	for ch, addr := range s.want {
+		if addr != "" {
+			chans[ch] = addr
+		}
+	}
+	s.mu.Unlock()
+	moved := 0
+	for ch, addr := range chans {
+		node, err := s.cc.MasterForKey(ctx, ch)
+		if err != nil || node.Options().Addr == addr {
+			continue
+		}
+		s.mu.Lock()
+		stale := s.want[ch] == addr
+		if stale {
+			s.want[ch] = ""
+			moved++
+		}
+		old := s.conns[addr]
+		s.mu.Unlock()
+		if stale && old != nil {
+			// Best effort: the old node must not deliver it twice later.
+			_ = old.send(ctx, nil, "SUNSUBSCRIBE", ch)
+		}
+	}
+	if moved > 0 {
+		s.log.Info("re-routing shard subscriptions whose slot changed master", "channels", moved)
+	}
+	return moved
 }
 
 func (s *subscriber) pingAll(ctx context.Context) {
