@@ -241,11 +241,19 @@ func desiredDeployment(gw *presencev1alpha1.PresenceGateway, deps gatewayDeps, i
 		mounts = append(mounts, corev1.VolumeMount{Name: redisAuthVolume, MountPath: redisAuthMountPath, ReadOnly: true})
 	}
 
+	// Every field of the probes is set, the API server's defaults included
+	// (successThreshold 1, scheme HTTP): mergeDeployment compares with
+	// DeepDerivative, which skips empty strings and nil pointers but compares
+	// integers, so a 0 left for the server to default to 1 would look like
+	// drift on every reconcile and cause an Update that changes nothing.
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("ws")}},
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: path, Port: intstr.FromString("ws"), Scheme: corev1.URISchemeHTTP,
+			}},
 			PeriodSeconds:    period,
 			TimeoutSeconds:   2,
+			SuccessThreshold: 1,
 			FailureThreshold: failures,
 		}
 	}
