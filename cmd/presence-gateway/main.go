@@ -131,13 +131,12 @@ func run(cfg config.Config) error {
 			log.Error("presence store stopped", "err", err)
 		}
 	})
-	metricsSrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", metricsSrv.Handler)
+	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// Profiles, on the private metrics port only (heap, goroutine, CPU).
 	metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
 	metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	metricsSrv.Handler = metricsMux
+	metricsSrv := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
 	wg.Go(func() {
 		if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)
