@@ -49,6 +49,7 @@ func run(args []string) error {
 		metricsAddr   = fs.String("metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 		probeAddr     = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 		leaderElect   = fs.Bool("leader-elect", false, "elect a leader (a Lease in the operator's namespace) so that only one replica reconciles")
+		leaderElectNS = fs.String("leader-election-namespace", "", "namespace of the leader-election Lease; empty = the pod's own namespace (required with --leader-elect outside a cluster)")
 		gatewayImage  = fs.String("gateway-image", defaultGatewayImage, "gateway image of PresenceGateways without spec.image")
 		checkInterval = fs.Duration("redis-check-interval", controllers.DefaultRedisCheckInterval, "time between two health checks of a RedisCluster")
 		checkTimeout  = fs.Duration("redis-check-timeout", controllers.DefaultRedisCheckTimeout, "timeout of one node's health check")
@@ -84,6 +85,7 @@ func run(args []string) error {
 		HealthProbeBindAddress:        *probeAddr,
 		LeaderElection:                *leaderElect,
 		LeaderElectionID:              "presence-operator.presencekit.io",
+		LeaderElectionNamespace:       *leaderElectNS,
 		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
 	})
 	if err != nil {

@@ -168,7 +168,22 @@ up_environment() {
   k create clusterrolebinding presencekit-operator-e2e --clusterrole="$role" --user=presence-operator \
     --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
   ok "ClusterRole $role bound to user presence-operator"
+  # Leader election as in a cluster: the Lease lives in presence-system,
+  # allowed by config/rbac's leader-election Role.
+  k create namespace presence-system --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+  k apply --server-side -f config/rbac/leader_election_role.yaml >/dev/null
+  k create rolebinding presencekit-operator-e2e-leader -n presence-system \
+    --role=presence-operator-leader-election --user=presence-operator \
+    --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
   start_operator
+  local holder="" deadline=$((SECONDS + 60))
+  until [[ "$holder" == *_* ]]; do
+    (( SECONDS < deadline )) || die "no leader-election Lease held in presence-system after 60s (log: $E2E_DIR/operator.log)"
+    sleep 0.5
+    holder="$(k get lease -n presence-system presence-operator.presencekit.io \
+      -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  done
+  ok "leader elected: Lease presence-system/presence-operator.presencekit.io held by $holder"
 }
 
 start_operator() {
@@ -183,7 +198,7 @@ start_operator() {
   fi
   # controller-runtime reads KUBECONFIG.
   KUBECONFIG="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" setsid "$OPERATOR_BIN" \
-    --leader-elect=false \
+    --leader-elect --leader-election-namespace=presence-system \
     --metrics-bind-address="127.0.0.1:$OPERATOR_PORT" \
     --health-probe-bind-address="127.0.0.1:$OPERATOR_HEALTH_PORT" \
     --gateway-image=ghcr.io/presencekit/presence-gateway:e2e \
