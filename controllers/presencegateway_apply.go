@@ -104,8 +104,12 @@ func mergeDeployment(autoscaling bool) func(live, desired *appsv1.Deployment) {
 		}
 		// DeepDerivative ignores fields desired leaves empty, so the API
 		// server's defaults (imagePullPolicy, probe thresholds, ...) are not
-		// seen as drift, while any field the operator sets is compared.
-		if !equality.Semantic.DeepDerivative(desired.Spec.Template, live.Spec.Template) {
+		// seen as drift, while any field the operator sets is compared. It
+		// also ignores items appended to a live list, which templateListsGrew
+		// catches: the operator owns the whole list of containers, env,
+		// volumes and mounts, and the API server never appends to them.
+		if !equality.Semantic.DeepDerivative(desired.Spec.Template, live.Spec.Template) ||
+			templateListsGrew(&desired.Spec.Template.Spec, &live.Spec.Template.Spec) {
 			template := *desired.Spec.Template.DeepCopy()
 			if v, ok := live.Spec.Template.Annotations[restartedAtAnnotation]; ok {
 				template.Annotations[restartedAtAnnotation] = v
@@ -113,6 +117,24 @@ func mergeDeployment(autoscaling bool) func(live, desired *appsv1.Deployment) {
 			live.Spec.Template = template
 		}
 	}
+}
+
+// templateListsGrew reports whether live has more items than desired in a
+// list of the pod template that the operator owns whole (someone's
+// `kubectl set env` or an added sidecar), which DeepDerivative does not see.
+func templateListsGrew(desired, live *corev1.PodSpec) bool {
+	if len(live.Containers) != len(desired.Containers) || len(live.InitContainers) != len(desired.InitContainers) ||
+		len(live.Volumes) != len(desired.Volumes) {
+		return true
+	}
+	for i := range desired.Containers {
+		d, l := &desired.Containers[i], &live.Containers[i]
+		if len(l.Env) != len(d.Env) || len(l.EnvFrom) != len(d.EnvFrom) || len(l.VolumeMounts) != len(d.VolumeMounts) ||
+			len(l.Ports) != len(d.Ports) || len(l.Args) != len(d.Args) || len(l.Command) != len(d.Command) {
+			return true
+		}
+	}
+	return false
 }
 
 // mergeService copies type, selector, ports and annotations, keeping the

@@ -173,7 +173,8 @@ func TestDriftIsCorrected(t *testing.T) {
 	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Replicas = ptr.To[int32](3) })
 	dep := waitDeployment(t, ns, "chat")
 
-	// Someone edits the Deployment: another image, REDIS_NODES gone, other size.
+	// Someone edits the Deployment: another image, REDIS_NODES gone, an env
+	// var of their own added, other size.
 	eventually(t, func() error {
 		if err := get(ctx, dep); err != nil {
 			return err
@@ -186,7 +187,7 @@ func TestDriftIsCorrected(t *testing.T) {
 				env = append(env, e)
 			}
 		}
-		c.Env = env
+		c.Env = append(env, corev1.EnvVar{Name: "DEBUG", Value: "1"})
 		dep.Spec.Replicas = ptr.To[int32](9)
 		return k8sClient.Update(ctx, dep)
 	}).Should(Succeed())
@@ -194,6 +195,8 @@ func TestDriftIsCorrected(t *testing.T) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage))
 		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+		_, added := envOf(dep, "DEBUG")
+		g.Expect(added).To(BeFalse(), "an env var the operator did not set is removed")
 		g.Expect(*dep.Spec.Replicas).To(Equal(int32(3)))
 	}).Should(Succeed())
 

@@ -277,6 +277,44 @@ func TestMergeDeploymentKeepsHPAReplicasAndDefaults(t *testing.T) {
 	g.Expect(*live.Spec.Replicas).To(Equal(int32(2)), "without autoscaling spec.replicas wins")
 }
 
+func TestMergeDeploymentRemovesAddedListItems(t *testing.T) {
+	tests := []struct {
+		name  string
+		drift func(spec *corev1.PodSpec)
+	}{
+		{"env var added", func(s *corev1.PodSpec) {
+			s.Containers[0].Env = append(s.Containers[0].Env, corev1.EnvVar{Name: "DEBUG", Value: "1"})
+		}},
+		{"envFrom added", func(s *corev1.PodSpec) {
+			s.Containers[0].EnvFrom = append(s.Containers[0].EnvFrom, corev1.EnvFromSource{Prefix: "X_"})
+		}},
+		{"sidecar added", func(s *corev1.PodSpec) {
+			s.Containers = append(s.Containers, corev1.Container{Name: "sidecar", Image: "busybox"})
+		}},
+		{"init container added", func(s *corev1.PodSpec) {
+			s.InitContainers = append(s.InitContainers, corev1.Container{Name: "init", Image: "busybox"})
+		}},
+		{"volume and mount added", func(s *corev1.PodSpec) {
+			s.Volumes = append(s.Volumes, corev1.Volume{Name: "extra"})
+			s.Containers[0].VolumeMounts = append(s.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "extra", MountPath: "/x"})
+		}},
+		{"arg added", func(s *corev1.PodSpec) { s.Containers[0].Args = append(s.Containers[0].Args, "--debug") }},
+		{"port added", func(s *corev1.PodSpec) {
+			s.Containers[0].Ports = append(s.Containers[0].Ports, corev1.ContainerPort{Name: "debug", ContainerPort: 6060})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			desired := desiredDeployment(testGateway(nil), testDeps(nil), "img:1")
+			live := desired.DeepCopy()
+			tt.drift(&live.Spec.Template.Spec)
+			mergeDeployment(false)(live, desired)
+			g.Expect(live.Spec.Template).To(Equal(desired.Spec.Template), "the operator owns the whole pod template")
+		})
+	}
+}
+
 func TestMergeServiceKeepsAllocatedFields(t *testing.T) {
 	g := NewWithT(t)
 	desired := desiredService(testGateway(func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Service.Type = corev1.ServiceTypeNodePort }))
