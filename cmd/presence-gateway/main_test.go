@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,121 +16,23 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-)
 
-// binary builds the gateway once per test run.
-var binary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "presence-gateway-test")
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, "presence-gateway")
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", errors.New(string(b))
-	}
-	return out, nil
-})
+	"github.com/presencekit/presence-operator/internal/gatewayproc"
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if p, err := binary(); err == nil {
-		_ = os.RemoveAll(filepath.Dir(p))
-	}
+	gatewayproc.RemoveBinary()
 	os.Exit(code)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type proc struct {
-	cmd     *exec.Cmd
-	stderr  *syncBuffer
-	ws, api string
-	metrics string
-	exited  chan struct{} // closed when the process ended
-	exitErr error         // its Wait result, once exited is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // run starts the gateway binary with env on free ports and waits until
 // /healthz answers.
-func run(t testing.TB, env ...string) *proc {
+func run(t testing.TB, env ...string) *gatewayproc.Proc {
 	t.Helper()
-	bin, err := binary()
-	if err != nil {
-		t.Fatalf("building the gateway: %v", err)
-	}
-	wsPort, mPort := freePort(t), freePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), append([]string{
-		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
-	}, env...)...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{}),
-		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort),
-		metrics: "http://127.0.0.1:" + strconv.Itoa(mPort) + "/metrics"}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", p.stderr.String())
-		}
+	return gatewayproc.Start(t, gatewayproc.Options{
+		Name: "presence-gateway", Env: env, ReadyPath: "/healthz", ReadyWithin: 10 * time.Second,
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(p.api + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway did not answer /healthz within 10s: %v\n%s", err, p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func status(t testing.TB, url string) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return -1
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
 }
 
 func TestSIGTERMDrain(t *testing.T) {
@@ -142,7 +42,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	defer cancel()
 	var conns []*websocket.Conn
 	for i := range 20 {
-		c, err := dial(ctx, p.ws+"/?userId=user"+strconv.Itoa(i))
+		c, err := dial(ctx, p.WS+"/?userId=user"+strconv.Itoa(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,26 +52,26 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	if got := status(t, p.api+"/readyz"); got != http.StatusOK {
+	if got := gatewayproc.Status(p.API + "/readyz"); got != http.StatusOK {
 		t.Fatalf("/readyz before SIGTERM: %d", got)
 	}
-	body := scrape(t, p.metrics)
+	body := scrape(t, p.Metrics)
 	if !strings.Contains(body, "presence_gateway_connections 20") {
 		t.Fatalf("/metrics does not show 20 connections:\n%s", grep(body, "presence_gateway_connections"))
 	}
 
 	began := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
-	for status(t, p.api+"/readyz") != http.StatusServiceUnavailable {
+	for gatewayproc.Status(p.API+"/readyz") != http.StatusServiceUnavailable {
 		if time.Now().After(deadline) {
 			t.Fatal("/readyz did not turn 503 within 1s of SIGTERM")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := status(t, p.api+"/?userId=late"); got != http.StatusUpgradeRequired && got != http.StatusServiceUnavailable && got != -1 {
+	if got := gatewayproc.Status(p.API + "/?userId=late"); got != http.StatusUpgradeRequired && got != http.StatusServiceUnavailable && got != -1 {
 		t.Fatalf("plain GET during the drain: %d", got)
 	}
 	// Each connection is read on its own, to see when its close came.
@@ -193,9 +93,9 @@ func TestSIGTERMDrain(t *testing.T) {
 		first, last = min(first, closedAt[i]), max(last, closedAt[i])
 	}
 	select {
-	case <-p.exited:
-		if p.exitErr != nil {
-			t.Fatalf("exit: %v\n%s", p.exitErr, p.stderr.String())
+	case <-p.Exited:
+		if p.ExitErr() != nil {
+			t.Fatalf("exit: %v\n%s", p.ExitErr(), p.Log.String())
 		}
 	case <-time.After(grace):
 		t.Fatalf("still running %s after SIGTERM", grace)
@@ -207,13 +107,13 @@ func TestSIGTERMDrain(t *testing.T) {
 	if last-first < 500*time.Millisecond {
 		t.Fatalf("closes came between %s and %s after SIGTERM: not spread over the grace", first, last)
 	}
-	if !strings.Contains(p.stderr.String(), "drained") {
-		t.Fatalf("no drain in the log:\n%s", p.stderr.String())
+	if !strings.Contains(p.Log.String(), "drained") {
+		t.Fatalf("no drain in the log:\n%s", p.Log.String())
 	}
 }
 
 func TestBadConfigExits(t *testing.T) {
-	bin, err := binary()
+	bin, err := gatewayproc.Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +142,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	p := run(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dial(ctx, p.ws+"/?userId=m1")
+	c, err := dial(ctx, p.WS+"/?userId=m1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +155,8 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = status(t, p.api+"/?userId=bad%20id")
-	body := scrape(t, p.metrics)
+	_ = gatewayproc.Status(p.API + "/?userId=bad%20id")
+	body := scrape(t, p.Metrics)
 	for _, name := range []string{
 		"connections", "connections_total", "messages_received_total", "messages_sent_total",
 		"upgrade_rejections_total", "presence_events_published_total", "presence_events_delivered_total",
@@ -270,7 +170,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	if !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
 		t.Error("/metrics lacks the Go runtime or process collectors")
 	}
-	if status(t, p.api+"/metrics") != http.StatusNotFound {
+	if gatewayproc.Status(p.API+"/metrics") != http.StatusNotFound {
 		t.Error("/metrics must not be served on the public port")
 	}
 }

@@ -29,7 +29,7 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 		}
 	}
 	p := run(b, "IDLE_TIMEOUT=1h", "LOG_LEVEL=warn")
-	before := rss(b, p.cmd.Process.Pid)
+	before := rss(b, p.Cmd.Process.Pid)
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -38,7 +38,7 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 	}()
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := dial(ctx, p.ws+"/?userId=idle"+strconv.Itoa(i))
+		c, err := dial(ctx, p.WS+"/?userId=idle"+strconv.Itoa(i))
 		if err != nil {
 			cancel()
 			b.Fatalf("connection %d: %v", i, err)
@@ -52,13 +52,13 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 	}
 	want := fmt.Sprintf("presence_gateway_connections %d", n)
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(scrape(b, p.metrics), want) {
+	for !strings.Contains(scrape(b, p.Metrics), want) {
 		if time.Now().After(deadline) {
 			b.Fatalf("/metrics never showed %q", want)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	after := rss(b, p.cmd.Process.Pid)
+	after := rss(b, p.Cmd.Process.Pid)
 	for b.Loop() {
 	}
 	b.ReportMetric(float64(after-before)/float64(n), "RSS-B/conn")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func testNeverSeen(t *testing.T, h *harness) {
@@ -166,20 +167,20 @@ func testEventsOnlyWatched(t *testing.T, h *harness) {
 	h.waitEvent(s.rec, watched, "online", func(u presence.User) bool { return u.Online })
 	// The watched user's event arrived after the other user's change was
 	// made, so had it been delivered it would be there now.
-	if evs := s.rec.of(other); len(evs) != 0 {
+	if evs := s.rec.Of(other); len(evs) != 0 {
 		t.Fatalf("unwatched user %s produced events %+v", other, evs)
 	}
 	if err := s.Unwatch(h.ctx(), watched); err != nil {
 		t.Fatal(err)
 	}
-	n := len(s.rec.of(watched))
+	n := len(s.rec.Of(watched))
 	h.disconnect(s, h.conn(watched, "c"))
 	// A marker change on a watched user bounds the wait for a stray event.
 	marker := h.user("marker")
 	h.watch(s, marker)
 	h.connect(s, h.conn(marker, "c"))
 	h.waitEvent(s.rec, marker, "online", func(u presence.User) bool { return u.Online })
-	if evs := s.rec.of(watched); len(evs) != n {
+	if evs := s.rec.Of(watched); len(evs) != n {
 		t.Fatalf("events after Unwatch: %+v", evs[n:])
 	}
 }
@@ -201,7 +202,7 @@ func testEventSequence(t *testing.T, h *harness) {
 	if last.Version != final.Version {
 		t.Fatalf("offline event version %d, Disconnect returned %d", last.Version, final.Version)
 	}
-	evs := s.rec.of(id)
+	evs := s.rec.Of(id)
 	want := []struct {
 		online bool
 		status presence.Status
@@ -241,7 +242,7 @@ func testWatchIdempotent(t *testing.T, h *harness) {
 	h.watch(s, marker)
 	h.connect(s, h.conn(marker, "c"))
 	h.waitEvent(s.rec, marker, "online", func(u presence.User) bool { return u.Online })
-	if evs := s.rec.of(id); len(evs) != 1 {
+	if evs := s.rec.Of(id); len(evs) != 1 {
 		t.Fatalf("watched twice: got %d events %+v, want exactly one", len(evs), evs)
 	}
 	if err := s.Unwatch(h.ctx(), id); err != nil {
@@ -250,7 +251,7 @@ func testWatchIdempotent(t *testing.T, h *harness) {
 	h.disconnect(s, h.conn(id, "c"))
 	h.disconnect(s, h.conn(marker, "c"))
 	h.waitEvent(s.rec, marker, "offline", isOffline)
-	if evs := s.rec.of(id); len(evs) != 1 {
+	if evs := s.rec.Of(id); len(evs) != 1 {
 		t.Fatalf("one Unwatch after two Watch calls must stop events; got %+v", evs)
 	}
 }
@@ -265,7 +266,7 @@ func testTTLOnRead(t *testing.T, h *harness) {
 	h.pass(h.ttl / 2)
 	h.connect(s, h.conn(other, "c1"))
 	h.pass(h.ttl/2 + time.Second)
-	h.eventually(h.within(h.ttl), id+" offline once its connections are older than the TTL", func() (bool, string) {
+	poll.Eventually(h.t, h.within(h.ttl), id+" offline once its connections are older than the TTL", func() (bool, string) {
 		u := h.get(s, id)
 		return isOffline(u), fmt.Sprintf("%+v", u)
 	})
@@ -273,7 +274,7 @@ func testTTLOnRead(t *testing.T, h *harness) {
 		// On the fake clock, the second user's connection is TTL/2+1s old.
 		checkOnline(t, h.get(s, other), 1)
 	}
-	h.eventually(h.within(h.ttl), other+" offline", func() (bool, string) {
+	poll.Eventually(h.t, h.within(h.ttl), other+" offline", func() (bool, string) {
 		if !h.cfg.RealTime {
 			h.clock.Advance(h.ttl)
 		}
@@ -333,9 +334,9 @@ func testOfflineGrace(t *testing.T, h *harness) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	for _, e := range s.rec.of(id) {
+	for _, e := range s.rec.Of(id) {
 		if !e.Online {
-			t.Fatalf("a reconnect within the grace produced an offline event: %+v", s.rec.of(id))
+			t.Fatalf("a reconnect within the grace produced an offline event: %+v", s.rec.Of(id))
 		}
 	}
 	checkOnline(t, h.get(s, id), 1)
@@ -385,7 +386,7 @@ func testConcurrent(t *testing.T, h *harness) {
 	checkOnline(t, u, want)
 	h.waitEvent(s.rec, id, "last version", func(e presence.User) bool { return e.Version == u.Version })
 	seen := map[int64]bool{}
-	for _, e := range s.rec.of(id) {
+	for _, e := range s.rec.Of(id) {
 		if seen[e.Version] {
 			t.Fatalf("two events with version %d", e.Version)
 		}
@@ -419,7 +420,7 @@ func testCrossReplica(t *testing.T, h *harness) {
 	h.disconnect(a, c1)
 	h.disconnect(b, c2)
 	h.waitEvent(b.rec, id, "offline", isOffline)
-	if evs := a.rec.of(id); len(evs) != 0 {
+	if evs := a.rec.Of(id); len(evs) != 0 {
 		t.Fatalf("replica a does not watch %s but got %+v", id, evs)
 	}
 }
@@ -434,7 +435,7 @@ func testCrashedReplica(t *testing.T, h *harness) {
 	h.waitEvent(b.rec, id, "online", func(u presence.User) bool { return u.Online })
 	a.stop() // a "dies": no more refreshes, and no Close yet.
 	h.pass(h.ttl + h.hb)
-	h.eventually(h.within(h.ttl+h.hb), id+" offline after its replica died", func() (bool, string) {
+	poll.Eventually(h.t, h.within(h.ttl+h.hb), id+" offline after its replica died", func() (bool, string) {
 		u := h.get(b, id)
 		return isOffline(u), fmt.Sprintf("%+v", u)
 	})

@@ -48,6 +48,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // Factory makes one store (one replica) with the suite's options.
@@ -166,7 +167,7 @@ func (h *harness) conn(userID, name string) presence.Conn {
 // replica is one store with the events it received.
 type replica struct {
 	presence.Store
-	rec    *recorder
+	rec    *Recorder
 	closed bool               // Close was called by the subtest itself
 	cancel context.CancelFunc // stops Run, if started
 	done   chan struct{}
@@ -181,12 +182,12 @@ type storeOpts struct {
 // newStore makes a replica, closing it at the end of the subtest.
 func (h *harness) newStore(so storeOpts) *replica {
 	h.t.Helper()
-	rec := &recorder{}
+	rec := &Recorder{}
 	opts := presence.Options{
 		TTL:          h.ttl,
 		Heartbeat:    h.hb,
 		OfflineGrace: so.grace,
-		OnEvent:      rec.add,
+		OnEvent:      rec.Add,
 		Now:          h.clock.Now,
 		Metrics:      metrics.New(prometheus.NewRegistry()),
 	}
@@ -235,7 +236,7 @@ func (r *replica) stop() {
 }
 
 // pass lets d elapse: moves the clock on a fake-clock store; on a real-time
-// store it does nothing and the caller polls with eventually.
+// store it does nothing and the caller polls with poll.Eventually.
 func (h *harness) pass(d time.Duration) {
 	if !h.cfg.RealTime {
 		h.clock.Advance(d)
@@ -294,36 +295,21 @@ func (h *harness) watch(s presence.Store, id string) {
 	}
 }
 
-// eventually polls cond every 10ms until it holds or within passes.
-func (h *harness) eventually(within time.Duration, what string, cond func() (bool, string)) {
-	h.t.Helper()
-	end := time.Now().Add(within)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(end) {
-			h.t.Fatalf("after %s: %s; last seen: %s", within, what, got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// recorder collects the events a replica's OnEvent received.
-type recorder struct {
+// Recorder collects the events a store's OnEvent received; pass its Add as OnEvent.
+type Recorder struct {
 	mu     sync.Mutex
 	events []presence.User
 }
 
-func (r *recorder) add(u presence.User) {
+// Add records u; it is safe to call from any goroutine.
+func (r *Recorder) Add(u presence.User) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, u)
 }
 
-// of returns the events of one user, in arrival order.
-func (r *recorder) of(id string) []presence.User {
+// Of returns the events of one user, in arrival order.
+func (r *Recorder) Of(id string) []presence.User {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []presence.User
@@ -336,11 +322,11 @@ func (r *recorder) of(id string) []presence.User {
 }
 
 // waitEvent waits until an event of id satisfying match has arrived.
-func (h *harness) waitEvent(r *recorder, id, what string, match func(presence.User) bool) presence.User {
+func (h *harness) waitEvent(r *Recorder, id, what string, match func(presence.User) bool) presence.User {
 	h.t.Helper()
 	var found presence.User
-	h.eventually(h.deadline, "event "+what+" for "+id, func() (bool, string) {
-		evs := r.of(id)
+	poll.Eventually(h.t, h.deadline, "event "+what+" for "+id, func() (bool, string) {
+		evs := r.Of(id)
 		for _, e := range evs {
 			if match(e) {
 				found = e

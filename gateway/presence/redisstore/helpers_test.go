@@ -17,36 +17,13 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
 )
-
-// events records what one replica's OnEvent received.
-type events struct {
-	mu  sync.Mutex
-	all []presence.User
-}
-
-func (e *events) add(u presence.User) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.all = append(e.all, u)
-}
-
-func (e *events) of(id string) []presence.User {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []presence.User
-	for _, u := range e.all {
-		if u.UserID == id {
-			out = append(out, u)
-		}
-	}
-	return out
-}
 
 // testReplica is one store with its events, metrics and a running Run.
 type testReplica struct {
 	*Store
-	ev     *events
+	ev     *presencetest.Recorder
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -64,10 +41,10 @@ func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testRep
 	if o.ttl == 0 {
 		o.ttl, o.hb = 2*time.Second, 400*time.Millisecond
 	}
-	ev := &events{}
+	ev := &presencetest.Recorder{}
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t", Username: o.username, Password: o.password}, presence.Options{
-		TTL: o.ttl, Heartbeat: o.hb, OnEvent: ev.add, Now: o.now, Metrics: metrics.New(reg),
+		TTL: o.ttl, Heartbeat: o.hb, OnEvent: ev.Add, Now: o.now, Metrics: metrics.New(reg),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -113,22 +90,6 @@ func tctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond every 20ms until it holds, failing after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	end := time.Now().Add(within)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("after %s: %s; last: %s", within, what, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func getOne(t *testing.T, s presence.Store, id string) presence.User {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // A watched user's slot is migrated to another master (resharding): the
@@ -28,8 +29,8 @@ func TestSlotMigration(t *testing.T) {
 	if _, err := a.Connect(tctx(t), conn); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "online event", func() (bool, string) {
-		evs := b.ev.of(id)
+	poll.Eventually(t, 5*time.Second, "online event", func() (bool, string) {
+		evs := b.ev.Of(id)
 		return len(evs) == 1 && evs[0].Online, fmt.Sprintf("%+v", evs)
 	})
 
@@ -82,8 +83,8 @@ func TestSlotMigration(t *testing.T) {
 	if _, err := a.SetStatus(tctx(t), conn, presence.StatusBusy, "moved"); err != nil {
 		t.Fatalf("SetStatus after the migration: %v", err)
 	}
-	eventually(t, 10*time.Second, "status event after the migration", func() (bool, string) {
-		evs := b.ev.of(id)
+	poll.Eventually(t, 10*time.Second, "status event after the migration", func() (bool, string) {
+		evs := b.ev.Of(id)
 		last := evs[len(evs)-1]
 		return last.Status == presence.StatusBusy && last.Text == "moved", fmt.Sprintf("%+v", evs)
 	})
@@ -92,8 +93,8 @@ func TestSlotMigration(t *testing.T) {
 	if _, err := a.Disconnect(tctx(t), conn); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "offline event after the migration", func() (bool, string) {
-		evs := b.ev.of(id)
+	poll.Eventually(t, 10*time.Second, "offline event after the migration", func() (bool, string) {
+		evs := b.ev.Of(id)
 		return !evs[len(evs)-1].Online, fmt.Sprintf("%+v", evs)
 	})
 }

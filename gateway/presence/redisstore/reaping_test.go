@@ -9,6 +9,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // Two survivors reap the same dead replica at the same moment: exactly one
@@ -30,10 +31,10 @@ func TestTwoSurvivorsReapSameDeadReplica(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "online events for every user", func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, "online events for every user", func() (bool, string) {
 		for _, id := range ids {
-			if len(w.ev.of(id)) != 1 {
-				return false, fmt.Sprintf("%s: %+v", id, w.ev.of(id))
+			if len(w.ev.Of(id)) != 1 {
+				return false, fmt.Sprintf("%s: %+v", id, w.ev.Of(id))
 			}
 		}
 		return true, ""
@@ -67,9 +68,9 @@ func TestTwoSurvivorsReapSameDeadReplica(t *testing.T) {
 			t.Fatalf("%s still online after reaping: %+v", id, u)
 		}
 	}
-	eventually(t, 5*time.Second, "exactly one offline event per user", func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, "exactly one offline event per user", func() (bool, string) {
 		for _, id := range ids {
-			evs := w.ev.of(id)
+			evs := w.ev.Of(id)
 			if len(evs) != 2 || evs[1].Online {
 				return false, fmt.Sprintf("%s: %+v", id, evs)
 			}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // writeTLSFiles writes a self-signed certificate for 127.0.0.1 as
@@ -79,9 +81,9 @@ func TestTLS(t *testing.T) {
 
 	ns := testNamespace()
 	newTLS := func() *testReplica {
-		ev := &events{}
+		ev := &presencetest.Recorder{}
 		s, err := New(Config{Nodes: c.nodes, Namespace: ns, Password: c.password, TLS: true, TLSCAFile: filepath.Join(dir, "ca.pem")},
-			presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.add, Metrics: newTestMetrics()})
+			presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.Add, Metrics: newTestMetrics()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,8 +100,8 @@ func TestTLS(t *testing.T) {
 	if _, err := a.Connect(tctx(t), presence.Conn{UserID: id, ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "online event over TLS", func() (bool, string) {
-		evs := b.ev.of(id)
+	poll.Eventually(t, 5*time.Second, "online event over TLS", func() (bool, string) {
+		evs := b.ev.Of(id)
 		return len(evs) == 1 && evs[0].Online, fmt.Sprintf("%+v", evs)
 	})
 	if u := getOne(t, b, id); !u.Online || u.Connections != 1 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // masterWithReplica returns a master's port and its replica's port, from
@@ -60,7 +61,7 @@ func (c *ownCluster) role(t *testing.T, port int) string {
 func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync with its master", replica), func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync with its master", replica), func() (bool, string) {
 			info := c.cli(t, replica, "info", "replication")
 			return strings.Contains(info, "master_link_status:up"), info
 		})
@@ -97,7 +98,7 @@ func presenceHolds(t *testing.T, r *testReplica, ids []string, d time.Duration) 
 
 func allOnline(t *testing.T, r *testReplica, ids []string, within time.Duration) {
 	t.Helper()
-	eventually(t, within, "every user online with one connection", func() (bool, string) {
+	poll.Eventually(t, within, "every user online with one connection", func() (bool, string) {
 		us, err := r.Get(tctx(t), ids)
 		if err != nil {
 			return false, err.Error()
@@ -121,9 +122,9 @@ func statusReachesAll(t *testing.T, a, b *testReplica, ids []string, st presence
 			t.Fatalf("SetStatus %s: %v", id, err)
 		}
 	}
-	eventually(t, 10*time.Second, "every status event seen by the other replica", func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, "every status event seen by the other replica", func() (bool, string) {
 		for _, id := range ids {
-			evs := b.ev.of(id)
+			evs := b.ev.Of(id)
 			if len(evs) == 0 || evs[len(evs)-1].Status != st {
 				return false, fmt.Sprintf("%s: %+v", id, evs)
 			}
@@ -145,8 +146,8 @@ func changesPropagate(t *testing.T, a, b *testReplica, gone string, fresh string
 	if _, err := a.Connect(tctx(t), presence.Conn{UserID: fresh, ID: fresh + "-c"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "offline of "+gone+" and online of "+fresh+" seen by the other replica", func() (bool, string) {
-		g, f := b.ev.of(gone), b.ev.of(fresh)
+	poll.Eventually(t, 10*time.Second, "offline of "+gone+" and online of "+fresh+" seen by the other replica", func() (bool, string) {
+		g, f := b.ev.Of(gone), b.ev.Of(fresh)
 		ok := len(g) > 0 && !g[len(g)-1].Online && len(f) > 0 && f[len(f)-1].Online
 		return ok, fmt.Sprintf("%s: %+v; %s: %+v", gone, g, fresh, f)
 	})
@@ -183,7 +184,7 @@ func TestMasterFailover(t *testing.T) {
 	// 2. Kill a master outright; its replica is promoted by the cluster.
 	master, replica := cl.masterWithReplica(t)
 	cl.mustRun(t, "stop-node", strconv.Itoa(master))
-	eventually(t, 30*time.Second, fmt.Sprintf("node %d promoted after %d died", replica, master), func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, fmt.Sprintf("node %d promoted after %d died", replica, master), func() (bool, string) {
 		r := cl.role(t, replica)
 		return r == "master", r
 	})
@@ -225,7 +226,7 @@ func TestRedisDownAndBack(t *testing.T) {
 
 	cl.mustRun(t, "stop-all")
 	t.Cleanup(func() { _, _ = cl.run("start-all") }) // leave it up for other tests whatever happens
-	eventually(t, 10*time.Second, "Ready reports the outage", func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, "Ready reports the outage", func() (bool, string) {
 		err := a.Ready(tctx(t))
 		return errors.Is(err, presence.ErrUnavailable), fmt.Sprint(err)
 	})
@@ -259,17 +260,17 @@ func TestRedisDownAndBack(t *testing.T) {
 
 	nEvents := map[string]int{}
 	for _, id := range ids {
-		nEvents[id] = len(b.ev.of(id))
+		nEvents[id] = len(b.ev.Of(id))
 	}
 	cl.mustRun(t, "start-all")
-	eventually(t, 30*time.Second, "Ready again", func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, "Ready again", func() (bool, string) {
 		err := a.Ready(tctx(t))
 		return err == nil, fmt.Sprint(err)
 	})
 	allOnline(t, b, ids, 20*time.Second)
-	eventually(t, 20*time.Second, "watchers told every user is online again", func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, "watchers told every user is online again", func() (bool, string) {
 		for _, id := range ids {
-			evs := b.ev.of(id)
+			evs := b.ev.Of(id)
 			if len(evs) <= nEvents[id] || !evs[len(evs)-1].Online {
 				return false, fmt.Sprintf("%s: %+v", id, evs)
 			}

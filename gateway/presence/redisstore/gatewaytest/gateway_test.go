@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/presencekit/presence-operator/internal/gatewayproc"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestCrossReplicaEventsAndUserOnTwoReplicas(t *testing.T) {
@@ -73,11 +76,11 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 
 	const reaped = "presence_gateway_reaped_connections_total"
 	before := g1.counter(t, reaped) + g2.counter(t, reaped)
-	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := victim.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	<-victim.exited
+	<-victim.Exited
 
 	// After the TTL no read may report the ghost, reaped or not.
 	time.Sleep(time.Until(killed.Add(ttl + 100*time.Millisecond))) // waiting for time itself to pass, the thing under test
@@ -141,7 +144,7 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	w.subscribe(ids...)
 	allOnline := func(within time.Duration) {
 		t.Helper()
-		eventually(t, within, "every user online on g2", func() (bool, string) {
+		poll.Eventually(t, within, "every user online on g2", func() (bool, string) {
 			for _, id := range ids {
 				u, err := g2.presenceOf(t, id)
 				if err != nil || !online(u) || conns(u) != 1 {
@@ -177,13 +180,13 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	cl.mustRun(t, "stop-all")
 	t.Cleanup(func() { _, _ = cl.run("start-all") })
 	for _, g := range []*gw{g1, g2} {
-		eventually(t, 10*time.Second, g.name+" /readyz 503", func() (bool, string) {
-			code := httpStatus(g.api + "/readyz")
+		poll.Eventually(t, 10*time.Second, g.name+" /readyz 503", func() (bool, string) {
+			code := gatewayproc.Status(g.API + "/readyz")
 			return code == http.StatusServiceUnavailable, fmt.Sprint(code)
 		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, resp, err := websocket.Dial(ctx, g1.ws+"/?userId=late", nil)
+	_, resp, err := websocket.Dial(ctx, g1.WS+"/?userId=late", nil)
 	cancel()
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
@@ -200,8 +203,8 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 
 	cl.mustRun(t, "start-all")
 	for _, g := range []*gw{g1, g2} {
-		eventually(t, 30*time.Second, g.name+" /readyz 200 again", func() (bool, string) {
-			code := httpStatus(g.api + "/readyz")
+		poll.Eventually(t, 30*time.Second, g.name+" /readyz 200 again", func() (bool, string) {
+			code := gatewayproc.Status(g.API + "/readyz")
 			return code == http.StatusOK, fmt.Sprint(code)
 		})
 	}
@@ -212,8 +215,8 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	alive()
 	for _, g := range []*gw{g1, g2} {
 		select {
-		case <-g.exited:
-			t.Fatalf("gateway %s exited during the Redis trouble:\n%s", g.name, g.log.String())
+		case <-g.Exited:
+			t.Fatalf("gateway %s exited during the Redis trouble:\n%s", g.name, g.Log.String())
 		default:
 		}
 	}
@@ -240,7 +243,7 @@ func (c *ownCluster) replicaPort(t *testing.T) int {
 func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Helper()
 	for range 5 {
-		eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync", replica), func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync", replica), func() (bool, string) {
 			info := c.cli(t, replica, "info", "replication")
 			return strings.Contains(info, "master_link_status:up"), info
 		})

@@ -1,13 +1,11 @@
 package gatewaytest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,12 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/presencekit/presence-operator/internal/gatewayproc"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // repoRoot is the module root, from this file's path.
@@ -29,22 +28,6 @@ func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
 }
-
-// binary builds cmd/presence-gateway once per test run, into binDir.
-var binary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "presence-gateway-redis-test")
-	if err != nil {
-		return "", err
-	}
-	binDir.Store(dir)
-	out := filepath.Join(dir, "presence-gateway")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/presence-gateway")
-	cmd.Dir = repoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", errors.New(string(b))
-	}
-	return out, nil
-})
 
 func testNodes(t *testing.T) string {
 	t.Helper()
@@ -56,106 +39,33 @@ func testNodes(t *testing.T) string {
 	return v
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// gw is one gateway process.
-type gw struct {
-	name    string
-	cmd     *exec.Cmd
-	log     *syncBuffer
-	ws, api string
-	metrics string
-	exited  chan struct{}
-}
-
 // Short durations so that expiry and reaping happen within a test.
 const (
 	ttl = 3 * time.Second
 	hb  = time.Second
 )
 
-// startGateway runs the gateway binary on REDIS_NODES=nodes and waits for
-// /readyz.
-func startGateway(t *testing.T, name, nodes string, env ...string) *gw {
-	t.Helper()
-	bin, err := binary()
-	if err != nil {
-		t.Fatalf("building the gateway: %v", err)
-	}
-	wsPort, mPort := freePort(t), freePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), append([]string{
-		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
-		"REDIS_NODES=" + nodes, "PRESENCE_TTL=" + ttl.String(), "HEARTBEAT_INTERVAL=" + hb.String(),
-		"SHUTDOWN_GRACE=2s", "IDLE_TIMEOUT=120s",
-	}, env...)...)
-	g := &gw{name: name, cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{}),
-		ws: "ws://127.0.0.1:" + strconv.Itoa(wsPort), api: "http://127.0.0.1:" + strconv.Itoa(wsPort),
-		metrics: "http://127.0.0.1:" + strconv.Itoa(mPort) + "/metrics"}
-	cmd.Stderr = g.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(g.exited)
-	}()
-	t.Cleanup(func() {
-		// SIGTERM, so it removes its presence and lease and leaves nothing
-		// for the next run's gateways to reap (SIGKILL after 10s).
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-g.exited
-		}
-		if t.Failed() {
-			t.Logf("gateway %s log:\n%s", name, g.log.String())
-		}
-	})
-	eventually(t, 15*time.Second, "gateway "+name+" ready", func() (bool, string) {
-		code := httpStatus(g.api + "/readyz")
-		return code == http.StatusOK, fmt.Sprint(code)
-	})
-	return g
+// gw is one gateway process.
+type gw struct {
+	*gatewayproc.Proc
+	name string
 }
 
-func httpStatus(url string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
+// startGateway runs the gateway binary on REDIS_NODES=nodes and waits for
+// /readyz. At cleanup it sends SIGTERM, so the gateway removes its presence
+// and lease and leaves nothing for the next run's gateways to reap (SIGKILL
+// after 10s).
+func startGateway(t *testing.T, name, nodes string, env ...string) *gw {
+	t.Helper()
+	p := gatewayproc.Start(t, gatewayproc.Options{
+		Name: name,
+		Env: append([]string{
+			"REDIS_NODES=" + nodes, "PRESENCE_TTL=" + ttl.String(), "HEARTBEAT_INTERVAL=" + hb.String(),
+			"SHUTDOWN_GRACE=2s", "IDLE_TIMEOUT=120s",
+		}, env...),
+		ReadyPath: "/readyz", ReadyWithin: 15 * time.Second, StopGrace: 10 * time.Second,
+	})
+	return &gw{Proc: p, name: name}
 }
 
 // presenceOf reads GET /v1/presence for one user.
@@ -163,7 +73,7 @@ func (g *gw) presenceOf(t *testing.T, id string) (map[string]any, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.api+"/v1/presence?userId="+id, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.API+"/v1/presence?userId="+id, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -198,7 +108,7 @@ func dialClient(t *testing.T, g *gw, userID string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, g.ws+"/?userId="+userID, nil)
+	c, resp, err := websocket.Dial(ctx, g.WS+"/?userId="+userID, nil)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
@@ -270,7 +180,7 @@ func (c *client) ping() error {
 func (c *client) waitFrame(what string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
 	var found map[string]any
-	eventually(c.t, 10*time.Second, "frame: "+what, func() (bool, string) {
+	poll.Eventually(c.t, 10*time.Second, "frame: "+what, func() (bool, string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, f := range c.frames {
@@ -322,7 +232,7 @@ func (c *client) subscribe(ids ...string) {
 func (c *client) waitEvent(within time.Duration, userID, what string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
 	var found map[string]any
-	eventually(c.t, within, "event "+what+" for "+userID, func() (bool, string) {
+	poll.Eventually(c.t, within, "event "+what+" for "+userID, func() (bool, string) {
 		evs := c.events(userID)
 		for _, e := range evs {
 			if match(e) {
@@ -340,21 +250,6 @@ func online(u map[string]any) bool { return u["online"] == true }
 func conns(u map[string]any) int {
 	n, _ := u["connections"].(float64)
 	return int(n)
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	end := time.Now().Add(within)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("after %s: %s; last: %s", within, what, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func uniq(prefix string) string {
@@ -415,13 +310,9 @@ func (c *ownCluster) mustRun(t *testing.T, args ...string) {
 	}
 }
 
-var binDir atomic.Value // string: where binary built, if it ran
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if dir, ok := binDir.Load().(string); ok {
-		_ = os.RemoveAll(dir)
-	}
+	gatewayproc.RemoveBinary()
 	os.Exit(code)
 }
 
@@ -430,7 +321,7 @@ func (g *gw) counter(t *testing.T, name string) float64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.metrics, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.Metrics, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s /metrics: %v", g.name, err)
