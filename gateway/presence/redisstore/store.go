@@ -204,6 +204,21 @@ func (s *Store) leaseExpiry() int64 { return s.nowMs() + s.opts.TTL.Milliseconds
 
 func (s *Store) stripe(userID string) *sync.Mutex { return &s.stripes[s.indexOfStripe(userID)] }
 
+// lockUser checks the id, refuses a closed store, and takes the user's
+// stripe lock, which orders this replica's writes of one user; the caller
+// calls unlock when done.
+func (s *Store) lockUser(userID string) (unlock func(), err error) {
+	if err := checkUserID(userID); err != nil {
+		return nil, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	mu := s.stripe(userID)
+	mu.Lock()
+	return mu.Unlock, nil
+}
+
 func (s *Store) indexOfStripe(userID string) int {
 	return int(maphash.String(s.seed, userID) % uint64(len(s.stripes)))
 }
@@ -243,15 +258,11 @@ func (s *Store) checkOpen() error {
 // (so a reaper can find it should this replica die), then in the user's
 // keys by the script.
 func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, error) {
-	if err := checkUserID(c.UserID); err != nil {
+	unlock, err := s.lockUser(c.UserID)
+	if err != nil {
 		return presence.User{}, err
 	}
-	if err := s.checkOpen(); err != nil {
-		return presence.User{}, err
-	}
-	mu := s.stripe(c.UserID)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	inc := s.incarnation()
 	start := time.Now()
 	if err := s.cc.SAdd(ctx, s.keys.index(inc), c.UserID).Err(); err != nil {
@@ -280,15 +291,11 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 // connection's removal leaves the user online until the grace ends; Run
 // settles it then (or a reaper does, should this replica die meanwhile).
 func (s *Store) Disconnect(ctx context.Context, c presence.Conn) (presence.User, error) {
-	if err := checkUserID(c.UserID); err != nil {
+	unlock, err := s.lockUser(c.UserID)
+	if err != nil {
 		return presence.User{}, err
 	}
-	if err := s.checkOpen(); err != nil {
-		return presence.User{}, err
-	}
-	mu := s.stripe(c.UserID)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	s.mu.Lock()
 	lu := s.users[c.UserID]
 	if lu != nil {
@@ -348,15 +355,11 @@ func (s *Store) SetStatus(ctx context.Context, c presence.Conn, status presence.
 	if !status.Settable() {
 		return presence.User{}, fmt.Errorf("status %q cannot be set (want online, away or busy)", status)
 	}
-	if err := checkUserID(c.UserID); err != nil {
+	unlock, err := s.lockUser(c.UserID)
+	if err != nil {
 		return presence.User{}, err
 	}
-	if err := s.checkOpen(); err != nil {
-		return presence.User{}, err
-	}
-	mu := s.stripe(c.UserID)
-	mu.Lock()
-	defer mu.Unlock()
+	defer unlock()
 	start := time.Now()
 	res, err := s.runUser(ctx, "status", c.UserID, string(status), text, member(s.incarnation(), c.ID))
 	s.observe("status", start)
