@@ -57,8 +57,8 @@ $(GOLANGCI_LINT):
 test: lint test-gateway test-redis test-operator test-helm ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
-test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus.
-	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/...
+test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus; the docs' link check.
+	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
