@@ -174,6 +174,16 @@ func (s *storm) waitUp(ctx context.Context, n int, within time.Duration) int {
 	}
 }
 
+// waitBack waits (bounded) until every client of set has been up again after t0.
+func (s *storm) waitBack(ctx context.Context, set []int, t0 time.Time, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if _, missing := s.backTimes(set, t0); missing == 0 || !sleepCtx(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+}
+
 // closeClients asks every worker to close its clients and waits (bounded).
 func (s *storm) closeClients(ctx context.Context, within time.Duration) {
 	for _, w := range s.workers {
@@ -528,7 +538,7 @@ func (s *storm) replicaLoss(ctx, wctx context.Context) error {
 	t0 := time.Now()
 	s.logf("SIGKILL gateway %d (pid %d) with %d clients", victim, s.gws[victim].pid(), len(lost))
 	s.gws[victim].signal(syscall.SIGKILL, 5*time.Second)
-	s.waitUp(ctx, n, s.o.stormWait)
+	s.waitBack(ctx, lost, t0, s.o.stormWait)
 	d, missing := s.backTimes(lost, t0)
 	// Offline events for users that were down longer than the grace come
 	// after it: wait it out before counting.
@@ -549,6 +559,7 @@ func (s *storm) replicaLoss(ctx, wctx context.Context) error {
 	s.printWatchers(t0)
 	s.printf("load                 %s\n", sr)
 	s.set("load", sr)
+	s.apis = append(s.apis[:victim:victim], s.apis[victim+1:]...) // ask the survivors
 	s.settleTruth(ctx, s.allOnline(), s.o.truthWait)
 	return nil
 }
@@ -575,7 +586,8 @@ func (s *storm) rollingRestart(ctx, wctx context.Context) error {
 			return err
 		}
 		ready := time.Since(ts)
-		up := s.waitUp(ctx, n, s.o.stormWait)
+		s.waitBack(ctx, on, ts, s.o.stormWait)
+		up := s.waitUp(ctx, n, 10*time.Second)
 		d, missing := s.backTimes(on, ts)
 		step := map[string]any{"gateway": i, "clients": len(on), "exitedSeconds": exited.Seconds(),
 			"replacementReadySeconds": ready.Seconds(), "back100Seconds": quantile(d, 1).Seconds(), "notBack": missing, "up": up}

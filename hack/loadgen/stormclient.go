@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -33,21 +34,14 @@ func backoffDelay(attempt int, base, capDelay time.Duration) time.Duration {
 	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
 }
 
-// closeInfo is "<code> <reason>" of the close frame that ended a read, or
-// "-1 <error>" when the connection ended without one.
+// closeInfo is the code and reason of the close frame that ended a read,
+// or -1 when the connection ended without one (a killed process).
 func closeInfo(err error) (int, string) {
 	var ce websocket.CloseError
 	if errors.As(err, &ce) {
 		return int(ce.Code), ce.Reason
 	}
-	msg := "eof"
-	if err != nil {
-		msg = err.Error()
-		if len(msg) > 60 {
-			msg = msg[:60]
-		}
-	}
-	return -1, msg
+	return -1, "no close frame"
 }
 
 // sleepCtx waits d or until ctx ends; false when ctx ended.
@@ -83,6 +77,8 @@ type stormWorker struct {
 	outMu  sync.Mutex
 	conns  []atomic.Pointer[websocket.Conn]
 	closin atomic.Bool
+	// dialErrs counts failed attempts; the first few are logged.
+	dialErrs atomic.Int64
 }
 
 func (w *stormWorker) emit(e clientEvent) {
@@ -192,6 +188,9 @@ func (w *stormWorker) runClient(ctx context.Context, i int, sem chan struct{}) {
 			if err != nil {
 				c = nil
 				failed++
+				if w.dialErrs.Add(1) <= 3 {
+					log.Printf("worker %d: client %s on %s: %v", o.workerID, id, o.gateways[g], err)
+				}
 				g = (g + 1) % len(o.gateways)
 				if !sleepCtx(ctx, backoffDelay(attempt, o.backoffBase, o.backoffCap)) {
 					return
