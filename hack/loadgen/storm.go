@@ -11,10 +11,9 @@ package main
 //	mass-disconnect  N users connect and close at once under ten big watchers
 //
 // Clients reconnect like the demo's client: exponential backoff with equal
-// jitter (500 ms doubling up to 30 s), reset by a welcome; a client whose
-// connection drops tries the next gateway of the list first (as a load
-// balancer routes around a lost pod), and every failed attempt moves on to
-// the next gateway.
+// jitter (500 ms doubling up to 30 s), reset by a welcome. A client whose
+// connection drops, or whose attempt fails, tries another gateway picked at
+// random, as behind a load balancer that has taken the lost pod out.
 
 import (
 	"bufio"
@@ -280,6 +279,20 @@ func (s *storm) clientCloses(from, to time.Time) (n int, cuts int, byCode map[st
 // users whose every drop was shorter than the grace (or who never dropped).
 func (s *storm) falseOffline(from time.Time, grace time.Duration) (total, falseN int, examples []string) {
 	s.mu.Lock()
+	spans := func(i int) string { // the user's drops, relative to from
+		var b strings.Builder
+		for _, d := range s.clients[i].downs {
+			to := "not back"
+			if !d.to.IsZero() {
+				to = fmt.Sprintf("+%.2fs", d.to.Sub(from).Seconds())
+			}
+			fmt.Fprintf(&b, " [+%.2fs, %s)", d.from.Sub(from).Seconds(), to)
+		}
+		if b.Len() == 0 {
+			return " none"
+		}
+		return b.String()
+	}
 	longDown := make(map[int]bool)
 	for i := range s.clients {
 		for _, d := range s.clients[i].downs {
@@ -288,7 +301,6 @@ func (s *storm) falseOffline(from time.Time, grace time.Duration) (total, falseN
 			}
 		}
 	}
-	s.mu.Unlock()
 	for _, w := range s.watchers {
 		w.mu.Lock()
 		for _, ev := range w.offline {
@@ -299,12 +311,14 @@ func (s *storm) falseOffline(from time.Time, grace time.Duration) (total, falseN
 			if i, ok := s.ids[ev.user]; ok && !longDown[i] {
 				falseN++
 				if len(examples) < 5 {
-					examples = append(examples, fmt.Sprintf("%s saw %s offline at +%.1fs", w.name, ev.user, ev.t.Sub(from).Seconds()))
+					examples = append(examples, fmt.Sprintf("%s saw %s offline at +%.2fs; its drops:%s", w.name, ev.user,
+						ev.t.Sub(from).Seconds(), spans(i)))
 				}
 			}
 		}
 		w.mu.Unlock()
 	}
+	s.mu.Unlock()
 	return
 }
 

@@ -34,6 +34,19 @@ func backoffDelay(attempt int, base, capDelay time.Duration) time.Duration {
 	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
 }
 
+// otherGateway picks one of the n gateways other than g, at random: what a
+// load balancer does once it has taken the lost pod out.
+func otherGateway(g, n int) int {
+	if n < 2 {
+		return 0
+	}
+	k := rand.IntN(n - 1)
+	if k >= g {
+		k++
+	}
+	return k
+}
+
 // closeInfo is the code and reason of the close frame that ended a read,
 // or -1 when the connection ended without one (a killed process).
 func closeInfo(err error) (int, string) {
@@ -191,7 +204,7 @@ func (w *stormWorker) runClient(ctx context.Context, i int, sem chan struct{}) {
 				if w.dialErrs.Add(1) <= 3 {
 					log.Printf("worker %d: client %s on %s: %v", o.workerID, id, o.gateways[g], err)
 				}
-				g = (g + 1) % len(o.gateways)
+				g = otherGateway(g, len(o.gateways))
 				if !sleepCtx(ctx, backoffDelay(attempt, o.backoffBase, o.backoffCap)) {
 					return
 				}
@@ -213,7 +226,7 @@ func (w *stormWorker) runClient(ctx context.Context, i int, sem chan struct{}) {
 		code, reason := closeInfo(err)
 		_ = c.CloseNow()
 		w.emit(clientEvent{Kind: "down", Index: global, GW: g, T: time.Now().UnixNano(), Code: code, Reason: reason})
-		g = (g + 1) % len(o.gateways) // like a load balancer routing around the lost pod
+		g = otherGateway(g, len(o.gateways))
 		if !sleepCtx(ctx, backoffDelay(attempt, o.backoffBase, o.backoffCap)) {
 			return
 		}
@@ -316,7 +329,7 @@ func (w *watcher) runConn(ctx context.Context, k int, users []string) {
 	for try := 0; try < 1000 && ctx.Err() == nil; try++ {
 		c, err := dial(ctx, w.src(k, try), w.gateways[g], fmt.Sprintf("%s-c%d", w.name, k))
 		if err != nil {
-			g = (g + 1) % len(w.gateways)
+			g = otherGateway(g, len(w.gateways))
 			if !sleepCtx(ctx, backoffDelay(attempt, w.cfg.backoffBase, w.cfg.backoffCap)) {
 				return
 			}
@@ -337,7 +350,7 @@ func (w *watcher) runConn(ctx context.Context, k int, users []string) {
 		}
 		w.reconnect++
 		w.mu.Unlock()
-		g = (g + 1) % len(w.gateways)
+		g = otherGateway(g, len(w.gateways))
 		if !sleepCtx(ctx, backoffDelay(0, w.cfg.backoffBase, w.cfg.backoffCap)) {
 			return
 		}
@@ -457,7 +470,7 @@ func (p *prober) run(ctx context.Context, ready chan<- struct{}) {
 	for try := 0; try < 1000 && ctx.Err() == nil; try++ {
 		c, err := dial(ctx, p.src, p.gateways[g], p.user)
 		if err != nil {
-			g = (g + 1) % len(p.gateways)
+			g = otherGateway(g, len(p.gateways))
 			if !sleepCtx(ctx, backoffDelay(attempt, p.cfg.backoffBase, p.cfg.backoffCap)) {
 				return
 			}
@@ -506,7 +519,7 @@ func (p *prober) run(ctx context.Context, ready chan<- struct{}) {
 		p.mu.Lock()
 		p.drops++
 		p.mu.Unlock()
-		g = (g + 1) % len(p.gateways)
+		g = otherGateway(g, len(p.gateways))
 		if !sleepCtx(ctx, backoffDelay(0, p.cfg.backoffBase, p.cfg.backoffCap)) {
 			return
 		}
