@@ -100,6 +100,7 @@ func (s *storm) startClients(n int) error {
 			"-storm-deadline", s.o.stormDeadline.String(), "-max-tries", strconv.Itoa(s.o.maxTries),
 			"-backoff-base", s.o.backoffBase.String(), "-backoff-cap", s.o.backoffCap.String())
 		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			return err
@@ -459,7 +460,14 @@ func (s *storm) printWatchers(from time.Time) {
 
 // ---- the scenarios ----
 
+// quietRedis drops go-redis's own log lines (dial failures to the node
+// the failover scenario killed, on purpose).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 func runStorm(o options) error {
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, o.stormDeadline)
@@ -762,8 +770,12 @@ func (s *storm) failover(ctx, wctx context.Context) error {
 
 	phase := func(name string, t0, t1 time.Time) {
 		drops, cuts, codes := s.clientCloses(t0, t1)
-		s.printf("%-20s client disconnects %d %v (%d cut with 1008) [target 0]\n", name, drops, codes, cuts)
-		ph := map[string]any{"clientDisconnects": drops, "clientCuts": cuts, "seconds": t1.Sub(t0).Seconds()}
+		pdrops := 0
+		for _, p := range probers {
+			pdrops += p.dropsIn(t0, t1)
+		}
+		s.printf("%-20s client disconnects %d %v (%d cut with 1008), prober disconnects %d [target 0]\n", name, drops, codes, cuts, pdrops)
+		ph := map[string]any{"clientDisconnects": drops, "clientCuts": cuts, "proberDisconnects": pdrops, "seconds": t1.Sub(t0).Seconds()}
 		for k, p := range probers {
 			nf, first, last := p.failWindow(t0, t1)
 			label := "shard's user"
@@ -850,7 +862,9 @@ func (s *storm) failover(ctx, wctx context.Context) error {
 			}
 		}
 		want[p.user] = expectation{online: true, status: last.status, text: last.text, connections: 1}
-		s.printf("prober %-13s  %d ok, errors %v, %d drops\n", p.user, p.ok, p.errs, p.drops)
+		p.mu.Lock()
+		s.printf("prober %-13s  %d ok, errors %v, drops %v\n", p.user, p.ok, p.errs, p.dropCodes)
+		p.mu.Unlock()
 	}
 	s.printWatchers(t1)
 	s.settleTruth(ctx, want, s.o.truthWait)

@@ -444,7 +444,8 @@ type prober struct {
 	ok          int
 	last        probeWrite // the newest acknowledged write
 	lastVersion int64
-	drops       int
+	drops       []time.Time // when the prober's connection dropped
+	dropCodes   map[string]int
 	stopWrites  atomic.Bool
 	conn        atomic.Pointer[websocket.Conn]
 	nextID      atomic.Int64
@@ -458,7 +459,7 @@ type probeWrite struct {
 
 func newProber(user string, gateways []string, gw int, src *net.TCPAddr, cfg *options) *prober {
 	return &prober{user: user, gateways: gateways, gw: gw, src: src, every: 50 * time.Millisecond,
-		timeout: 2 * time.Second, cfg: cfg, pending: map[int64]probeWrite{}, errs: map[string]int{}}
+		timeout: 2 * time.Second, cfg: cfg, pending: map[int64]probeWrite{}, errs: map[string]int{}, dropCodes: map[string]int{}}
 }
 
 // run keeps the prober connected (reconnecting with backoff) until ctx ends.
@@ -481,7 +482,8 @@ func (p *prober) run(ctx context.Context, ready chan<- struct{}) {
 		p.conn.Store(c)
 		once.Do(func() { close(ready) })
 		for {
-			_, b, err := c.Read(ctx)
+			var b []byte
+			_, b, err = c.Read(ctx)
 			if err != nil {
 				break
 			}
@@ -516,8 +518,10 @@ func (p *prober) run(ctx context.Context, ready chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
+		code, reason := closeInfo(err)
 		p.mu.Lock()
-		p.drops++
+		p.drops = append(p.drops, time.Now())
+		p.dropCodes[fmt.Sprintf("%d %s", code, reason)]++
 		p.mu.Unlock()
 		g = otherGateway(g, len(p.gateways))
 		if !sleepCtx(ctx, backoffDelay(0, p.cfg.backoffBase, p.cfg.backoffCap)) {
@@ -584,6 +588,19 @@ func (p *prober) loop(ctx context.Context) {
 		}
 		p.write(ctx, statuses[k%2], fmt.Sprintf("p%d", k))
 	}
+}
+
+// dropsIn counts the prober's connection drops in [from, to).
+func (p *prober) dropsIn(from, to time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, t := range p.drops {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // failWindow is first-fail to last-fail among writes sent in [from, to).

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,7 +51,15 @@ func (g *gwProc) pid() int {
 }
 
 // start runs the gateway binary and waits (bounded) until /readyz is 200.
+// A port something else listens on is an error: a gateway left over from
+// another run would answer the readiness check for ours.
 func (g *gwProc) start(bin string, within time.Duration) error {
+	for _, port := range []int{g.port, g.metrics} {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second); err == nil {
+			_ = c.Close()
+			return fmt.Errorf("port %d is already in use (a gateway left from another run?)", port)
+		}
+	}
 	lf, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -59,6 +68,7 @@ func (g *gwProc) start(bin string, within time.Duration) error {
 	cmd.Env = append(os.Environ(), append([]string{"WS_PORT=" + strconv.Itoa(g.port),
 		"METRICS_PORT=" + strconv.Itoa(g.metrics), "LOG_LEVEL=warn"}, g.env...)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if loadgen dies
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
 		return err
@@ -76,7 +86,12 @@ func (g *gwProc) start(bin string, within time.Duration) error {
 		default:
 		}
 		if httpStatus(g.api()+"/readyz") == http.StatusOK {
-			return nil
+			select {
+			case <-exited:
+				return fmt.Errorf("gateway %d exited at start (log %s)", g.index, g.logPath)
+			default:
+				return nil
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -299,7 +314,7 @@ func (r samplerReport) String() string {
 		if i < len(r.CPUMean) {
 			m = r.CPUMean[i]
 		}
-		fmt.Fprintf(&b, " gw%d %.0f/%.0f", i, r.CPUPeak[i], m)
+		fmt.Fprintf(&b, " gw%d %.1f/%.1f", i, r.CPUPeak[i], m)
 	}
 	return b.String()
 }
