@@ -67,26 +67,27 @@ type options struct {
 	workerID int
 	offset   int
 	// storm scenarios (storm.go)
-	storm         string
-	stormWorker   bool
-	stormClients  int
-	stormDeadline time.Duration
-	stormWait     time.Duration
-	truthWait     time.Duration
-	termWait      time.Duration
-	maxTries      int
-	backoffBase   time.Duration
-	backoffCap    time.Duration
-	gatewayBin    string
-	gatewaysN     int
-	gatewayEnv    string
-	wsPortBase    int
-	stormOut      string
-	grace         time.Duration
-	watchersN     int
-	watchCount    int
-	probers       int
-	redisScript   string
+	storm          string
+	stormWorker    bool
+	stormClients   int
+	stormDeadline  time.Duration
+	stormWait      time.Duration
+	truthWait      time.Duration
+	termWait       time.Duration
+	maxTries       int
+	backoffBase    time.Duration
+	backoffCap     time.Duration
+	gatewayBin     string
+	gatewaysN      int
+	gatewayEnv     string
+	wsPortBase     int
+	stormOut       string
+	grace          time.Duration
+	watchersN      int
+	watchCount     int
+	probers        int
+	redisScript    string
+	closeOnWelcome bool
 }
 
 func main() {
@@ -130,6 +131,7 @@ func main() {
 	flag.IntVar(&o.watchCount, "watch", 1000, "storm: users each watcher watches (mass-disconnect: all)")
 	flag.IntVar(&o.probers, "probers", 3, "storm failover: status probers on the shard under test (plus one on another shard)")
 	flag.StringVar(&o.redisScript, "redis-script", "hack/redis-cluster.sh", "storm failover: the script with stop-node/start-node")
+	flag.BoolVar(&o.closeOnWelcome, "close-on-welcome", false, "storm mass-disconnect: each user closes as soon as it is welcomed (connect and close in one burst)")
 	flag.Parse()
 	o.gateways = splitList(gws)
 	o.redisNodes = splitList(nodes)
@@ -192,10 +194,23 @@ func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocke
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, base+"/?userId="+userID, &websocket.DialOptions{HTTPClient: hc})
+	var refusal string // the gateway's {"error":"<code>"} of a refused upgrade
 	if resp != nil && resp.Body != nil {
+		if err != nil {
+			var body struct {
+				Error string `json:"error"`
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			if json.Unmarshal(b, &body) == nil && body.Error != "" {
+				refusal = fmt.Sprintf("%d %s", resp.StatusCode, body.Error)
+			}
+		}
 		_ = resp.Body.Close()
 	}
 	if err != nil {
+		if refusal != "" {
+			return nil, &refusedError{refusal}
+		}
 		return nil, err
 	}
 	c.SetReadLimit(1 << 20)
@@ -210,6 +225,11 @@ func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocke
 	}
 	return c, nil
 }
+
+// refusedError is an upgrade the gateway refused: "<status> <error code>".
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return "refused: " + e.reason }
 
 // ---- worker: holds idle connections until stdin closes ----
 

@@ -66,9 +66,12 @@ type storm struct {
 	mu      sync.Mutex
 	clients []clientState
 	closed  int // workers that reported "closed"
-	gaveUp  int
-	workers []*workerProc
-	ids     map[string]int
+	byes    int // clients closed on purpose (-close-on-welcome)
+	// refusals counts failed connection attempts by reason ("503 store_unavailable").
+	refusals map[string]int
+	gaveUp   int
+	workers  []*workerProc
+	ids      map[string]int
 
 	watchers []*watcher
 	sampler  *sampler
@@ -98,7 +101,8 @@ func (s *storm) startClients(n int) error {
 			"-conns", strconv.Itoa(cnt), "-gateways", strings.Join(s.urls, ","), "-prefix", s.o.prefix,
 			"-ping", s.o.ping.String(), "-dialers", strconv.Itoa(s.o.dialers), "-per-process", strconv.Itoa(s.o.perProcess),
 			"-storm-deadline", s.o.stormDeadline.String(), "-max-tries", strconv.Itoa(s.o.maxTries),
-			"-backoff-base", s.o.backoffBase.String(), "-backoff-cap", s.o.backoffCap.String())
+			"-backoff-base", s.o.backoffBase.String(), "-backoff-cap", s.o.backoffCap.String(),
+			"-close-on-welcome="+strconv.FormatBool(s.o.closeOnWelcome))
 		cmd.Stderr = os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		stdin, err := cmd.StdinPipe()
@@ -153,6 +157,11 @@ func (s *storm) apply(e clientEvent) {
 		c.downs = append(c.downs, downSpan{from: t, code: e.Code, reason: e.Reason})
 	case "gaveup":
 		s.gaveUp++
+	case "fail":
+		s.refusals[e.Reason]++
+	case "bye":
+		c.up = false
+		s.byes++
 	}
 }
 
@@ -411,12 +420,12 @@ func (s *storm) settleTruth(ctx context.Context, want map[string]expectation, wi
 	if len(s.watchers) == 0 {
 		return
 	}
-	var checked, wrong int
+	var checked, wrong, older int
 	var ex []string
 	for k := 0; k < 10; k++ {
 		// Watched users outside want (none today) would be missing from tr.present.
-		checked, wrong, ex = watchersVsTruth(s.watchers, tr.present)
-		if wrong == 0 || !sleepCtx(ctx, time.Second) {
+		checked, wrong, older, ex = watchersVsTruth(s.watchers, tr.present)
+		if wrong+older == 0 || !sleepCtx(ctx, time.Second) {
 			break
 		}
 		got, err := fetchPresence(ctx, s.apis, keys(want))
@@ -424,12 +433,14 @@ func (s *storm) settleTruth(ctx context.Context, want map[string]expectation, wi
 			tr.present = got
 		}
 	}
-	s.printf("watchers vs truth    %d watched (watcher, user) pairs, %d differ (online, status, text and version)\n", checked, wrong)
+	s.printf("watchers vs truth    %d watched (watcher, user) pairs: %d with a wrong state (online, status, text), %d with the state right but an older version\n",
+		checked, wrong, older)
 	for _, e := range ex {
 		s.printf("      e.g. %s\n", e)
 	}
 	s.set("watchersChecked", checked)
 	s.set("watchersWrong", wrong)
+	s.set("watchersOlderVersion", older)
 }
 
 func keys(m map[string]expectation) []string {
@@ -475,7 +486,7 @@ func runStorm(o options) error {
 	if len(o.redisNodes) == 0 {
 		return errors.New("-redis: the Redis Cluster's nodes are needed")
 	}
-	s := &storm{o: o, report: map[string]any{"scenario": o.storm, "started": time.Now().UTC().Format(time.RFC3339)}}
+	s := &storm{o: o, refusals: map[string]int{}, report: map[string]any{"scenario": o.storm, "started": time.Now().UTC().Format(time.RFC3339)}}
 	n := 3
 	if o.gatewaysN > 0 {
 		n = o.gatewaysN
@@ -519,6 +530,10 @@ func runStorm(o options) error {
 	default:
 		err = fmt.Errorf("-storm %q: want replica-loss, rolling-restart, failover or mass-disconnect", o.storm)
 	}
+	s.mu.Lock()
+	s.printf("failed attempts      %v (all clients, whole run)\n", s.refusals)
+	s.set("failedAttempts", s.refusals)
+	s.mu.Unlock()
 	if s.gaveUp > 0 {
 		s.printf("clients that gave up %d (more than -max-tries failed attempts in a row)\n", s.gaveUp)
 	}
@@ -893,13 +908,34 @@ func (s *storm) massDisconnect(ctx, wctx context.Context) error {
 	if err := s.startClients(n); err != nil {
 		return err
 	}
-	up := s.waitUp(ctx, n, 5*time.Minute)
-	connected := time.Since(t0)
-	s.printf("connect              %d of %d users up in %.2fs\n", up, n, connected.Seconds())
-	t1 := time.Now()
-	s.closeClients(ctx, time.Minute)
-	closed := time.Since(t1)
-	s.printf("close                all closed in %.2fs\n", closed.Seconds())
+	var connected, closed time.Duration
+	var t1 time.Time
+	if s.o.closeOnWelcome {
+		// Each user closes as soon as it is welcomed: one burst of both events.
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) && sleepCtx(ctx, 50*time.Millisecond) {
+			s.mu.Lock()
+			done := s.byes >= n
+			s.mu.Unlock()
+			if done {
+				break
+			}
+		}
+		t1 = t0
+		connected = time.Since(t0)
+		closed = connected
+		s.mu.Lock()
+		s.printf("connect and close    %d of %d users connected and closed (each at its welcome) in %.2fs\n", s.byes, n, connected.Seconds())
+		s.mu.Unlock()
+	} else {
+		up := s.waitUp(ctx, n, 5*time.Minute)
+		connected = time.Since(t0)
+		s.printf("connect              %d of %d users up in %.2fs\n", up, n, connected.Seconds())
+		t1 = time.Now()
+		s.closeClients(ctx, time.Minute)
+		closed = time.Since(t1)
+		s.printf("close                all closed in %.2fs\n", closed.Seconds())
+	}
 	s.set("clients", n)
 	s.set("connectSeconds", connected.Seconds())
 	s.set("closeSeconds", closed.Seconds())

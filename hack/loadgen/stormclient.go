@@ -75,7 +75,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // read) on gateway G, or down with the close code and reason, or the
 // worker's own notes ("closed": every client closed on request).
 type clientEvent struct {
-	Kind   string `json:"k"`           // "up", "down", "closed", "gaveup"
+	Kind   string `json:"k"`           // "up", "down", "fail" (an attempt), "bye" (closed on purpose), "closed" (all), "gaveup"
 	Index  int    `json:"i"`           // global client index
 	GW     int    `json:"g"`           // gateway index
 	T      int64  `json:"t"`           // unix ns
@@ -201,9 +201,14 @@ func (w *stormWorker) runClient(ctx context.Context, i int, sem chan struct{}) {
 			if err != nil {
 				c = nil
 				failed++
-				if w.dialErrs.Add(1) <= 3 {
+				var re *refusedError
+				reason := "dial failed"
+				if errors.As(err, &re) {
+					reason = re.reason
+				} else if w.dialErrs.Add(1) <= 3 {
 					log.Printf("worker %d: client %s on %s: %v", o.workerID, id, o.gateways[g], err)
 				}
+				w.emit(clientEvent{Kind: "fail", Index: global, GW: g, T: time.Now().UnixNano(), Reason: reason})
 				g = otherGateway(g, len(o.gateways))
 				if !sleepCtx(ctx, backoffDelay(attempt, o.backoffBase, o.backoffCap)) {
 					return
@@ -213,6 +218,12 @@ func (w *stormWorker) runClient(ctx context.Context, i int, sem chan struct{}) {
 		first = false
 		w.conns[i].Store(c)
 		w.emit(clientEvent{Kind: "up", Index: global, GW: g, T: time.Now().UnixNano(), Tries: failed})
+		if o.closeOnWelcome {
+			w.conns[i].Store(nil)
+			_ = c.Close(websocket.StatusNormalClosure, "bye")
+			w.emit(clientEvent{Kind: "bye", Index: global, GW: g, T: time.Now().UnixNano()})
+			return
+		}
 		attempt, failed = 0, 0 // the welcome proves the gateway serves: reset the backoff
 		var err error
 		for err == nil {

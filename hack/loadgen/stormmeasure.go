@@ -473,22 +473,28 @@ func (r truthReport) String() string {
 
 // watchersVsTruth compares every watcher's newest state of each watched
 // user with the presence fetched from the gateways.
-func watchersVsTruth(ws []*watcher, present map[string]presenceUser) (checked, wrong int, examples []string) {
+// wrong counts the pairs whose online, status or text differ; older the
+// pairs whose state is right but whose version is not the gateways' (a
+// later change, such as a connection count, never reached the watcher).
+func watchersVsTruth(ws []*watcher, present map[string]presenceUser) (checked, wrong, older int, examples []string) {
 	for _, w := range ws {
 		w.mu.Lock()
 		for _, u := range w.users {
 			checked++
 			got, ok := w.book[u]
 			want := present[u]
-			if !ok || got.Online != want.Online || got.Status != want.Status || got.Text != want.Text || got.Version != want.Version {
+			stateWrong := !ok || got.Online != want.Online || got.Status != want.Status || got.Text != want.Text
+			if stateWrong {
 				wrong++
-				if len(examples) < 5 {
-					examples = append(examples, fmt.Sprintf("%s sees %s online=%v status=%s v%d; gateways say online=%v status=%s v%d",
-						w.name, u, got.Online, got.Status, got.Version, want.Online, want.Status, want.Version))
-				}
+			} else if got.Version != want.Version {
+				older++
+			}
+			if (stateWrong || got.Version != want.Version) && len(examples) < 5 {
+				examples = append(examples, fmt.Sprintf("%s sees %s online=%v status=%s conns=%d v%d; gateways say online=%v status=%s conns=%d v%d",
+					w.name, u, got.Online, got.Status, got.Connections, got.Version, want.Online, want.Status, want.Connections, want.Version))
 			}
 		}
 		w.mu.Unlock()
 	}
-	return checked, wrong, examples
+	return checked, wrong, older, examples
 }
