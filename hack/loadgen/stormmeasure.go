@@ -257,14 +257,19 @@ func (s *sampler) run(ctx context.Context) {
 		s.mu.Lock()
 		s.seconds += el
 		s.cmdTotal += float64(d)
-		s.cmdPeak = max(s.cmdPeak, float64(d)/max(el, 1))
+		// A rate over less than half a second (the last sample) is too noisy for the peak.
+		if el >= 0.5 {
+			s.cmdPeak = max(s.cmdPeak, float64(d)/el)
+		}
 		for i, g := range s.gws {
 			pid := g.pid()
 			c, ok := cpuSeconds(pid)
 			if ok && pid == prevCPU[i].pid {
 				used := c - prevCPU[i].s
 				s.cpuSum[i] += used
-				s.cpuPeak[i] = max(s.cpuPeak[i], 100*used/max(el, 1))
+				if el >= 0.5 {
+					s.cpuPeak[i] = max(s.cpuPeak[i], 100*used/el)
+				}
 			}
 			prevCPU[i] = cpu{pid, c}
 		}
