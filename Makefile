@@ -101,6 +101,19 @@ loadgen: ## Build bin/loadgen (hack/loadgen): connections, latency, RSS, Redis c
 bench-redis: ## The docs/benchmarks.md run: two replicas on a cluster of their own, BENCH_CONNS idle connections each (default 1000).
 	hack/loadgen/bench.sh $${BENCH_CONNS:-1000}
 
+# The storm scenarios of docs/benchmarks.md ("Storms"): each starts its own
+# Redis Cluster on 7600-7605 and its gateways; STORM_FLAGS passes loadgen
+# flags, e.g. STORM_FLAGS='-clients 10000'.
+.PHONY: storm-replica-loss storm-rolling-restart storm-failover storm-mass-disconnect
+storm-replica-loss: ## Storm: SIGKILL one of three gateways (15,000 clients, 50 watchers of 1,000 users).
+	hack/loadgen/storm.sh replica-loss $(STORM_FLAGS)
+storm-rolling-restart: ## Storm: SIGTERM each of three gateways in turn, a replacement on its port.
+	hack/loadgen/storm.sh rolling-restart $(STORM_FLAGS)
+storm-failover: ## Storm: CLUSTER FAILOVER, then SIGKILL of a Redis master, under 10,000 clients.
+	hack/loadgen/storm.sh failover $(STORM_FLAGS)
+storm-mass-disconnect: ## Storm: 1,000 users (STORM_FLAGS='-clients 10000') connect and close at once under ten watchers.
+	hack/loadgen/storm.sh mass-disconnect $(STORM_FLAGS)
+
 ##@ Operator
 
 # controller-gen and the envtest binaries (kube-apiserver and etcd, built from

@@ -66,6 +66,28 @@ type options struct {
 	worker   bool
 	workerID int
 	offset   int
+	// storm scenarios (storm.go)
+	storm          string
+	stormWorker    bool
+	stormClients   int
+	stormDeadline  time.Duration
+	stormWait      time.Duration
+	truthWait      time.Duration
+	termWait       time.Duration
+	maxTries       int
+	backoffBase    time.Duration
+	backoffCap     time.Duration
+	gatewayBin     string
+	gatewaysN      int
+	gatewayEnv     string
+	wsPortBase     int
+	stormOut       string
+	grace          time.Duration
+	watchersN      int
+	watchCount     int
+	probers        int
+	redisScript    string
+	closeOnWelcome bool
 }
 
 func main() {
@@ -89,6 +111,27 @@ func main() {
 	flag.BoolVar(&o.worker, "worker", false, "internal: run as a worker process")
 	flag.IntVar(&o.workerID, "worker-id", 0, "internal")
 	flag.IntVar(&o.offset, "offset", 0, "internal: index of the worker's first connection")
+	flag.StringVar(&o.storm, "storm", "", "run a storm scenario: replica-loss, rolling-restart, failover, mass-disconnect (see storm.go)")
+	flag.BoolVar(&o.stormWorker, "storm-worker", false, "internal: run as a storm worker process")
+	flag.IntVar(&o.stormClients, "clients", 0, "storm: clients in all (default: replica-loss and rolling-restart 15000, failover 10000, mass-disconnect 1000)")
+	flag.DurationVar(&o.stormDeadline, "storm-deadline", 20*time.Minute, "storm: the whole run ends by then")
+	flag.DurationVar(&o.stormWait, "storm-wait", 2*time.Minute, "storm: how long to wait for the clients to be back")
+	flag.DurationVar(&o.truthWait, "truth-wait", 90*time.Second, "storm: how long the final check waits for the presence to match (a killed gateway's connections go with its lease, PRESENCE_TTL)")
+	flag.DurationVar(&o.termWait, "term-wait", 60*time.Second, "storm: how long a SIGTERMed gateway has to exit before SIGKILL")
+	flag.IntVar(&o.maxTries, "max-tries", 40, "storm: a client gives up after this many failed attempts in a row")
+	flag.DurationVar(&o.backoffBase, "backoff-base", 500*time.Millisecond, "storm: reconnect backoff base (the demo client's)")
+	flag.DurationVar(&o.backoffCap, "backoff-cap", 30*time.Second, "storm: reconnect backoff cap (the demo client's)")
+	flag.StringVar(&o.gatewayBin, "gateway-bin", "bin/presence-gateway", "storm: the presence-gateway binary")
+	flag.IntVar(&o.gatewaysN, "gateway-count", 3, "storm: gateway processes")
+	flag.StringVar(&o.gatewayEnv, "gateway-env", "", "storm: extra gateway settings, comma list of NAME=value")
+	flag.IntVar(&o.wsPortBase, "ws-port-base", 18180, "storm: gateway i listens on this+i, its metrics on this+1000+i")
+	flag.StringVar(&o.stormOut, "out", "/tmp/presencekit-storm", "storm: gateway logs go here")
+	flag.DurationVar(&o.grace, "grace", -1, "storm: the gateways' OFFLINE_GRACE (default 5s; mass-disconnect 0s)")
+	flag.IntVar(&o.watchersN, "watcher-count", 0, "storm: watchers (default 50; failover and mass-disconnect 10)")
+	flag.IntVar(&o.watchCount, "watch", 1000, "storm: users each watcher watches (mass-disconnect: all)")
+	flag.IntVar(&o.probers, "probers", 3, "storm failover: status probers on the shard under test (plus one on another shard)")
+	flag.StringVar(&o.redisScript, "redis-script", "hack/redis-cluster.sh", "storm failover: the script with stop-node/start-node")
+	flag.BoolVar(&o.closeOnWelcome, "close-on-welcome", false, "storm mass-disconnect: each user closes as soon as it is welcomed (connect and close in one burst)")
 	flag.Parse()
 	o.gateways = splitList(gws)
 	o.redisNodes = splitList(nodes)
@@ -104,6 +147,19 @@ func main() {
 	}
 	if o.perProcess < 1 || o.perProcess > 18000 {
 		log.Fatalf("-per-process %d: must be 1..18000 (20,000 open files per process)", o.perProcess)
+	}
+	if o.stormWorker {
+		if err := runStormWorker(o); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if o.storm != "" {
+		stormDefaults(&o)
+		if err := runStorm(o); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if o.worker {
 		if err := runWorker(o); err != nil {
@@ -138,10 +194,23 @@ func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocke
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, base+"/?userId="+userID, &websocket.DialOptions{HTTPClient: hc})
+	var refusal string // the gateway's {"error":"<code>"} of a refused upgrade
 	if resp != nil && resp.Body != nil {
+		if err != nil {
+			var body struct {
+				Error string `json:"error"`
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			if json.Unmarshal(b, &body) == nil && body.Error != "" {
+				refusal = fmt.Sprintf("%d %s", resp.StatusCode, body.Error)
+			}
+		}
 		_ = resp.Body.Close()
 	}
 	if err != nil {
+		if refusal != "" {
+			return nil, &refusedError{refusal}
+		}
 		return nil, err
 	}
 	c.SetReadLimit(1 << 20)
@@ -156,6 +225,11 @@ func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocke
 	}
 	return c, nil
 }
+
+// refusedError is an upgrade the gateway refused: "<status> <error code>".
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return "refused: " + e.reason }
 
 // ---- worker: holds idle connections until stdin closes ----
 
