@@ -67,8 +67,10 @@
 // # Redis trouble
 //
 // Commands fail fast (1-2 s timeouts) and are retried by their caller's own
-// schedule: a failed Disconnect is retried by the heartbeat, a failed
-// heartbeat by the next one. While no master answers, Ready returns an
+// schedule: a failed Disconnect is retried by the heartbeat, and so is the
+// removal of a connection whose Connect failed (its script may have run
+// though the reply was lost; the upgrade was refused), a failed heartbeat
+// by the next one. While no master answers, Ready returns an
 // ErrUnavailable (the transport answers /readyz and upgrades with 503) and
 // open connections stay open. When Redis answers again, the lease is found
 // lapsed or gone, the replica reincarnates and re-writes all its

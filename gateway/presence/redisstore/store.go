@@ -271,6 +271,15 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	res, err := s.runUser(ctx, "connect", c.UserID, member(inc, c.ID))
 	s.observe("connect", start)
 	if err != nil {
+		// The script may have run although its reply was lost (a timeout,
+		// a cancelled request): the connection, which the caller drops,
+		// would then stay online until it expired, and nothing would
+		// publish its offline. Remove it like a failed Disconnect.
+		s.mu.Lock()
+		if len(s.retries) < 1_000_000 {
+			s.retries[c] = struct{}{}
+		}
+		s.mu.Unlock()
 		return presence.User{}, s.unavailable("connect "+c.UserID, err)
 	}
 	s.mu.Lock()
