@@ -82,7 +82,7 @@ func newClient(s *Server, ws *websocket.Conn, pc presence.Conn) *client {
 }
 
 // Deliver queues a presence event (hub.Subscriber).
-func (c *client) Deliver(frame []byte) { c.send(kindPresence, frame) }
+func (c *client) Deliver(_ string, frame []byte) { c.send(kindPresence, frame) }
 
 // send queues a frame; a full queue makes the client a slow consumer.
 func (c *client) send(kind string, data []byte) {
