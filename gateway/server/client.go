@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,13 +22,8 @@ const (
 )
 
 const (
-	// sendQueueLen bounds the frames waiting for a client; one more and
-	// the client is a slow consumer (closed with 1008).
-	sendQueueLen = 256
 	// maxSubscriptions bounds the users one connection watches.
 	maxSubscriptions = 1000
-	// writeTimeout bounds one frame's write to the socket.
-	writeTimeout = 10 * time.Second
 	// storeTimeout bounds one store call made for a client's request.
 	storeTimeout = 5 * time.Second
 	// errorBurst and errorRefill are the error budget: each error answer
@@ -47,26 +43,24 @@ const (
 	kindError    = "error"
 )
 
-type outFrame struct {
-	kind string
-	data []byte
-}
-
-// client is one WebSocket connection. Its goroutines: the upgrade
-// handler's, which runs the read loop (run), and a writer started only
-// while frames are queued, so an idle connection costs one goroutine.
+// client is one WebSocket connection. Its goroutines: the one running the
+// read loop (run), and a writer started only while frames are queued
+// (writer.go), so an idle connection costs one goroutine.
 type client struct {
-	s  *Server
-	ws *websocket.Conn
-	pc presence.Conn
+	s   *Server
+	ws  *websocket.Conn
+	raw net.Conn // the TCP connection under ws, cut when a close does not end in time
+	pc  presence.Conn
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
 
-	mu      sync.Mutex
-	queue   []outFrame
-	writing bool   // a writer goroutine is draining queue
-	closing bool   // no more frames: the connection is being closed
-	reason  string // why, for disconnections_total
+	mu         sync.Mutex
+	q          sendQueue
+	writing    bool          // a writer goroutine is draining q
+	writerDone chan struct{} // closed when the writer exits; made only when run waits for it
+	closing    bool          // no more frames: the connection is being closed
+	shut       *shutdown     // the close the server started, if it did
+	reason     string        // why, for disconnections_total
 
 	// Owned by the read loop.
 	subs       map[string]struct{}
@@ -75,96 +69,10 @@ type client struct {
 	refilledAt time.Time
 }
 
-func newClient(s *Server, ws *websocket.Conn, pc presence.Conn) *client {
-	c := &client{s: s, ws: ws, pc: pc, tokens: float64(s.cfg.MessageBurst), credits: errorBurst, refilledAt: time.Now()}
+func newClient(s *Server, ws *websocket.Conn, raw net.Conn, pc presence.Conn) *client {
+	c := &client{s: s, ws: ws, raw: raw, pc: pc, tokens: float64(s.cfg.MessageBurst), credits: errorBurst, refilledAt: time.Now()}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
-}
-
-// Deliver queues a presence event (hub.Subscriber).
-func (c *client) Deliver(_ string, frame []byte) { c.send(kindPresence, frame) }
-
-// send queues a frame; a full queue makes the client a slow consumer.
-func (c *client) send(kind string, data []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	if len(c.queue) >= sendQueueLen {
-		c.mu.Unlock()
-		c.s.metrics.SlowConsumerDisconnects.Inc()
-		c.closeAsync(statusPolicyViolation, "slow consumer", "slow_consumer")
-		return
-	}
-	c.queue = append(c.queue, outFrame{kind, data})
-	if !c.writing {
-		c.writing = true
-		go c.writeLoop()
-	}
-	c.mu.Unlock()
-}
-
-// writeLoop writes queued frames until the queue is empty, then exits.
-func (c *client) writeLoop() {
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.closing {
-			c.writing = false
-			c.queue = nil // give the backing array back while idle
-			c.mu.Unlock()
-			return
-		}
-		f := c.queue[0]
-		c.queue[0] = outFrame{}
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		err := c.ws.Write(ctx, websocket.MessageText, f.data)
-		cancel()
-		if err != nil {
-			c.mu.Lock()
-			c.writing = false
-			c.queue = nil
-			if !c.closing {
-				c.closing, c.reason = true, "write_error"
-			}
-			c.mu.Unlock()
-			_ = c.ws.CloseNow()
-			return
-		}
-		c.s.metrics.MessagesSentTotal.WithLabelValues(f.kind).Inc()
-	}
-}
-
-// markClosing stops the queue; it returns false if a close was already
-// under way.
-func (c *client) markClosing(reason string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	c.closing, c.reason = true, reason
-	c.queue = nil
-	return true
-}
-
-// closeAsync starts the close handshake from outside the read loop (idle
-// sweep, drain, slow consumer). The read loop then sees the connection
-// end and cleans up.
-func (c *client) closeAsync(code websocket.StatusCode, text, reason string) {
-	if c.markClosing(reason) {
-		go func() { _ = c.ws.Close(code, text) }()
-	}
-}
-
-// closeSync closes from the read loop itself.
-func (c *client) closeSync(code websocket.StatusCode, text, reason string) {
-	if c.markClosing(reason) {
-		_ = c.ws.Close(code, text)
-	}
 }
 
 // run is the connection loop: read a frame, answer it, until the
@@ -173,9 +81,6 @@ func (c *client) closeSync(code websocket.StatusCode, text, reason string) {
 func (c *client) run() string {
 	c.readLoop()
 	c.markClosing("client_closed")
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
@@ -187,8 +92,10 @@ func (c *client) run() string {
 		c.s.hub.Unsubscribe(ctx, c, ids)
 	}
 	c.s.disconnectStore(c.pc)
-	_ = c.ws.CloseNow()
-	return reason
+	c.finish()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
 func (c *client) readLoop() {
@@ -311,6 +218,7 @@ func (c *client) handle(req protocol.Request) *protocol.Error {
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 			c.s.hub.Unsubscribe(ctx, c, gone)
 			cancel()
+			c.dropEvents(gone)
 		}
 		if len(c.subs) == 0 {
 			c.subs = nil

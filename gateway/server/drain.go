@@ -51,8 +51,9 @@ func (s *Server) drain(grace time.Duration) {
 			s.log.Warn("drain deadline: closing remaining connections without handshake", "connections", left)
 			s.mu.Lock()
 			for c := range s.clients {
-				// CloseNow waits for a close handshake under way: not under s.mu.
-				go func() { _ = c.ws.CloseNow() }()
+				// Their TCP connections: the library's CloseNow would
+				// wait for the close handshake under way instead.
+				c.cutConn()
 			}
 			s.mu.Unlock()
 			// Their read loops end at once and remove their presence;

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -83,7 +84,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c *client
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	var raw net.Conn
+	ws, err := websocket.Accept(smallBuffers{w, &raw}, r, &websocket.AcceptOptions{
 		// A WebSocket-level ping (what some client libraries send as their
 		// keep-alive) counts as activity for the idle timeout, like "ping".
 		OnPingReceived: func(context.Context, []byte) bool {
@@ -105,7 +107,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
-	c = newClient(s, ws, pc)
+	c = newClient(s, ws, raw, pc)
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
