@@ -19,6 +19,7 @@ const (
 	statusGoingAway       = websocket.StatusGoingAway       // 1001: idle timeout, drain
 	statusUnsupportedData = websocket.StatusUnsupportedData // 1003: binary frame
 	statusPolicyViolation = websocket.StatusPolicyViolation // 1008: flood, errors, slow consumer
+	statusTryAgainLater   = websocket.StatusTryAgainLater   // 1013: the store failed to record the connection
 )
 
 const (

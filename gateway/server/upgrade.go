@@ -73,16 +73,6 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	pc := presence.Conn{UserID: userID, ID: newConnID()}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	_, err := s.store.Connect(ctx, pc)
-	cancel()
-	if err != nil {
-		s.log.Warn("recording a connection failed", "user", userID, "err", err)
-		w.Header().Set("Retry-After", retryAfter)
-		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
-		return
-	}
 	var c *client
 	var raw net.Conn
 	ws, err := websocket.Accept(smallBuffers{w, &raw}, r, &websocket.AcceptOptions{
@@ -100,9 +90,25 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		// Accept already answered the client (a bad handshake).
+		// Accept already answered the client (a bad handshake); the store
+		// was not touched.
 		s.metrics.UpgradeRejectionsTotal.WithLabelValues("bad_handshake").Inc()
-		s.disconnectStore(pc)
+		return
+	}
+	// Only now that the handshake succeeded is the connection recorded:
+	// a failed upgrade leaves no trace (no online/offline events).
+	pc := presence.Conn{UserID: userID, ID: newConnID()}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	_, err = s.store.Connect(ctx, pc)
+	cancel()
+	if err != nil {
+		s.log.Warn("recording a connection failed", "user", userID, "err", err)
+		s.metrics.UpgradeRejectionsTotal.WithLabelValues("store_unavailable").Inc()
+		go func() {
+			cut := time.AfterFunc(closeTimeout, func() { _ = raw.Close() })
+			defer cut.Stop()
+			_ = ws.Close(statusTryAgainLater, "presence store unavailable")
+		}()
 		return
 	}
 	upgraded = true
