@@ -47,6 +47,7 @@ type Server struct {
 	draining   atomic.Bool
 	storeReady atomic.Bool // last result of the background readiness check
 	open       atomic.Int64
+	full       atomic.Bool // at MAX_CONNECTIONS, until readyMargin below it (readyz)
 
 	mu         sync.Mutex
 	clients    map[*client]struct{}
@@ -174,11 +175,16 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 only when the store answers and the process
-// is not draining.
+// handleReadyz answers 200 only when the store answers, the process is
+// not draining and the replica is not full (see atCapacity).
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		writeError(w, http.StatusServiceUnavailable, "draining", "the gateway is shutting down")
+		return
+	}
+	if s.atCapacity() {
+		writeError(w, http.StatusServiceUnavailable, "too_many_connections",
+			fmt.Sprintf("this replica holds %d connections, its limit is %d", s.open.Load(), s.cfg.MaxConnections))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -282,6 +288,34 @@ func (s *Server) unregister(c *client) {
 	case s.gone <- struct{}{}:
 	default:
 	}
+}
+
+// readyMargin is how far below MAX_CONNECTIONS a full replica must fall
+// before it reports ready again: 5% of the limit, at least one
+// connection. Without it, a replica at its limit would flap between ready
+// and not ready with every connection that closes and opens.
+func (s *Server) readyMargin() int64 { return max(1, int64(s.cfg.MaxConnections)/20) }
+
+// noteConnections updates the full flag after the connection count
+// changed (or is read): full at MAX_CONNECTIONS, not full again only at
+// readyMargin below it.
+func (s *Server) noteConnections() {
+	limit := int64(s.cfg.MaxConnections)
+	if limit <= 0 {
+		return
+	}
+	switch n := s.open.Load(); {
+	case n >= limit:
+		s.full.Store(true)
+	case n <= limit-s.readyMargin():
+		s.full.Store(false)
+	}
+}
+
+// atCapacity reports whether /readyz says the replica is full.
+func (s *Server) atCapacity() bool {
+	s.noteConnections()
+	return s.full.Load()
 }
 
 // Connections returns how many WebSocket connections are open.

@@ -116,6 +116,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	c = newClient(s, ws, raw, pc)
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
+	s.noteConnections()
 	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
 	s.register(c)
 	s.log.Debug("connected", "user", userID, "conn", pc.ID, "remote", r.RemoteAddr)
@@ -137,6 +138,7 @@ func (s *Server) serveClient(c *client) {
 	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
 	s.open.Add(-1)
 	s.metrics.Connections.Set(float64(s.open.Load()))
+	s.noteConnections()
 	// Last: a drain waiting for the connections to go sees this one done.
 	s.unregister(c)
 }
