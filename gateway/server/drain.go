@@ -40,9 +40,9 @@ func (s *Server) drain(grace time.Duration) {
 	}
 
 	for {
-		s.mu.Lock()
-		left := len(s.clients)
-		s.mu.Unlock()
+		// Open connections, upgrades under way included: one upgraded
+		// as the drain began registers (and is closed) a moment later.
+		left := s.open.Load()
 		if left == 0 {
 			break
 		}
@@ -73,10 +73,7 @@ func (s *Server) drain(grace time.Duration) {
 func (s *Server) waitClients(d time.Duration) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
-		s.mu.Lock()
-		left := len(s.clients)
-		s.mu.Unlock()
-		if left == 0 {
+		if s.open.Load() == 0 {
 			return
 		}
 		select {
