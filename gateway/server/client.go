@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
@@ -63,15 +64,18 @@ type client struct {
 	shut       *shutdown     // the close the server started, if it did
 	reason     string        // why, for disconnections_total
 
+	// Rate limits, on the server's clock: messages (MESSAGE_RATE and
+	// MESSAGE_BURST) and the error budget.
+	msgs, errs *rate.Limiter
+
 	// Owned by the read loop.
-	subs       map[string]struct{}
-	tokens     float64
-	credits    float64
-	refilledAt time.Time
+	subs map[string]struct{}
 }
 
 func newClient(s *Server, ws *websocket.Conn, raw net.Conn, pc presence.Conn) *client {
-	c := &client{s: s, ws: ws, raw: raw, pc: pc, tokens: float64(s.cfg.MessageBurst), credits: errorBurst, refilledAt: time.Now()}
+	c := &client{s: s, ws: ws, raw: raw, pc: pc,
+		msgs: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
+		errs: rate.NewLimiter(rate.Every(errorRefill), errorBurst)}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
@@ -123,8 +127,7 @@ func (c *client) readLoop() {
 			c.closeSync(statusUnsupportedData, "binary frames are not supported", "binary")
 			return
 		}
-		c.refill(now)
-		if c.tokens < 1 {
+		if !c.msgs.AllowN(c.s.now(), 1) {
 			c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
 			if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
 				c.closeSync(statusPolicyViolation, "rate limit exceeded", "rate_limited")
@@ -132,7 +135,6 @@ func (c *client) readLoop() {
 			}
 			continue
 		}
-		c.tokens--
 		req, perr := protocol.Decode(data)
 		c.s.metrics.MessagesReceivedTotal.WithLabelValues(protocol.MetricType(req, perr)).Inc()
 		if perr == nil {
@@ -145,23 +147,11 @@ func (c *client) readLoop() {
 	}
 }
 
-// refill tops up the message token bucket and the error budget.
-func (c *client) refill(now time.Time) {
-	dt := now.Sub(c.refilledAt)
-	if dt <= 0 {
-		return
-	}
-	c.refilledAt = now
-	c.tokens = min(c.tokens+dt.Seconds()*c.s.cfg.MessageRate, float64(c.s.cfg.MessageBurst))
-	c.credits = min(c.credits+float64(dt)/float64(errorRefill), errorBurst)
-}
-
 // fail answers an error and spends a credit; false when none was left.
 func (c *client) fail(e *protocol.Error) bool {
-	if c.credits < 1 {
+	if !c.errs.AllowN(c.s.now(), 1) {
 		return false
 	}
-	c.credits--
 	c.send(kindError, protocol.EncodeError(e))
 	return true
 }

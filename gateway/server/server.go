@@ -32,6 +32,9 @@ type Options struct {
 	Metrics  *metrics.Metrics
 	Verifier *auth.Verifier // nil: no auth
 	Logger   *slog.Logger   // slog.Default when nil
+	// Now is the clock of the per-connection rate limits (time.Now when
+	// nil); tests move it.
+	Now func() time.Time
 }
 
 // Server serves the gateway's public port.
@@ -42,6 +45,7 @@ type Server struct {
 	metrics  *metrics.Metrics
 	verifier *auth.Verifier
 	log      *slog.Logger
+	now      func() time.Time
 	mux      *http.ServeMux
 
 	draining   atomic.Bool
@@ -62,10 +66,13 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, store: o.Store, hub: o.Hub, metrics: o.Metrics, verifier: o.Verifier,
-		log: o.Logger, clients: make(map[*client]struct{}), localUsers: make(map[string]int), gone: make(chan struct{}, 1),
+		log: o.Logger, now: o.Now, clients: make(map[*client]struct{}), localUsers: make(map[string]int), gone: make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	s.storeReady.Store(true)
 	s.mux = s.routes()
