@@ -147,6 +147,25 @@ func (c *client) readLoop() {
 	}
 }
 
+// onControlPing decides whether a WebSocket ping frame gets its pong. The
+// library calls it from inside Read (the read loop's goroutine, or a
+// close handshake's). Pings spend the message budget like text frames: a
+// ping over it gets no pong and does not count as activity, and spends an
+// error credit (a rate_limited answer); a client out of credit is closed
+// with 1008, as for a flood of text frames.
+func (c *client) onControlPing() bool {
+	if c.msgs.AllowN(c.s.now(), 1) {
+		c.s.metrics.MessagesReceivedTotal.WithLabelValues("ping_frame").Inc()
+		c.lastRead.Store(time.Now().UnixNano())
+		return true
+	}
+	c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
+	if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
+		c.closeAsync(statusPolicyViolation, "rate limit exceeded", "rate_limited")
+	}
+	return false
+}
+
 // fail answers an error and spends a credit; false when none was left.
 func (c *client) fail(e *protocol.Error) bool {
 	if !c.errs.AllowN(c.s.now(), 1) {

@@ -234,3 +234,64 @@ func TestDrainCutsClientsThatNeverAnswer(t *testing.T) {
 		t.Fatalf("the mute client's connection was still open after the drain: %v", err)
 	}
 }
+
+// TestControlPingFloodIsRateLimited: WebSocket ping frames count against
+// MESSAGE_RATE like text frames: past the burst they get no pong but a
+// rate_limited answer each, and a client that keeps flooding is closed
+// with 1008.
+func TestControlPingFloodIsRateLimited(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.MessageRate, c.MessageBurst = 5, 2 }, clock: newFakeClock()})
+	c := g.dialWelcome("pinger")
+	frames := make(chan []byte, 100)
+	ended := make(chan error, 1)
+	go func() { // reads frames, and processes the pongs
+		for range 1000 {
+			_, b, err := c.c.Read(context.Background())
+			if err != nil {
+				ended <- err
+				return
+			}
+			frames <- b
+		}
+	}()
+	ping := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return c.c.Ping(ctx)
+	}
+	for i := range 2 {
+		if err := ping(5 * time.Second); err != nil {
+			t.Fatalf("ping %d within the burst: %v", i, err)
+		}
+	}
+	// The next 11 get no pong: 10 rate_limited answers, then the close.
+	pings, cancelPings := context.WithCancel(context.Background())
+	defer cancelPings()
+	for range 11 {
+		go func() { _ = c.c.Ping(pings) }()
+	}
+	limited := 0
+	for {
+		select {
+		case b := <-frames:
+			if !strings.Contains(string(b), `"rate_limited"`) {
+				t.Fatalf("unexpected frame %s", b)
+			}
+			limited++
+		case err := <-ended:
+			// The frames read before the close are all in the channel.
+			for len(frames) > 0 {
+				if b := <-frames; strings.Contains(string(b), `"rate_limited"`) {
+					limited++
+				}
+			}
+			var ce websocket.CloseError
+			if !asCloseError(err, &ce) || ce.Code != websocket.StatusPolicyViolation || limited != 10 {
+				t.Fatalf("ended with %v after %d rate_limited answers, want 1008 after 10", err, limited)
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after %d rate_limited answers: no close within 10s", limited)
+		}
+	}
+}

@@ -77,10 +77,10 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	var raw net.Conn
 	ws, err := websocket.Accept(smallBuffers{w, &raw}, r, &websocket.AcceptOptions{
 		// A WebSocket-level ping (what some client libraries send as their
-		// keep-alive) counts as activity for the idle timeout, like "ping".
+		// keep-alive) is a message like "ping": it counts against
+		// MESSAGE_RATE and, within it, as activity for the idle timeout.
 		OnPingReceived: func(context.Context, []byte) bool {
-			c.lastRead.Store(time.Now().UnixNano())
-			return true
+			return c != nil && c.onControlPing()
 		},
 		// The origin was checked above against ALLOWED_ORIGINS (any when
 		// empty); the library's same-host default would refuse browsers.
