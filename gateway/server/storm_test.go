@@ -168,6 +168,6 @@ func TestMassDisconnectKeepsWatchers(t *testing.T) {
 	if got := g.counter(g.metrics.SlowConsumerDisconnects); got != 0 {
 		t.Fatalf("slow_consumer_disconnects_total = %v, want 0", got)
 	}
-	t.Logf("%d users connected and closed; %d watchers converged in %s with %d presence frames in all",
-		nUsers, nWatchers, time.Since(began).Round(time.Millisecond), frames)
+	t.Logf("%d users connected and closed; %d watchers converged in %s with %d presence frames in all, %v events coalesced",
+		nUsers, nWatchers, time.Since(began).Round(time.Millisecond), frames, g.counter(g.metrics.EventsCoalescedTotal))
 }
