@@ -196,7 +196,15 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ready(ctx); err != nil {
+	err := s.store.Ready(ctx)
+	// Upgrades follow what /readyz last said: once it answered 503, they
+	// are refused with 503 too, without waiting for the background check
+	// (the store records a connection only after the handshake, when a
+	// 503 can no longer be sent).
+	if err == nil || r.Context().Err() == nil { // not a prober that went away
+		s.storeReady.Store(err == nil)
+	}
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "presence store: "+err.Error())
 		return
 	}
