@@ -114,13 +114,13 @@ func (c *client) writeLoop() {
 			return
 		}
 		frames, events := c.q.take()
-		deadline := time.Now().Add(writeTimeout)
+		var flushBy time.Time
 		if c.shut != nil {
-			deadline = c.shut.flushBy
+			flushBy = c.shut.flushBy
 		}
 		c.mu.Unlock()
 
-		if err := c.writeBatch(frames, events, deadline); err != nil {
+		if err := c.writeBatch(frames, events, flushBy); err != nil {
 			c.mu.Lock()
 			switch {
 			case c.shut == nil && errors.Is(err, context.DeadlineExceeded):
@@ -144,25 +144,36 @@ func (c *client) writeLoop() {
 	}
 }
 
-// writeBatch writes answers, then the pending events, each frame before
-// deadline.
-func (c *client) writeBatch(frames []outFrame, events []pendingEvent, deadline time.Time) error {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
+// writeBatch writes answers, then the pending events. Each frame's write
+// is bounded by writeTimeout (a client reading slowly but steadily is not
+// cut, one that reads nothing is), and by flushBy when closing.
+func (c *client) writeBatch(frames []outFrame, events []pendingEvent, flushBy time.Time) error {
+	write := func(data []byte) error {
+		deadline := time.Now().Add(writeTimeout)
+		if !flushBy.IsZero() && flushBy.Before(deadline) {
+			deadline = flushBy
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		return c.ws.Write(ctx, websocket.MessageText, data)
+	}
+	// Past flushBy, or on a close without flush, the rest is dropped and
+	// the close frame goes next.
+	stop := func() bool { return c.dropping() || !flushBy.IsZero() && time.Now().After(flushBy) }
 	for _, f := range frames {
-		if c.dropping() {
+		if stop() {
 			return nil
 		}
-		if err := c.ws.Write(ctx, websocket.MessageText, f.data); err != nil {
+		if err := write(f.data); err != nil {
 			return err
 		}
 		c.s.metrics.MessagesSentTotal.WithLabelValues(f.kind).Inc()
 	}
 	for _, f := range batchEvents(events) {
-		if c.dropping() {
+		if stop() {
 			return nil
 		}
-		if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
+		if err := write(f); err != nil {
 			return err
 		}
 		c.s.metrics.MessagesSentTotal.WithLabelValues(kindPresence).Inc()
