@@ -10,7 +10,7 @@ import (
 
 type countSub struct{ n atomic.Int64 }
 
-func (s *countSub) Deliver([]byte) { s.n.Add(1) }
+func (s *countSub) Deliver(string, []byte) { s.n.Add(1) }
 
 // BenchmarkPublishTo1000Watchers: one change of a user fanned out to 1000
 // local connections (encoded once, queued 1000 times).

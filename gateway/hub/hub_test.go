@@ -42,12 +42,12 @@ type sub struct {
 	frames []presence.User
 }
 
-func (s *sub) Deliver(frame []byte) {
+func (s *sub) Deliver(userID string, frame []byte) {
 	var f struct {
 		Type  string          `json:"type"`
 		Users []presence.User `json:"users"`
 	}
-	if err := json.Unmarshal(frame, &f); err != nil || f.Type != "presence" || len(f.Users) != 1 {
+	if err := json.Unmarshal(frame, &f); err != nil || f.Type != "presence" || len(f.Users) != 1 || f.Users[0].UserID != userID {
 		panic("bad frame " + string(frame))
 	}
 	s.mu.Lock()

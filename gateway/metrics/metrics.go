@@ -28,6 +28,7 @@ type Metrics struct {
 	ReapedConnectionsTotal  prometheus.Counter
 	WatchedUsers            prometheus.Gauge
 	SlowConsumerDisconnects prometheus.Counter
+	EventsCoalescedTotal    prometheus.Counter
 }
 
 // New creates the collectors and registers them, with the Go runtime and
@@ -68,12 +69,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Distinct users this replica subscribes to."}),
 		SlowConsumerDisconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "slow_consumer_disconnects_total",
 			Help: "Connections closed because the client did not read its frames."}),
+		EventsCoalescedTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "events_coalesced_total",
+			Help: "Presence events that replaced a pending event about the same user in a client's send queue (latest state wins)."}),
 	}
 	reg.MustRegister(
 		m.Connections, m.ConnectionsTotal, m.DisconnectionsTotal, m.MessagesReceivedTotal,
 		m.MessagesSentTotal, m.UpgradeRejectionsTotal, m.EventsPublishedTotal, m.EventsDeliveredTotal,
 		m.RedisCommandDuration, m.RedisErrorsTotal, m.HeartbeatBatchDuration, m.OnlineUsersLocal,
 		m.TransitionsTotal, m.ReapedConnectionsTotal, m.WatchedUsers, m.SlowConsumerDisconnects,
+		m.EventsCoalescedTotal,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

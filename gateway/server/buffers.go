@@ -22,8 +22,12 @@ const (
 // smallBuffers is the ResponseWriter given to websocket.Accept: its Hijack
 // returns the connection with small buffers. net/http's own buffers become
 // garbage once the handler returns (the connection loop runs on its own
-// goroutine).
-type smallBuffers struct{ http.ResponseWriter }
+// goroutine). The hijacked connection is also stored in *conn, so that the
+// server can cut it when a close handshake does not end.
+type smallBuffers struct {
+	http.ResponseWriter
+	conn *net.Conn
+}
 
 // Hijack implements http.Hijacker.
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -35,6 +39,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	*w.conn = conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		// Bytes the client sent right after its handshake: read them first.
 		b, _ := brw.Peek(n)

@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
@@ -18,16 +20,12 @@ const (
 	statusGoingAway       = websocket.StatusGoingAway       // 1001: idle timeout, drain
 	statusUnsupportedData = websocket.StatusUnsupportedData // 1003: binary frame
 	statusPolicyViolation = websocket.StatusPolicyViolation // 1008: flood, errors, slow consumer
+	statusTryAgainLater   = websocket.StatusTryAgainLater   // 1013: the store failed to record the connection
 )
 
 const (
-	// sendQueueLen bounds the frames waiting for a client; one more and
-	// the client is a slow consumer (closed with 1008).
-	sendQueueLen = 256
 	// maxSubscriptions bounds the users one connection watches.
 	maxSubscriptions = 1000
-	// writeTimeout bounds one frame's write to the socket.
-	writeTimeout = 10 * time.Second
 	// storeTimeout bounds one store call made for a client's request.
 	storeTimeout = 5 * time.Second
 	// errorBurst and errorRefill are the error budget: each error answer
@@ -47,124 +45,39 @@ const (
 	kindError    = "error"
 )
 
-type outFrame struct {
-	kind string
-	data []byte
-}
-
-// client is one WebSocket connection. Its goroutines: the upgrade
-// handler's, which runs the read loop (run), and a writer started only
-// while frames are queued, so an idle connection costs one goroutine.
+// client is one WebSocket connection. Its goroutines: the one running the
+// read loop (run), and a writer started only while frames are queued
+// (writer.go), so an idle connection costs one goroutine.
 type client struct {
-	s  *Server
-	ws *websocket.Conn
-	pc presence.Conn
+	s   *Server
+	ws  *websocket.Conn
+	raw net.Conn // the TCP connection under ws, cut when a close does not end in time
+	pc  presence.Conn
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
 
-	mu      sync.Mutex
-	queue   []outFrame
-	writing bool   // a writer goroutine is draining queue
-	closing bool   // no more frames: the connection is being closed
-	reason  string // why, for disconnections_total
+	mu         sync.Mutex
+	q          sendQueue
+	writing    bool          // a writer goroutine is draining q
+	writerDone chan struct{} // closed when the writer exits; made only when run waits for it
+	closing    bool          // no more frames: the connection is being closed
+	shut       *shutdown     // the close the server started, if it did
+	reason     string        // why, for disconnections_total
+
+	// Rate limits, on the server's clock: messages (MESSAGE_RATE and
+	// MESSAGE_BURST) and the error budget.
+	msgs, errs *rate.Limiter
 
 	// Owned by the read loop.
-	subs       map[string]struct{}
-	tokens     float64
-	credits    float64
-	refilledAt time.Time
+	subs map[string]struct{}
 }
 
-func newClient(s *Server, ws *websocket.Conn, pc presence.Conn) *client {
-	c := &client{s: s, ws: ws, pc: pc, tokens: float64(s.cfg.MessageBurst), credits: errorBurst, refilledAt: time.Now()}
+func newClient(s *Server, ws *websocket.Conn, raw net.Conn, pc presence.Conn) *client {
+	c := &client{s: s, ws: ws, raw: raw, pc: pc,
+		msgs: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
+		errs: rate.NewLimiter(rate.Every(errorRefill), errorBurst)}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
-}
-
-// Deliver queues a presence event (hub.Subscriber).
-func (c *client) Deliver(frame []byte) { c.send(kindPresence, frame) }
-
-// send queues a frame; a full queue makes the client a slow consumer.
-func (c *client) send(kind string, data []byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	if len(c.queue) >= sendQueueLen {
-		c.mu.Unlock()
-		c.s.metrics.SlowConsumerDisconnects.Inc()
-		c.closeAsync(statusPolicyViolation, "slow consumer", "slow_consumer")
-		return
-	}
-	c.queue = append(c.queue, outFrame{kind, data})
-	if !c.writing {
-		c.writing = true
-		go c.writeLoop()
-	}
-	c.mu.Unlock()
-}
-
-// writeLoop writes queued frames until the queue is empty, then exits.
-func (c *client) writeLoop() {
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.closing {
-			c.writing = false
-			c.queue = nil // give the backing array back while idle
-			c.mu.Unlock()
-			return
-		}
-		f := c.queue[0]
-		c.queue[0] = outFrame{}
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		err := c.ws.Write(ctx, websocket.MessageText, f.data)
-		cancel()
-		if err != nil {
-			c.mu.Lock()
-			c.writing = false
-			c.queue = nil
-			if !c.closing {
-				c.closing, c.reason = true, "write_error"
-			}
-			c.mu.Unlock()
-			_ = c.ws.CloseNow()
-			return
-		}
-		c.s.metrics.MessagesSentTotal.WithLabelValues(f.kind).Inc()
-	}
-}
-
-// markClosing stops the queue; it returns false if a close was already
-// under way.
-func (c *client) markClosing(reason string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	c.closing, c.reason = true, reason
-	c.queue = nil
-	return true
-}
-
-// closeAsync starts the close handshake from outside the read loop (idle
-// sweep, drain, slow consumer). The read loop then sees the connection
-// end and cleans up.
-func (c *client) closeAsync(code websocket.StatusCode, text, reason string) {
-	if c.markClosing(reason) {
-		go func() { _ = c.ws.Close(code, text) }()
-	}
-}
-
-// closeSync closes from the read loop itself.
-func (c *client) closeSync(code websocket.StatusCode, text, reason string) {
-	if c.markClosing(reason) {
-		_ = c.ws.Close(code, text)
-	}
 }
 
 // run is the connection loop: read a frame, answer it, until the
@@ -173,9 +86,6 @@ func (c *client) closeSync(code websocket.StatusCode, text, reason string) {
 func (c *client) run() string {
 	c.readLoop()
 	c.markClosing("client_closed")
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
@@ -187,8 +97,10 @@ func (c *client) run() string {
 		c.s.hub.Unsubscribe(ctx, c, ids)
 	}
 	c.s.disconnectStore(c.pc)
-	_ = c.ws.CloseNow()
-	return reason
+	c.finish()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
 func (c *client) readLoop() {
@@ -215,8 +127,7 @@ func (c *client) readLoop() {
 			c.closeSync(statusUnsupportedData, "binary frames are not supported", "binary")
 			return
 		}
-		c.refill(now)
-		if c.tokens < 1 {
+		if !c.msgs.AllowN(c.s.now(), 1) {
 			c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
 			if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
 				c.closeSync(statusPolicyViolation, "rate limit exceeded", "rate_limited")
@@ -224,7 +135,6 @@ func (c *client) readLoop() {
 			}
 			continue
 		}
-		c.tokens--
 		req, perr := protocol.Decode(data)
 		c.s.metrics.MessagesReceivedTotal.WithLabelValues(protocol.MetricType(req, perr)).Inc()
 		if perr == nil {
@@ -237,23 +147,30 @@ func (c *client) readLoop() {
 	}
 }
 
-// refill tops up the message token bucket and the error budget.
-func (c *client) refill(now time.Time) {
-	dt := now.Sub(c.refilledAt)
-	if dt <= 0 {
-		return
+// onControlPing decides whether a WebSocket ping frame gets its pong. The
+// library calls it from inside Read (the read loop's goroutine, or a
+// close handshake's). Pings spend the message budget like text frames: a
+// ping over it gets no pong and does not count as activity, and spends an
+// error credit (a rate_limited answer); a client out of credit is closed
+// with 1008, as for a flood of text frames.
+func (c *client) onControlPing() bool {
+	if c.msgs.AllowN(c.s.now(), 1) {
+		c.s.metrics.MessagesReceivedTotal.WithLabelValues("ping_frame").Inc()
+		c.lastRead.Store(time.Now().UnixNano())
+		return true
 	}
-	c.refilledAt = now
-	c.tokens = min(c.tokens+dt.Seconds()*c.s.cfg.MessageRate, float64(c.s.cfg.MessageBurst))
-	c.credits = min(c.credits+float64(dt)/float64(errorRefill), errorBurst)
+	c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
+	if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
+		c.closeAsync(statusPolicyViolation, "rate limit exceeded", "rate_limited")
+	}
+	return false
 }
 
 // fail answers an error and spends a credit; false when none was left.
 func (c *client) fail(e *protocol.Error) bool {
-	if c.credits < 1 {
+	if !c.errs.AllowN(c.s.now(), 1) {
 		return false
 	}
-	c.credits--
 	c.send(kindError, protocol.EncodeError(e))
 	return true
 }
@@ -311,6 +228,7 @@ func (c *client) handle(req protocol.Request) *protocol.Error {
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 			c.s.hub.Unsubscribe(ctx, c, gone)
 			cancel()
+			c.dropEvents(gone)
 		}
 		if len(c.subs) == 0 {
 			c.subs = nil

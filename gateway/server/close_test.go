@@ -2,15 +2,18 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
-	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/gateway/server"
 )
 
 func TestOversizedFrameCloses1009(t *testing.T) {
@@ -106,61 +109,188 @@ func TestControlPingsKeepTheConnection(t *testing.T) {
 	}
 }
 
-// smallBuffers shrinks the server's socket send buffers, so that a client
-// that stops reading fills them (and then its send queue) quickly.
-type smallBuffers struct{ net.Listener }
-
-func (l smallBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(2048)
+// TestAnswersArriveBeforeA1008: the answers a client earned before being
+// closed for flooding reach it before the close frame: 40 pongs (the
+// burst), the 10 rate_limited answers of the error budget, then 1008.
+func TestAnswersArriveBeforeA1008(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.MessageRate, c.MessageBurst = 20, 40 }, clock: newFakeClock()})
+	c := g.dialWelcome("u1")
+	for range 52 {
+		c.sendText("ping")
 	}
-	return c, err
+	pongs, limited := 0, 0
+	for range 60 {
+		typ, b, err := c.readRaw()
+		if err != nil {
+			var ce websocket.CloseError
+			if !asCloseError(err, &ce) || ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "rate limit") {
+				t.Fatalf("after %d pongs and %d rate_limited: %v, want close 1008 rate limit", pongs, limited, err)
+			}
+			break
+		}
+		switch {
+		case typ == websocket.MessageText && string(b) == "pong":
+			pongs++
+		case strings.Contains(string(b), `"rate_limited"`):
+			limited++
+		default:
+			t.Fatalf("unexpected frame %q", b)
+		}
+	}
+	if pongs != 40 || limited != 10 {
+		t.Fatalf("%d pongs and %d rate_limited answers before the close, want 40 and 10", pongs, limited)
+	}
 }
 
-func TestSlowConsumerCloses1008(t *testing.T) {
-	g := start(t, setup{
-		cfg:      func(c *config.Config) { c.MessageRate, c.MessageBurst = 100000, 100000 },
-		listener: func(l net.Listener) net.Listener { return smallBuffers{l} },
-	})
-	smallRead := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(2048)
-		}
-		return c, err
-	}}}
-	slow, err := g.dialRaw("/?userId=slow", &websocket.DialOptions{HTTPClient: smallRead})
+// TestAnswersArriveBeforeTooManyErrors: a subscribe followed by 11 junk
+// frames gets its snapshot and 10 bad_request answers before the 1008.
+func TestAnswersArriveBeforeTooManyErrors(t *testing.T) {
+	g := start(t, setup{})
+	c := g.dialWelcome("u1")
+	c.send(map[string]any{"type": "subscribe", "id": "s", "userIds": []string{"bob"}})
+	for range 11 {
+		c.sendText("junk")
+	}
+	if m := c.expectType("presence"); m["id"] != "s" {
+		t.Fatalf("snapshot %v", m)
+	}
+	for range 10 {
+		c.expectError("bad_request")
+	}
+	c.expectClose(websocket.StatusPolicyViolation, "too many bad messages")
+}
+
+// rawUpgrade opens a WebSocket connection by hand and returns the TCP
+// connection once the 101 is read; the caller then neither reads nor
+// writes (a frozen client, or one that never answers a close frame).
+func rawUpgrade(t *testing.T, g *gateway, userID string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow.expectType("welcome")
-	slow.send(map[string]any{"type": "subscribe", "userIds": []string{"chatty"}})
-	slow.expectType("presence")
-	// The slow client now stops reading; chatty changes status until the
-	// gateway gives up on the slow one.
-	chatty := g.dialWelcome("chatty")
-	go func() {
-		for {
-			if _, _, err := chatty.c.Read(context.Background()); err != nil {
-				return
-			}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET /?userId=" + userID + " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	// Read the response head byte by byte, so that nothing after it is
+	// consumed.
+	var head []byte
+	one := make([]byte, 1)
+	for !strings.HasSuffix(string(head), "\r\n\r\n") {
+		if _, err := conn.Read(one); err != nil {
+			t.Fatalf("reading the 101: %v (so far %q)", err, head)
 		}
-	}()
-	other := g.dialWelcome("other")
-	for i := 0; g.counter(g.metrics.SlowConsumerDisconnects) == 0; i++ {
-		if i > 50000 {
-			t.Fatal("no slow consumer disconnect after 50000 status changes")
-		}
-		status := []string{"away", "busy"}[i%2]
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := chatty.c.Write(ctx, websocket.MessageText, []byte(`{"type":"status","status":"`+status+`"}`))
-		cancel()
+		head = append(head, one[0])
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 101") {
+		t.Fatalf("upgrade answered %q", head)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn
+}
+
+// TestFrozenClientGoesOfflineSoon: a client that stops reading and
+// writing is closed at the idle timeout, and the wait for its close reply
+// is bounded, so it goes offline soon after (not 5 s later).
+func TestFrozenClientGoesOfflineSoon(t *testing.T) {
+	t.Cleanup(server.SetSendTimeouts(10*time.Second, 100*time.Millisecond, 300*time.Millisecond))
+	g := start(t, setup{cfg: func(c *config.Config) { c.IdleTimeout = 300 * time.Millisecond }})
+	rawUpgrade(t, g, "frozen")
+	online := func() bool {
+		us, err := g.store.Get(t.Context(), []string{"frozen"})
 		if err != nil {
 			t.Fatal(err)
 		}
+		return us[0].Online
 	}
-	slow.expectClose(websocket.StatusPolicyViolation, "slow consumer")
-	// Nobody else was slowed down or dropped.
-	other.alive()
+	// The store records the connection just after the 101.
+	eventually(t, 5*time.Second, "frozen online after its upgrade", online)
+	// Idle timeout 300ms + a sweep + the 300ms bound on the close: well
+	// under 3s; the library alone would wait 5s for the reply.
+	eventually(t, 3*time.Second, "frozen offline", func() bool { return !online() })
+}
+
+// TestDrainCutsClientsThatNeverAnswer: at the drain's deadline the TCP
+// connections of clients that never answered the close frame are closed,
+// before Serve returns.
+func TestDrainCutsClientsThatNeverAnswer(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.ShutdownGrace = 2 * time.Second }})
+	mute := rawUpgrade(t, g, "mute")
+	g.stop()
+	select {
+	case <-g.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the drain")
+	}
+	// The welcome and the close frame are there to read, then the end of
+	// the connection (not a wait for a TCP close that comes seconds later).
+	_ = mute.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.Copy(io.Discard, mute); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the mute client's connection was still open after the drain: %v", err)
+	}
+}
+
+// TestControlPingFloodIsRateLimited: WebSocket ping frames count against
+// MESSAGE_RATE like text frames: past the burst they get no pong but a
+// rate_limited answer each, and a client that keeps flooding is closed
+// with 1008.
+func TestControlPingFloodIsRateLimited(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.MessageRate, c.MessageBurst = 5, 2 }, clock: newFakeClock()})
+	c := g.dialWelcome("pinger")
+	frames := make(chan []byte, 100)
+	ended := make(chan error, 1)
+	go func() { // reads frames, and processes the pongs
+		for range 1000 {
+			_, b, err := c.c.Read(context.Background())
+			if err != nil {
+				ended <- err
+				return
+			}
+			frames <- b
+		}
+	}()
+	ping := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return c.c.Ping(ctx)
+	}
+	for i := range 2 {
+		if err := ping(5 * time.Second); err != nil {
+			t.Fatalf("ping %d within the burst: %v", i, err)
+		}
+	}
+	// The next 11 get no pong: 10 rate_limited answers, then the close.
+	pings, cancelPings := context.WithCancel(context.Background())
+	defer cancelPings()
+	for range 11 {
+		go func() { _ = c.c.Ping(pings) }()
+	}
+	limited := 0
+	for {
+		select {
+		case b := <-frames:
+			if !strings.Contains(string(b), `"rate_limited"`) {
+				t.Fatalf("unexpected frame %s", b)
+			}
+			limited++
+		case err := <-ended:
+			// The frames read before the close are all in the channel.
+			for len(frames) > 0 {
+				if b := <-frames; strings.Contains(string(b), `"rate_limited"`) {
+					limited++
+				}
+			}
+			var ce websocket.CloseError
+			if !asCloseError(err, &ce) || ce.Code != websocket.StatusPolicyViolation || limited != 10 {
+				t.Fatalf("ended with %v after %d rate_limited answers, want 1008 after 10", err, limited)
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after %d rate_limited answers: no close within 10s", limited)
+		}
+	}
 }

@@ -40,9 +40,9 @@ func (s *Server) drain(grace time.Duration) {
 	}
 
 	for {
-		s.mu.Lock()
-		left := len(s.clients)
-		s.mu.Unlock()
+		// Open connections, upgrades under way included: one upgraded
+		// as the drain began registers (and is closed) a moment later.
+		left := s.open.Load()
 		if left == 0 {
 			break
 		}
@@ -51,8 +51,9 @@ func (s *Server) drain(grace time.Duration) {
 			s.log.Warn("drain deadline: closing remaining connections without handshake", "connections", left)
 			s.mu.Lock()
 			for c := range s.clients {
-				// CloseNow waits for a close handshake under way: not under s.mu.
-				go func() { _ = c.ws.CloseNow() }()
+				// Their TCP connections: the library's CloseNow would
+				// wait for the close handshake under way instead.
+				c.cutConn()
 			}
 			s.mu.Unlock()
 			// Their read loops end at once and remove their presence;
@@ -72,10 +73,7 @@ func (s *Server) drain(grace time.Duration) {
 func (s *Server) waitClients(d time.Duration) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
-		s.mu.Lock()
-		left := len(s.clients)
-		s.mu.Unlock()
-		if left == 0 {
+		if s.open.Load() == 0 {
 			return
 		}
 		select {

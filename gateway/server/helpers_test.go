@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +44,20 @@ type setup struct {
 	cfg      func(*config.Config)
 	verifier *auth.Verifier
 	listener func(net.Listener) net.Listener
+	clock    *fakeClock // the rate limits' clock; the real one when nil
 }
+
+// fakeClock is a clock that moves only when the test says so.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func defaultConfig() config.Config {
 	c, err := config.Load(nil, func(string) string { return "" }, io.Discard)
@@ -71,7 +85,11 @@ func start(t *testing.T, su setup) *gateway {
 		t.Fatal(err)
 	}
 	h = hub.New(store, m)
-	srv, err := server.New(server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: su.verifier})
+	opts := server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: su.verifier}
+	if su.clock != nil {
+		opts.Now = su.clock.now
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,4 +332,22 @@ func idList(prefix string, n int) []string {
 
 func asCloseError(err error, ce *websocket.CloseError) bool {
 	return errors.As(err, ce)
+}
+
+// metricText returns the lines of the registry's families named name, as
+// the text format shows them (for failure messages).
+func (g *gateway) metricText(name string) string {
+	fams, err := g.reg.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				fmt.Fprintf(&b, "%v=%v ", m.GetLabel(), m.GetCounter().GetValue())
+			}
+		}
+	}
+	return b.String()
 }

@@ -58,10 +58,12 @@ func TestReadyzFailsWhenStoreDown(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || body["error"] != "store_unavailable" {
 		t.Fatalf("/readyz with the store down: %d %v", resp.StatusCode, body)
 	}
-	eventually(t, 5*time.Second, "upgrades refused with 503", func() bool {
-		resp, body := g.get("/?userId=u2", upgradeHeaders())
-		return resp.StatusCode == http.StatusServiceUnavailable && body["error"] == "store_unavailable" && resp.Header.Get("Retry-After") != ""
-	})
+	// Upgrades follow what /readyz said, at once (the store is written
+	// only after the handshake, when a 503 can no longer be sent).
+	resp, body = g.get("/?userId=u2", upgradeHeaders())
+	if resp.StatusCode != http.StatusServiceUnavailable || body["error"] != "store_unavailable" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("upgrade after /readyz said 503: %d %v", resp.StatusCode, body)
+	}
 	// Open connections stay open; their requests get an error frame.
 	c.alive()
 	c.send(map[string]any{"type": "query", "userIds": []string{"x"}})
@@ -133,5 +135,44 @@ func TestMetricNames(t *testing.T) {
 	}
 	if !have["go_goroutines"] {
 		t.Error("Go runtime collectors missing")
+	}
+}
+
+// TestReadyzAtMaxConnections: a full replica says it is not ready, so the
+// Service stops sending it clients, and says ready again only once it is
+// below its limit by the margin (5%, at least one), not at every close.
+func TestReadyzAtMaxConnections(t *testing.T) {
+	g := start(t, setup{cfg: func(c *config.Config) { c.MaxConnections = 40 }}) // margin: 2
+	var cs []*client
+	for _, id := range idList("c", 40) {
+		cs = append(cs, g.dialWelcome(id))
+	}
+	ready := func() (int, any) {
+		resp, body := g.get("/readyz", nil)
+		return resp.StatusCode, body["error"]
+	}
+	if code, e := ready(); code != http.StatusServiceUnavailable || e != "too_many_connections" {
+		t.Fatalf("/readyz at the limit: %d %v, want 503 too_many_connections", code, e)
+	}
+	closeOne := func(c *client, left int) {
+		_ = c.c.Close(websocket.StatusNormalClosure, "")
+		eventually(t, 5*time.Second, "the connection to end", func() bool { return g.srv.Connections() == left })
+	}
+	closeOne(cs[0], 39)
+	if code, _ := ready(); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz one below the limit: %d, want still 503 (hysteresis)", code)
+	}
+	closeOne(cs[1], 38)
+	if code, _ := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz two below the limit: %d, want 200", code)
+	}
+	// Filling up again turns it not ready again.
+	g.dialWelcome("again1")
+	if code, _ := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz at 39 on the way up: %d, want 200", code)
+	}
+	g.dialWelcome("again2")
+	if code, _ := ready(); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz back at the limit: %d, want 503", code)
 	}
 }

@@ -32,6 +32,9 @@ type Options struct {
 	Metrics  *metrics.Metrics
 	Verifier *auth.Verifier // nil: no auth
 	Logger   *slog.Logger   // slog.Default when nil
+	// Now is the clock of the per-connection rate limits (time.Now when
+	// nil); tests move it.
+	Now func() time.Time
 }
 
 // Server serves the gateway's public port.
@@ -42,11 +45,13 @@ type Server struct {
 	metrics  *metrics.Metrics
 	verifier *auth.Verifier
 	log      *slog.Logger
+	now      func() time.Time
 	mux      *http.ServeMux
 
 	draining   atomic.Bool
 	storeReady atomic.Bool // last result of the background readiness check
 	open       atomic.Int64
+	full       atomic.Bool // at MAX_CONNECTIONS, until readyMargin below it (readyz)
 
 	mu         sync.Mutex
 	clients    map[*client]struct{}
@@ -61,10 +66,13 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, store: o.Store, hub: o.Hub, metrics: o.Metrics, verifier: o.Verifier,
-		log: o.Logger, clients: make(map[*client]struct{}), localUsers: make(map[string]int), gone: make(chan struct{}, 1),
+		log: o.Logger, now: o.Now, clients: make(map[*client]struct{}), localUsers: make(map[string]int), gone: make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	s.storeReady.Store(true)
 	s.mux = s.routes()
@@ -174,16 +182,29 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 only when the store answers and the process
-// is not draining.
+// handleReadyz answers 200 only when the store answers, the process is
+// not draining and the replica is not full (see atCapacity).
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		writeError(w, http.StatusServiceUnavailable, "draining", "the gateway is shutting down")
 		return
 	}
+	if s.atCapacity() {
+		writeError(w, http.StatusServiceUnavailable, "too_many_connections",
+			fmt.Sprintf("this replica holds %d connections, its limit is %d", s.open.Load(), s.cfg.MaxConnections))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ready(ctx); err != nil {
+	err := s.store.Ready(ctx)
+	// Upgrades follow what /readyz last said: once it answered 503, they
+	// are refused with 503 too, without waiting for the background check
+	// (the store records a connection only after the handshake, when a
+	// 503 can no longer be sent).
+	if err == nil || r.Context().Err() == nil { // not a prober that went away
+		s.storeReady.Store(err == nil)
+	}
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "presence store: "+err.Error())
 		return
 	}
@@ -282,6 +303,34 @@ func (s *Server) unregister(c *client) {
 	case s.gone <- struct{}{}:
 	default:
 	}
+}
+
+// readyMargin is how far below MAX_CONNECTIONS a full replica must fall
+// before it reports ready again: 5% of the limit, at least one
+// connection. Without it, a replica at its limit would flap between ready
+// and not ready with every connection that closes and opens.
+func (s *Server) readyMargin() int64 { return max(1, int64(s.cfg.MaxConnections)/20) }
+
+// noteConnections updates the full flag after the connection count
+// changed (or is read): full at MAX_CONNECTIONS, not full again only at
+// readyMargin below it.
+func (s *Server) noteConnections() {
+	limit := int64(s.cfg.MaxConnections)
+	if limit <= 0 {
+		return
+	}
+	switch n := s.open.Load(); {
+	case n >= limit:
+		s.full.Store(true)
+	case n <= limit-s.readyMargin():
+		s.full.Store(false)
+	}
+}
+
+// atCapacity reports whether /readyz says the replica is full.
+func (s *Server) atCapacity() bool {
+	s.noteConnections()
+	return s.full.Load()
 }
 
 // Connections returns how many WebSocket connections are open.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -72,23 +73,14 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	pc := presence.Conn{UserID: userID, ID: newConnID()}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	_, err := s.store.Connect(ctx, pc)
-	cancel()
-	if err != nil {
-		s.log.Warn("recording a connection failed", "user", userID, "err", err)
-		w.Header().Set("Retry-After", retryAfter)
-		s.refuse(w, http.StatusServiceUnavailable, "store_unavailable", "the presence store is unreachable")
-		return
-	}
 	var c *client
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	var raw net.Conn
+	ws, err := websocket.Accept(smallBuffers{w, &raw}, r, &websocket.AcceptOptions{
 		// A WebSocket-level ping (what some client libraries send as their
-		// keep-alive) counts as activity for the idle timeout, like "ping".
+		// keep-alive) is a message like "ping": it counts against
+		// MESSAGE_RATE and, within it, as activity for the idle timeout.
 		OnPingReceived: func(context.Context, []byte) bool {
-			c.lastRead.Store(time.Now().UnixNano())
-			return true
+			return c != nil && c.onControlPing()
 		},
 		// The origin was checked above against ALLOWED_ORIGINS (any when
 		// empty); the library's same-host default would refuse browsers.
@@ -98,16 +90,33 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		// Accept already answered the client (a bad handshake).
+		// Accept already answered the client (a bad handshake); the store
+		// was not touched.
 		s.metrics.UpgradeRejectionsTotal.WithLabelValues("bad_handshake").Inc()
-		s.disconnectStore(pc)
+		return
+	}
+	// Only now that the handshake succeeded is the connection recorded:
+	// a failed upgrade leaves no trace (no online/offline events).
+	pc := presence.Conn{UserID: userID, ID: newConnID()}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	_, err = s.store.Connect(ctx, pc)
+	cancel()
+	if err != nil {
+		s.log.Warn("recording a connection failed", "user", userID, "err", err)
+		s.metrics.UpgradeRejectionsTotal.WithLabelValues("store_unavailable").Inc()
+		go func() {
+			cut := time.AfterFunc(closeTimeout, func() { _ = raw.Close() })
+			defer cut.Stop()
+			_ = ws.Close(statusTryAgainLater, "presence store unavailable")
+		}()
 		return
 	}
 	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
-	c = newClient(s, ws, pc)
+	c = newClient(s, ws, raw, pc)
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
+	s.noteConnections()
 	c.send(kindWelcome, protocol.EncodeWelcome(userID, pc.ID, s.cfg.HeartbeatInterval.Milliseconds(), s.cfg.PresenceTTL.Milliseconds()))
 	s.register(c)
 	s.log.Debug("connected", "user", userID, "conn", pc.ID, "remote", r.RemoteAddr)
@@ -129,6 +138,7 @@ func (s *Server) serveClient(c *client) {
 	s.metrics.DisconnectionsTotal.WithLabelValues(reason).Inc()
 	s.open.Add(-1)
 	s.metrics.Connections.Set(float64(s.open.Load()))
+	s.noteConnections()
 	// Last: a drain waiting for the connections to go sees this one done.
 	s.unregister(c)
 }

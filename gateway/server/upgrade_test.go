@@ -205,3 +205,39 @@ func TestAuthES256(t *testing.T) {
 	}
 	refusal(t, g, "/?token="+hsToken(t, "x", jwt.MapClaims{"sub": "eve"}), nil, http.StatusUnauthorized, "unauthorized")
 }
+
+// TestFailedHandshakeLeavesNoPresence: an upgrade request the WebSocket
+// library refuses (no Sec-WebSocket-Key) does not touch the store: a
+// watcher of that user sees no online/offline events.
+func TestFailedHandshakeLeavesNoPresence(t *testing.T) {
+	g := start(t, setup{})
+	w := g.dialWelcome("watcher")
+	w.send(map[string]any{"type": "subscribe", "userIds": []string{"ghost", "marker"}})
+	w.expectType("presence")
+	hdr := upgradeHeaders()
+	hdr.Del("Sec-Websocket-Key")
+	req, err := http.NewRequest(http.MethodGet, g.url+"/?userId=ghost", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("upgrade without Sec-WebSocket-Key: %d, want 400", resp.StatusCode)
+	}
+	// Marker's online event comes after anything about ghost.
+	g.dialWelcome("marker")
+	for {
+		us := users(t, w.read())
+		if _, ok := us["ghost"]; ok {
+			t.Fatalf("the watcher saw ghost change after a failed handshake: %v", us["ghost"])
+		}
+		if _, ok := us["marker"]; ok {
+			break
+		}
+	}
+}
