@@ -79,6 +79,14 @@ type Store struct {
 	lastOK   atomic.Int64 // unix ns of the last background Redis success
 	lastFail atomic.Int64 // unix ns of the last Redis failure
 
+	// The heartbeat's outcome, for Ready: beatAt is Options.Now's unix ms
+	// of the last heartbeat that renewed (or re-took) the lease and wrote
+	// every local connection (0 until Run starts; Run's start counts as
+	// one); beatErr is the last heartbeat's write error (nil when it wrote
+	// everything).
+	beatAt  atomic.Int64
+	beatErr atomic.Pointer[error]
+
 	readyMu  sync.Mutex
 	readyAt  time.Time
 	readyErr error
@@ -442,10 +450,11 @@ func (s *Store) view(id string, h []any, zs []redis.Z, now int64) presence.User 
 		}
 		u.Text = str(3)
 		u.Connections = live
+		u.LastSeen = now
 		if grace {
 			u.Connections = int(pubN)
+			u.LastSeen = ls // the last disconnect, as after the grace
 		}
-		u.LastSeen = now
 		return u
 	}
 	u.Status = presence.StatusOffline
@@ -538,9 +547,23 @@ func (s *Store) onResync(channels []string) error {
 // than any failure, within readyFresh, is the answer. Otherwise (no Run,
 // a recent failure, or a stale success) one PING to the master holding the
 // lease table decides, cached for half a second.
+//
+// Whatever Redis answers, once Run has started, Ready fails while this
+// replica cannot write its presence: the last heartbeat failed to write, or
+// no heartbeat succeeded for a TTL (the process was stalled: its
+// connections expired and are not re-registered yet).
 func (s *Store) Ready(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return err
+	}
+	if at := s.beatAt.Load(); at != 0 {
+		if late := time.Duration(s.nowMs()-at) * time.Millisecond; late >= s.opts.TTL {
+			return fmt.Errorf("%w: no successful heartbeat for %s (TTL %s): this replica's connections are not kept alive",
+				presence.ErrUnavailable, late, s.opts.TTL)
+		}
+		if p := s.beatErr.Load(); p != nil && *p != nil {
+			return fmt.Errorf("%w: the last heartbeat could not write: %w", presence.ErrUnavailable, *p)
+		}
 	}
 	ok, bad := s.lastOK.Load(), s.lastFail.Load()
 	if ok > bad && time.Since(time.Unix(0, ok)) < s.readyFresh() {
