@@ -68,7 +68,10 @@ type EventHandler func(User)
 //     reads never report an expired one;
 //   - each change (online, offline, status, connection count) bumps Version
 //     and is delivered to the EventHandler of every replica that watches the
-//     user, exactly once per replica;
+//     user, exactly once per replica, in Version order; only when a
+//     replica's delivery falls behind may a change be skipped in favour of
+//     a newer one of the same user (latest state wins: the newest state is
+//     always delivered);
 //   - the store refreshes the connections it holds locally from Run, once per
 //     heartbeat interval, in batches (no timer per connection);
 //   - stall recovery: a connection stays registered from Connect until

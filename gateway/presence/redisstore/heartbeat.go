@@ -27,7 +27,7 @@ func (s *Store) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.sub.run(ctx)
+		s.sub.Run(ctx)
 	}()
 	defer wg.Wait()
 

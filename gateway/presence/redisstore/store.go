@@ -22,6 +22,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/redisstore/shardsub"
 )
 
 // Config says how to reach the Redis Cluster.
@@ -61,7 +62,7 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	cc   *redis.ClusterClient
-	sub  *subscriber
+	sub  *shardsub.Client
 	seed maphash.Seed
 	keys keyspace
 
@@ -170,9 +171,16 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		graces:  map[string]struct{}{},
 		retries: map[presence.Conn]struct{}{},
 	}
-	s.sub = newSubscriber(cc, tlsConfig, cfg.Username, cfg.Password, s.log)
-	s.sub.onMessage = s.onMessage
-	s.sub.onResync = s.onResync
+	sub, err := shardsub.New(shardsub.Options{
+		Router: shardsub.ClusterRouter{ClusterClient: cc}, TLSConfig: tlsConfig,
+		Username: cfg.Username, Password: cfg.Password, Logger: s.log,
+		OnMessage: s.onMessage, OnResync: s.onResync,
+		OnCoalesced: func(n int) { s.m.Store.EventsCoalescedTotal.Add(float64(n)) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.sub = sub
 	inc := newIncarnation(cfg.ReplicaName)
 	s.inc.Store(&inc)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -290,7 +298,7 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	lu.conns[c.ID] = struct{}{}
 	lu.graceUntil = time.Time{}
 	delete(s.graces, c.UserID)
-	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.m.Store.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	return res.user, nil
 }
@@ -349,7 +357,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 	}
 	delete(s.users, userID)
 	delete(s.graces, userID)
-	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.m.Store.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	// Nothing of this user is left here: take it out of the index. Should
 	// this fail, a reaper merely settles a user with nothing to remove.
@@ -471,9 +479,9 @@ func (s *Store) Watch(ctx context.Context, userID string) error {
 		return err
 	}
 	start := time.Now()
-	err := s.sub.subscribe(ctx, s.keys.channel(userID))
+	err := s.sub.Subscribe(ctx, s.keys.channel(userID))
 	s.observe("ssubscribe", start)
-	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	s.m.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("watch "+userID, err)
 	}
@@ -485,8 +493,8 @@ func (s *Store) Unwatch(ctx context.Context, userID string) error {
 	if err := checkUserID(userID); err != nil {
 		return err
 	}
-	err := s.sub.unsubscribe(ctx, s.keys.channel(userID))
-	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	err := s.sub.Unsubscribe(ctx, s.keys.channel(userID))
+	s.m.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("unwatch "+userID, err)
 	}
@@ -609,7 +617,7 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closed = true
 	users := s.users
 	s.users = map[string]*localUser{}
-	s.m.OnlineUsersLocal.Set(0)
+	s.m.Store.UsersHeld.Set(0)
 	s.mu.Unlock()
 
 	inc := s.incarnation()
@@ -642,7 +650,7 @@ func (s *Store) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	s.sub.closeAll()
+	s.sub.Close()
 	if err := s.cc.Close(); err != nil {
 		errs = append(errs, err)
 	}
