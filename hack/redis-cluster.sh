@@ -23,6 +23,9 @@
 #   start-node PORT    start it again with its old nodes.conf (it rejoins)
 #   stop-all / start-all   kill every node / start them again, keeping the
 #                      cluster config, to simulate "Redis fully down and back"
+#   free-base          print a base port whose six ports and their bus ports
+#                      are free right now (for tests that start clusters of
+#                      their own, so that two runs on one machine don't collide)
 set -euo pipefail
 
 BASE="${REDIS_CLUSTER_BASE_PORT:-7000}"
@@ -216,7 +219,26 @@ port_arg() {
   echo "$port"
 }
 
+# free_base picks a base at random in 10000..21990 (so the bus ports stay
+# below the usual ephemeral range, 32768 and up) until nothing listens on its
+# six ports or their bus ports and no work dir claims it. Another process may
+# still take a port right after: `up` then fails loudly, it never shares.
+free_base() {
+  local try base p busy
+  for try in $(seq 1 200); do
+    base=$((10000 + (RANDOM % 1200) * 10))
+    busy=
+    [[ -e "/tmp/presencekit-redis-${base}" ]] && continue
+    for p in $(seq "$base" $((base + 5))) $(seq $((base + 10000)) $((base + 10005))); do
+      if (exec 3<>"/dev/tcp/${HOST}/${p}") 2>/dev/null; then busy=1; break; fi
+    done
+    if [[ -z "$busy" ]]; then echo "$base"; return; fi
+  done
+  die "no free base port after ${try} tries"
+}
+
 case "${1:-}" in
+  free-base) free_base ;;
   up) up ;;
   down) down ;;
   status) status ;;
@@ -225,5 +247,5 @@ case "${1:-}" in
   stop-all) for p in "${PORTS[@]}"; do kill_node "$p" KILL; done ;;
   start-all) for p in "${PORTS[@]}"; do start_node "$p"; done; for p in "${PORTS[@]}"; do wait_alive "$p"; done; wait_ok ;;
   wait) wait_ok ;;
-  *) echo "usage: $0 up|down|status|wait|stop-node PORT|start-node PORT|stop-all|start-all" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|wait|stop-node PORT|start-node PORT|stop-all|start-all|free-base" >&2; exit 2 ;;
 esac

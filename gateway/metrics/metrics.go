@@ -29,6 +29,8 @@ type Metrics struct {
 	WatchedUsers            prometheus.Gauge
 	SlowConsumerDisconnects prometheus.Counter
 	EventsCoalescedTotal    prometheus.Counter
+	// Store holds the series the Redis store owns (see StoreMetrics).
+	Store *StoreMetrics
 }
 
 // New creates the collectors and registers them, with the Go runtime and
@@ -60,7 +62,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to refresh all local connections in one heartbeat.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		OnlineUsersLocal: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "online_users_local",
-			Help: "Distinct users with at least one connection on this replica."}),
+			Help: "Distinct users with at least one open WebSocket connection on this replica (written by the transport only; users kept online by an offline grace are not counted)."}),
 		TransitionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "presence_transitions_total",
 			Help: "Presence transitions made by this replica, by target (online, offline, status)."}, []string{"to"}),
 		ReapedConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "reaped_connections_total",
@@ -81,5 +83,31 @@ func New(reg prometheus.Registerer) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.Store = newStoreMetrics(reg)
+	return m
+}
+
+// StoreMetrics are the series the Redis presence store owns (it is their
+// only writer). The transport owns online_users_local; the store counts
+// what it holds itself, which includes users kept online by an offline
+// grace, under its own name.
+type StoreMetrics struct {
+	// UsersHeld: users the store holds on this replica (a connection here,
+	// or an offline grace pending here).
+	UsersHeld prometheus.Gauge
+	// EventsCoalescedTotal: events from Redis replaced by a newer event of
+	// the same user before the subscriber delivered them (latest state wins;
+	// the newest is always delivered).
+	EventsCoalescedTotal prometheus.Counter
+}
+
+func newStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
+	m := &StoreMetrics{
+		UsersHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "store_users_held",
+			Help: "Users the Redis store holds on this replica: with a connection here, or an offline grace pending here."}),
+		EventsCoalescedTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redis_events_coalesced_total",
+			Help: "Presence events received from Redis that a newer event of the same user replaced before delivery."}),
+	}
+	reg.MustRegister(m.UsersHeld, m.EventsCoalescedTotal)
 	return m
 }

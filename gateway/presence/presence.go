@@ -62,14 +62,31 @@ type EventHandler func(User)
 
 // Store records connections and answers who is online.
 //
-// Semantics every implementation honours (DESIGN.md, "Semantics"):
+// Semantics every implementation honours:
 //   - a user is online exactly when at least one of its connections is open
-//     and was refreshed within the TTL; reads never report an expired one;
+//     and was refreshed within the TTL (or an offline grace is pending);
+//     reads never report an expired one;
 //   - each change (online, offline, status, connection count) bumps Version
 //     and is delivered to the EventHandler of every replica that watches the
-//     user, exactly once per replica;
+//     user, exactly once per replica, in Version order; only when a
+//     replica's delivery falls behind may a change be skipped in favour of
+//     a newer one of the same user (latest state wins: the newest state is
+//     always delivered);
 //   - the store refreshes the connections it holds locally from Run, once per
-//     heartbeat interval, in batches (no timer per connection).
+//     heartbeat interval, in batches (no timer per connection);
+//   - stall recovery: a connection stays registered from Connect until
+//     Disconnect or Close, whatever happens to its entry in the backend. If
+//     the entry expired or was reaped while the process could not refresh it
+//     (a stall longer than the TTL: SIGSTOP, a long GC pause, a frozen VM,
+//     Redis unreachable), the next heartbeat that can write re-registers it,
+//     and its user is announced online again (a new Version) within one
+//     heartbeat. Meanwhile reads show the user offline, SetStatus on that
+//     connection fails, and Ready returns an error;
+//   - LastSeen, while a user is online with a connection, is now; otherwise
+//     it is the moment the user's last connection ended: when it closed
+//     (Disconnect), or its last refresh if it expired. It is the same during
+//     the offline grace (the user still shows online) and after it, so it
+//     never goes backwards; 0 for a user never seen (or forgotten).
 type Store interface {
 	// Connect records an open connection and returns the user afterwards.
 	Connect(ctx context.Context, c Conn) (User, error)
@@ -89,7 +106,12 @@ type Store interface {
 	// Run does the background work (heartbeat refresh of local connections,
 	// expiry, reaping, delayed offline events) until ctx ends.
 	Run(ctx context.Context) error
-	// Ready returns nil when the store can serve reads and writes.
+	// Ready returns nil when the store can serve reads and writes, and
+	// an error (wrapping ErrUnavailable where the backend is the cause)
+	// while it cannot write: the backend refuses or does not answer, or,
+	// once Run has started, no heartbeat succeeded for a TTL, so local
+	// connections are not kept alive (see stall recovery above). The
+	// transport answers /readyz with 503 and refuses upgrades meanwhile.
 	Ready(ctx context.Context) error
 	// Close releases the store's resources. Connections still held are
 	// removed first (best effort), so a graceful exit leaves no ghost.

@@ -54,3 +54,41 @@ func TestEventuallyFailsAfterTheDeadlineWithTheLastDescription(t *testing.T) {
 		t.Fatalf("failure %q does not name what was awaited and the last state", f.msg)
 	}
 }
+
+func TestWithin(t *testing.T) {
+	calls := 0
+	if !Within(5*time.Second, func() bool { calls++; return calls == 2 }) || calls != 2 {
+		t.Fatalf("Within: %d calls; want true on the 2nd", calls)
+	}
+	if Within(50*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Within returned true for a condition that never holds")
+	}
+}
+
+func TestConsistently(t *testing.T) {
+	f := &fatalRecorder{TB: t}
+	calls := 0
+	func() {
+		defer func() {
+			if r := recover(); r != nil && r != f {
+				panic(r)
+			}
+		}()
+		Consistently(f, 60*time.Millisecond, "the state", func() (bool, string) { calls++; return true, "" })
+	}()
+	if f.msg != "" || calls < 2 {
+		t.Fatalf("Consistently over a lasting state: failure %q after %d calls", f.msg, calls)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil && r != f {
+				panic(r)
+			}
+		}()
+		n := 0
+		Consistently(f, 5*time.Second, "the state", func() (bool, string) { n++; return n < 3, "broke at 3" })
+	}()
+	if !strings.Contains(f.msg, "the state") || !strings.Contains(f.msg, "broke at 3") {
+		t.Fatalf("Consistently over a state that breaks: failure %q", f.msg)
+	}
+}

@@ -35,6 +35,12 @@ var ErrClosed = errors.New("memstore: store is closed")
 // their events without anybody reading). Events are computed under mu and
 // delivered under emitMu, taken before mu is released: handlers run outside
 // the data lock, yet in the order the changes happened.
+//
+// A connection has two records: open (Connect until Disconnect: the socket
+// exists) and conns (its last refresh: what reads count). They differ only
+// after a stall of the process longer than the TTL: the connection expired
+// although its socket stayed open. The heartbeat then re-registers it, so
+// the user is announced online again within one heartbeat.
 type Store struct {
 	opts presence.Options
 	now  func() time.Time
@@ -43,20 +49,26 @@ type Store struct {
 	users   map[string]*user
 	watched map[string]struct{}
 	closed  bool
+	// beatAt is the clock's time of the last heartbeat (zero until Run
+	// starts). Ready fails once it is a TTL old: connections are then no
+	// longer kept alive.
+	beatAt time.Time
 
 	emitMu sync.Mutex
 }
 
-// user is one user's state. conns maps a connection id to its last refresh.
+// user is one user's state. conns maps a connection id to its last
+// refresh; open holds the connections whose socket is open (see Store).
 type user struct {
 	conns   map[string]time.Time
+	open    map[string]struct{}
 	status  presence.Status // set while online; StatusOnline by default
 	text    string
 	version int64
 	pub     visible // what the last version showed
 
 	lastSeen   time.Time // when the user went offline (valid while offline)
-	graceStart time.Time // last disconnect, while an offline is pending
+	graceStart time.Time // last disconnect, while an offline is pending: the lastSeen shown
 	graceUntil time.Time // non-zero while an offline is pending
 }
 
@@ -97,6 +109,7 @@ func New(opts presence.Options) (*Store, error) {
 func (s *Store) Connect(_ context.Context, c presence.Conn) (presence.User, error) {
 	return s.update(c.UserID, func(u *user, now time.Time) error {
 		u.conns[c.ID] = now
+		u.open[c.ID] = struct{}{}
 		u.graceStart, u.graceUntil = time.Time{}, time.Time{}
 		return nil
 	})
@@ -105,6 +118,7 @@ func (s *Store) Connect(_ context.Context, c presence.Conn) (presence.User, erro
 // Disconnect removes a connection; removing an unknown one changes nothing.
 func (s *Store) Disconnect(_ context.Context, c presence.Conn) (presence.User, error) {
 	return s.update(c.UserID, func(u *user, now time.Time) error {
+		delete(u.open, c.ID)
 		if _, ok := u.conns[c.ID]; !ok {
 			return nil
 		}
@@ -182,8 +196,14 @@ func (s *Store) Unwatch(_ context.Context, userID string) error {
 // Run refreshes every connection once per heartbeat (they are all local)
 // and sweeps expiries and pending offlines, until ctx ends. The sweep runs
 // more often than the heartbeat when an offline grace is set, so that the
-// offline event comes close to the grace's end.
+// offline event comes close to the grace's end. The heartbeat also
+// re-registers open connections that expired during a stall.
 func (s *Store) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.beatAt.IsZero() {
+		s.beatAt = s.now()
+	}
+	s.mu.Unlock()
 	hb := time.NewTicker(s.opts.Heartbeat)
 	defer hb.Stop()
 	sweepEvery := s.opts.Heartbeat
@@ -204,9 +224,11 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-// tick settles every user (emitting due events), then refreshes the
-// surviving connections when refresh is set, and forgets users that have
-// been offline and unwatched for longer than the retention.
+// tick settles every user (emitting due events) and forgets users that have
+// been offline and unwatched for longer than the retention. When refresh is
+// set (the heartbeat), it first refreshes every open connection, which
+// re-registers one that expired during a stall of the process: its user is
+// online again, and the event says so.
 func (s *Store) tick(refresh bool) {
 	start := time.Now()
 	s.mu.Lock()
@@ -216,15 +238,19 @@ func (s *Store) tick(refresh bool) {
 	}
 	now := s.now()
 	var events []presence.User
+	if refresh {
+		s.beatAt = now
+	}
 	for id, u := range s.users {
-		events = s.settle(id, u, now, events)
-		if refresh {
-			for cid := range u.conns {
+		if refresh && len(u.open) > 0 {
+			for cid := range u.open {
 				u.conns[cid] = now
 			}
+			u.graceStart, u.graceUntil = time.Time{}, time.Time{} // as a Connect would
 		}
+		events = s.settle(id, u, now, events)
 		_, watched := s.watched[id]
-		if !u.pub.online && !watched && now.Sub(u.lastSeen) > retention {
+		if !u.pub.online && !watched && len(u.open) == 0 && now.Sub(u.lastSeen) > retention {
 			delete(s.users, id)
 		}
 	}
@@ -232,7 +258,7 @@ func (s *Store) tick(refresh bool) {
 		if len(s.users) <= maxRemembered {
 			break
 		}
-		if _, watched := s.watched[id]; !u.pub.online && !watched {
+		if _, watched := s.watched[id]; !u.pub.online && !watched && len(u.open) == 0 {
 			delete(s.users, id) // map order: an arbitrary offline user
 		}
 	}
@@ -242,12 +268,21 @@ func (s *Store) tick(refresh bool) {
 	s.emitUnlock(events)
 }
 
-// Ready reports whether the store serves calls.
+// Ready reports whether the store serves calls and keeps its connections
+// alive: once Run has started, a heartbeat a TTL overdue (the process was
+// stalled, or Run ended) means open connections may have expired, and Ready
+// fails until the next heartbeat has re-registered them.
 func (s *Store) Ready(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if !s.beatAt.IsZero() {
+		if late := s.now().Sub(s.beatAt); late >= s.opts.TTL {
+			return fmt.Errorf("%w: memstore: no heartbeat for %s (TTL %s): connections are not kept alive",
+				presence.ErrUnavailable, late.Round(time.Millisecond), s.opts.TTL)
+		}
 	}
 	return nil
 }
@@ -267,6 +302,7 @@ func (s *Store) Close(context.Context) error {
 			continue
 		}
 		clear(u.conns)
+		clear(u.open)
 		u.graceStart, u.graceUntil = time.Time{}, time.Time{}
 		u.lastSeen = now
 		events = s.settle(id, u, now, events)
@@ -288,6 +324,7 @@ func (s *Store) update(id string, fn func(*user, time.Time) error) (presence.Use
 	if !ok {
 		u = &user{
 			conns:  make(map[string]time.Time, 1),
+			open:   make(map[string]struct{}, 1),
 			status: presence.StatusOnline,
 			pub:    visible{status: presence.StatusOffline},
 		}
@@ -309,12 +346,12 @@ func (s *Store) update(id string, fn func(*user, time.Time) error) (presence.Use
 // what clients see changed since the last version, bumps the version and
 // appends the event (if the user is watched). Called with mu held.
 func (s *Store) settle(id string, u *user, now time.Time, events []presence.User) []presence.User {
-	var expiredAt time.Time
+	var expiredAt time.Time // the last refresh of an expired connection: it was online then
 	for cid, refreshed := range u.conns {
 		if end := refreshed.Add(s.opts.TTL); !now.Before(end) {
 			delete(u.conns, cid)
-			if end.After(expiredAt) {
-				expiredAt = end
+			if refreshed.After(expiredAt) {
+				expiredAt = refreshed
 			}
 		}
 	}
@@ -368,6 +405,8 @@ func (s *Store) view(id string, u *user, now time.Time) presence.User {
 		Connections: v.connections, Version: u.version,
 	}
 	switch {
+	case v.online && len(u.conns) == 0:
+		out.LastSeen = u.graceStart.UnixMilli() // within the offline grace
 	case v.online:
 		out.LastSeen = now.UnixMilli()
 	case !u.lastSeen.IsZero():

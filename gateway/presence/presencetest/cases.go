@@ -352,6 +352,7 @@ func testOfflineGrace(t *testing.T, h *harness) {
 
 func testConcurrent(t *testing.T, h *harness) {
 	s := h.newStore(storeOpts{})
+	s.start(t) // on real time, a loaded machine may take longer than the TTL
 	id := h.user("mob")
 	h.watch(s, id)
 	const workers, rounds = 8, 20

@@ -82,6 +82,8 @@ func Run(t *testing.T, newStore Factory, cfg Config) {
 		{"SetStatus", false, testSetStatus},
 		{"StatusResetsAfterOffline", false, testStatusReset},
 		{"LastSeen", false, testLastSeen},
+		{"LastSeenDoesNotGoBackWithGrace", false, testLastSeenWithGrace},
+		{"StallRecovery", false, testStallRecovery},
 		{"EventsOnlyForWatchedUsers", false, testEventsOnlyWatched},
 		{"EventSequenceAndVersions", false, testEventSequence},
 		{"WatchIsIdempotent", false, testWatchIdempotent},
@@ -92,6 +94,7 @@ func Run(t *testing.T, newStore Factory, cfg Config) {
 		{"Ready", false, testReady},
 		{"CrossReplicaVisibilityAndEvents", true, testCrossReplica},
 		{"CrashedReplicaUsersGoOffline", true, testCrashedReplica},
+		{"StalledReplicaComesBack", true, testStalledReplicaComesBack},
 		{"CloseRemovesPresence", true, testCloseRemoves},
 	}
 	for _, tc := range tests {

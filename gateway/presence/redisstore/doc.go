@@ -37,7 +37,7 @@
 // one's published state, so the final state is the one the last operation
 // implies and each visible change is published exactly once, with versions
 // in the order of the changes. Each replica holds one SSUBSCRIBE per watched
-// user (subscriber.go), so each change reaches each watching replica once.
+// user (package shardsub), so each change reaches each watching replica once.
 // The heartbeat's plain ZADD XX never creates an entry: a connection a
 // script removed is not resurrected; a connection Redis lost (failover,
 // outage) shows up as a short CH count and is restored through the script,

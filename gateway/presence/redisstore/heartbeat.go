@@ -22,11 +22,12 @@ const refreshBatch = 1000
 // It also owns the subscriber's repair loop. It returns when ctx ends,
 // without removing anything (that is Close's job).
 func (s *Store) Run(ctx context.Context) error {
+	s.beatAt.CompareAndSwap(0, s.nowMs()) // Ready allows the first heartbeat a TTL
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.sub.run(ctx)
+		s.sub.Run(ctx)
 	}()
 	defer wg.Wait()
 
@@ -64,9 +65,21 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-// heartbeat renews the lease, then refreshes every local connection. It
-// returns the lapsed replicas the lease script saw.
+// heartbeat renews the lease, then refreshes every local connection,
+// re-registering those whose entries are gone (stall recovery: see the
+// presence.Store doc), and records the outcome for Ready. It returns the
+// lapsed replicas the lease script saw.
 func (s *Store) heartbeat(ctx context.Context) []string {
+	now := s.nowMs()
+	lapsed, err := s.beat(ctx)
+	s.beatErr.Store(&err)
+	if err == nil {
+		s.beatAt.Store(now)
+	}
+	return lapsed
+}
+
+func (s *Store) beat(ctx context.Context) ([]string, error) {
 	start := time.Now()
 	defer func() { s.m.HeartbeatBatchDuration.Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
@@ -82,7 +95,7 @@ func (s *Store) heartbeat(ctx context.Context) []string {
 			s.log.Warn("lease renewal failed; retrying every heartbeat", "err", err)
 			s.leaseFailing = true
 		}
-		return nil
+		return nil, fmt.Errorf("renew lease: %w", err)
 	}
 	s.noteOK()
 	if s.leaseFailing {
@@ -95,14 +108,17 @@ func (s *Store) heartbeat(ctx context.Context) []string {
 		if err := s.reincarnate(ctx); err != nil {
 			s.redisTrouble()
 			s.log.Warn("re-registering this replica's connections failed; retrying next heartbeat", "err", err)
+			return lapsed, fmt.Errorf("re-register connections: %w", err)
 		}
-		return lapsed
+		return lapsed, nil
 	}
-	if err := s.refresh(ctx); err != nil {
+	err = s.refresh(ctx)
+	if err != nil {
 		s.log.Debug("heartbeat refresh failed", "err", err)
+		err = fmt.Errorf("refresh connections: %w", err)
 	}
 	s.retryDisconnects(ctx)
-	return lapsed
+	return lapsed, err
 }
 
 // findLapsed lists lapsed leases (between heartbeats, to reap sooner).

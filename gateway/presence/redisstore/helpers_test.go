@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
@@ -30,7 +32,7 @@ type testReplica struct {
 }
 
 type replicaOpts struct {
-	ttl, hb            time.Duration
+	ttl, hb, grace     time.Duration
 	now                func() time.Time
 	noRun              bool
 	username, password string
@@ -44,7 +46,7 @@ func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testRep
 	ev := &presencetest.Recorder{}
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t", Username: o.username, Password: o.password}, presence.Options{
-		TTL: o.ttl, Heartbeat: o.hb, OnEvent: ev.Add, Now: o.now, Metrics: metrics.New(reg),
+		TTL: o.ttl, Heartbeat: o.hb, OfflineGrace: o.grace, OnEvent: ev.Add, Now: o.now, Metrics: metrics.New(reg),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -130,22 +132,46 @@ var (
 	ownErr  error
 )
 
+// clusterScript is the path of hack/redis-cluster.sh.
+func clusterScript() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh")
+}
+
+// freeBase returns the base port for a cluster of a test's own: the value
+// of the environment variable env if set, else one whose ports (and bus
+// ports) are free now, as hack/redis-cluster.sh free-base finds it, so that
+// two runs on one machine don't collide.
+func freeBase(env string) (int, error) {
+	if v := os.Getenv(env); v != "" {
+		base, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q: %w", env, v, err)
+		}
+		return base, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", clusterScript(), "free-base").Output()
+	if err != nil {
+		return 0, fmt.Errorf("hack/redis-cluster.sh free-base: %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
 // disruptableCluster starts (once per test binary) the cluster on
-// PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT (default 7300); TestMain stops it.
+// PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT (default: free ports); TestMain
+// stops it.
 func disruptableCluster(t *testing.T) *ownCluster {
 	t.Helper()
 	testNodes(t) // same contract: the suite is meant to run under make test-redis
 	ownOnce.Do(func() {
-		base := 7300
-		if v := os.Getenv("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT"); v != "" {
-			if _, err := fmt.Sscan(v, &base); err != nil {
-				ownErr = fmt.Errorf("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT=%q: %w", v, err)
-				return
-			}
+		base, err := freeBase("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT")
+		if err != nil {
+			ownErr = err
+			return
 		}
-		_, file, _, _ := runtime.Caller(0)
-		script := filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh")
-		c := &ownCluster{base: base, script: script, password: ownClusterPassword}
+		c := &ownCluster{base: base, script: clusterScript(), password: ownClusterPassword}
 		for i := range 6 {
 			c.nodes = append(c.nodes, fmt.Sprintf("127.0.0.1:%d", base+i))
 		}
@@ -188,6 +214,18 @@ func (c *ownCluster) cli(t *testing.T, port int, args ...string) string {
 		t.Fatalf("redis-cli -p %d %v: %v\n%s", port, args, err, out)
 	}
 	return string(out)
+}
+
+// replication returns the Replication section of the node's INFO.
+func (c *ownCluster) replication(t *testing.T, port int) map[string]string {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: c.password})
+	defer rc.Close()
+	info, err := rc.InfoMap(tctx(t), "replication").Result()
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	return info["Replication"]
 }
 
 func TestMain(m *testing.M) {

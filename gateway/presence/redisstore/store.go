@@ -22,6 +22,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/redisstore/shardsub"
 )
 
 // Config says how to reach the Redis Cluster.
@@ -61,7 +62,7 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	cc   *redis.ClusterClient
-	sub  *subscriber
+	sub  *shardsub.Client
 	seed maphash.Seed
 	keys keyspace
 
@@ -78,6 +79,14 @@ type Store struct {
 
 	lastOK   atomic.Int64 // unix ns of the last background Redis success
 	lastFail atomic.Int64 // unix ns of the last Redis failure
+
+	// The heartbeat's outcome, for Ready: beatAt is Options.Now's unix ms
+	// of the last heartbeat that renewed (or re-took) the lease and wrote
+	// every local connection (0 until Run starts; Run's start counts as
+	// one); beatErr is the last heartbeat's write error (nil when it wrote
+	// everything).
+	beatAt  atomic.Int64
+	beatErr atomic.Pointer[error]
 
 	readyMu  sync.Mutex
 	readyAt  time.Time
@@ -162,9 +171,16 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		graces:  map[string]struct{}{},
 		retries: map[presence.Conn]struct{}{},
 	}
-	s.sub = newSubscriber(cc, tlsConfig, cfg.Username, cfg.Password, s.log)
-	s.sub.onMessage = s.onMessage
-	s.sub.onResync = s.onResync
+	sub, err := shardsub.New(shardsub.Options{
+		Router: shardsub.ClusterRouter{ClusterClient: cc}, TLSConfig: tlsConfig,
+		Username: cfg.Username, Password: cfg.Password, Logger: s.log,
+		OnMessage: s.onMessage, OnResync: s.onResync,
+		OnCoalesced: func(n int) { s.m.Store.EventsCoalescedTotal.Add(float64(n)) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.sub = sub
 	inc := newIncarnation(cfg.ReplicaName)
 	s.inc.Store(&inc)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -291,7 +307,7 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	lu.conns[c.ID] = struct{}{}
 	lu.graceUntil = time.Time{}
 	delete(s.graces, c.UserID)
-	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.m.Store.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	return res.user, nil
 }
@@ -350,7 +366,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 	}
 	delete(s.users, userID)
 	delete(s.graces, userID)
-	s.m.OnlineUsersLocal.Set(float64(len(s.users)))
+	s.m.Store.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	// Nothing of this user is left here: take it out of the index. Should
 	// this fail, a reaper merely settles a user with nothing to remove.
@@ -451,10 +467,11 @@ func (s *Store) view(id string, h []any, zs []redis.Z, now int64) presence.User 
 		}
 		u.Text = str(3)
 		u.Connections = live
+		u.LastSeen = now
 		if grace {
 			u.Connections = int(pubN)
+			u.LastSeen = ls // the last disconnect, as after the grace
 		}
-		u.LastSeen = now
 		return u
 	}
 	u.Status = presence.StatusOffline
@@ -471,9 +488,9 @@ func (s *Store) Watch(ctx context.Context, userID string) error {
 		return err
 	}
 	start := time.Now()
-	err := s.sub.subscribe(ctx, s.keys.channel(userID))
+	err := s.sub.Subscribe(ctx, s.keys.channel(userID))
 	s.observe("ssubscribe", start)
-	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	s.m.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("watch "+userID, err)
 	}
@@ -485,8 +502,8 @@ func (s *Store) Unwatch(ctx context.Context, userID string) error {
 	if err := checkUserID(userID); err != nil {
 		return err
 	}
-	err := s.sub.unsubscribe(ctx, s.keys.channel(userID))
-	s.m.WatchedUsers.Set(float64(s.sub.watchedCount()))
+	err := s.sub.Unsubscribe(ctx, s.keys.channel(userID))
+	s.m.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("unwatch "+userID, err)
 	}
@@ -547,9 +564,23 @@ func (s *Store) onResync(channels []string) error {
 // than any failure, within readyFresh, is the answer. Otherwise (no Run,
 // a recent failure, or a stale success) one PING to the master holding the
 // lease table decides, cached for half a second.
+//
+// Whatever Redis answers, once Run has started, Ready fails while this
+// replica cannot write its presence: the last heartbeat failed to write, or
+// no heartbeat succeeded for a TTL (the process was stalled: its
+// connections expired and are not re-registered yet).
 func (s *Store) Ready(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return err
+	}
+	if at := s.beatAt.Load(); at != 0 {
+		if late := time.Duration(s.nowMs()-at) * time.Millisecond; late >= s.opts.TTL {
+			return fmt.Errorf("%w: no successful heartbeat for %s (TTL %s): this replica's connections are not kept alive",
+				presence.ErrUnavailable, late, s.opts.TTL)
+		}
+		if p := s.beatErr.Load(); p != nil && *p != nil {
+			return fmt.Errorf("%w: the last heartbeat could not write: %w", presence.ErrUnavailable, *p)
+		}
 	}
 	ok, bad := s.lastOK.Load(), s.lastFail.Load()
 	if ok > bad && time.Since(time.Unix(0, ok)) < s.readyFresh() {
@@ -595,7 +626,7 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closed = true
 	users := s.users
 	s.users = map[string]*localUser{}
-	s.m.OnlineUsersLocal.Set(0)
+	s.m.Store.UsersHeld.Set(0)
 	s.mu.Unlock()
 
 	inc := s.incarnation()
@@ -628,7 +659,7 @@ func (s *Store) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	s.sub.closeAll()
+	s.sub.Close()
 	if err := s.cc.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -65,19 +64,21 @@ func TestTLS(t *testing.T) {
 	testNodes(t)
 	dir := t.TempDir()
 	writeTLSFiles(t, dir)
-	base := 7350
-	_, file, _, _ := runtime.Caller(0)
+	base, err := freeBase("PRESENCE_TEST_REDIS_TLS_BASE_PORT")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &ownCluster{
 		base:     base,
-		script:   filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh"),
+		script:   clusterScript(),
 		password: ownClusterPassword,
 		env:      []string{"REDIS_CLUSTER_TLS_DIR=" + dir},
 	}
 	for i := range 6 {
 		c.nodes = append(c.nodes, fmt.Sprintf("127.0.0.1:%d", base+i))
 	}
+	t.Cleanup(func() { _, _ = c.run("down") }) // before up: a failed up leaves nodes to stop
 	c.mustRun(t, "up")
-	t.Cleanup(func() { _, _ = c.run("down") })
 
 	ns := testNamespace()
 	newTLS := func() *testReplica {

@@ -62,16 +62,12 @@ func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
 		poll.Eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync with its master", replica), func() (bool, string) {
-			info := c.cli(t, replica, "info", "replication")
-			return strings.Contains(info, "master_link_status:up"), info
+			info := c.replication(t, replica)
+			return info["master_link_status"] == "up", fmt.Sprint(info)
 		})
 		c.cli(t, replica, "cluster", "failover")
-		end := time.Now().Add(5 * time.Second)
-		for time.Now().Before(end) {
-			if c.role(t, replica) == "master" {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if poll.Within(5*time.Second, func() bool { return c.role(t, replica) == "master" }) {
+			return
 		}
 	}
 	t.Fatalf("node %d not promoted by CLUSTER FAILOVER after 5 attempts", replica)
@@ -82,18 +78,18 @@ func (c *ownCluster) failover(t *testing.T, replica int) {
 // is not).
 func presenceHolds(t *testing.T, r *testReplica, ids []string, d time.Duration) {
 	t.Helper()
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+	poll.Consistently(t, d, "every user stays online while its connection is open", func() (bool, string) {
 		us, err := r.Get(tctx(t), ids)
-		if err == nil {
-			for _, u := range us {
-				if !u.Online || u.Connections != 1 {
-					t.Fatalf("%s went %+v while its connection stayed open", u.UserID, u)
-				}
+		if err != nil {
+			return true, ""
+		}
+		for _, u := range us {
+			if !u.Online || u.Connections != 1 {
+				return false, fmt.Sprintf("%s went %+v", u.UserID, u)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true, ""
+	})
 }
 
 func allOnline(t *testing.T, r *testReplica, ids []string, within time.Duration) {

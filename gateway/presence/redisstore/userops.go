@@ -127,6 +127,9 @@ func (s *Store) parseResult(userID string, v any) (scriptResult, error) {
 		u.Text = str(3)
 		u.Connections = int(num(4))
 		u.LastSeen = s.nowMs()
+		if r.live == 0 && r.graceUntil > 0 {
+			u.LastSeen = num(5) // within the offline grace: the last disconnect
+		}
 	} else {
 		u.Status = presence.StatusOffline
 	}

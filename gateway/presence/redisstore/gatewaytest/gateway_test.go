@@ -103,10 +103,16 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 	// once, so the watcher saw one offline event and versions that only grow.
 	// (The reaped counter is only logged: on this shared cluster the
 	// survivors may also reap leases other tests' killed gateways left.)
-	sleepUntil := time.Now().Add(hb)
-	for time.Now().Before(sleepUntil) { // a duplicate would arrive within a heartbeat
-		time.Sleep(50 * time.Millisecond)
-	}
+	// A duplicate would arrive within a heartbeat.
+	poll.Consistently(t, hb, "bob has a single offline event", func() (bool, string) {
+		n := 0
+		for _, e := range w.events(bob) {
+			if !online(e) {
+				n++
+			}
+		}
+		return n <= 1, fmt.Sprint(w.events(bob))
+	})
 	offline := 0
 	var prev float64
 	for _, e := range w.events(bob) {
@@ -244,16 +250,12 @@ func (c *ownCluster) failover(t *testing.T, replica int) {
 	t.Helper()
 	for range 5 {
 		poll.Eventually(t, 20*time.Second, fmt.Sprintf("node %d in sync", replica), func() (bool, string) {
-			info := c.cli(t, replica, "info", "replication")
-			return strings.Contains(info, "master_link_status:up"), info
+			info := c.replication(replica)
+			return info["master_link_status"] == "up", fmt.Sprint(info)
 		})
 		c.cli(t, replica, "cluster", "failover")
-		end := time.Now().Add(5 * time.Second)
-		for time.Now().Before(end) {
-			if strings.HasPrefix(c.cli(t, replica, "role"), "master") {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if poll.Within(5*time.Second, func() bool { return strings.HasPrefix(c.cli(t, replica, "role"), "master") }) {
+			return
 		}
 	}
 	t.Fatalf("node %d not promoted after 5 CLUSTER FAILOVER attempts", replica)

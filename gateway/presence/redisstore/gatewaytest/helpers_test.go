@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
 	"github.com/presencekit/presence-operator/internal/poll"
@@ -160,21 +161,25 @@ func (c *client) ping() error {
 	if err := c.c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
 		return err
 	}
-	end := time.Now().Add(5 * time.Second)
-	for time.Now().Before(end) {
-		c.mu.Lock()
-		got := len(c.texts) > n
-		c.mu.Unlock()
-		if got {
-			return nil
-		}
+	closed := false
+	got := poll.Within(5*time.Second, func() bool {
 		select {
 		case <-c.closed:
-			return errors.New("connection closed")
-		case <-time.After(10 * time.Millisecond):
+			closed = true
+			return true
+		default:
 		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.texts) > n
+	})
+	switch {
+	case closed:
+		return errors.New("connection closed")
+	case !got:
+		return errors.New("no pong within 5s")
 	}
-	return errors.New("no pong within 5s")
+	return nil
 }
 
 func (c *client) waitFrame(what string, match func(map[string]any) bool) map[string]any {
@@ -256,8 +261,8 @@ func uniq(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 }
 
-// ownCluster is a cluster of the test's own (default ports 7400-7405) for
-// the tests that break it. It requires a password, which the gateways read
+// ownCluster is a cluster of the test's own (on free ports, or at
+// PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT) for the tests that break it. It requires a password, which the gateways read
 // from REDIS_PASSWORD_FILE, as the operator configures them.
 type ownCluster struct {
 	base         int
@@ -269,11 +274,9 @@ type ownCluster struct {
 func startOwnCluster(t *testing.T) *ownCluster {
 	t.Helper()
 	testNodes(t)
-	base := 7400
-	if v := os.Getenv("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT"); v != "" {
-		if _, err := fmt.Sscan(v, &base); err != nil {
-			t.Fatalf("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT=%q: %v", v, err)
-		}
+	base, err := freeBase("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT")
+	if err != nil {
+		t.Fatal(err)
 	}
 	c := &ownCluster{base: base, password: "gw-test-secret"}
 	c.passwordFile = filepath.Join(t.TempDir(), "redis-password")
@@ -285,13 +288,47 @@ func startOwnCluster(t *testing.T) *ownCluster {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", base+i))
 	}
 	c.nodes = strings.Join(addrs, ",")
-	c.mustRun(t, "up")
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before up: a failed up leaves nodes to stop
 		if out, err := c.run("down"); err != nil {
 			t.Errorf("redis-cluster.sh down: %v\n%s", err, out)
 		}
 	})
+	c.mustRun(t, "up")
 	return c
+}
+
+// freeBase returns the base port for a cluster of the test's own: the value
+// of the environment variable env if set, else one whose ports (and bus
+// ports) are free now, as hack/redis-cluster.sh free-base finds it, so that
+// two runs on one machine don't collide.
+func freeBase(env string) (int, error) {
+	if v := os.Getenv(env); v != "" {
+		base, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q: %w", env, v, err)
+		}
+		return base, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "hack", "redis-cluster.sh"), "free-base").Output()
+	if err != nil {
+		return 0, fmt.Errorf("hack/redis-cluster.sh free-base: %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// replication returns the Replication section of the node's INFO.
+func (c *ownCluster) replication(port int) map[string]string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rc := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: c.password})
+	defer rc.Close()
+	info, err := rc.InfoMap(ctx, "replication").Result()
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	return info["Replication"]
 }
 
 func (c *ownCluster) run(args ...string) (string, error) {

@@ -1,4 +1,4 @@
-package redisstore
+package shardsub
 
 import (
 	"bufio"
@@ -12,43 +12,76 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// subscriber holds this replica's sharded subscriptions: one SSUBSCRIBE per
-// watched user's channel, on one connection per master node.
-//
-// Why not go-redis's ClusterClient.SSubscribe: its PubSub lives on a single
-// connection chosen by the slot of its first channel and, on reconnect,
-// re-subscribes every channel in one SSUBSCRIBE, which Redis rejects with
-// CROSSSLOT as soon as two channels hash to different slots. One PubSub per
-// slot would cost up to 16384 connections and goroutines per replica. So we
-// keep one connection per master, send one SSUBSCRIBE per channel (always
-// single-slot), and re-route each channel by itself after a reconnect, a
-// failover (the node dies or answers MOVED) or a slot migration (the node
-// pushes an unsolicited "sunsubscribe" for the channels of a slot it lost).
-type subscriber struct {
-	cc        *redis.ClusterClient
+// Options configure a Client.
+type Options struct {
+	// Router finds a channel's master. Required.
+	Router Router
+	// TLSConfig, when set, makes every connection TLS (ServerName defaults
+	// to the node's host).
+	TLSConfig *tls.Config
+	// Username and Password authenticate each connection (AUTH), if set.
+	Username string
+	Password string
+	// Logger (slog.Default when nil).
+	Logger *slog.Logger
+	// OnMessage receives the messages of subscribed channels. Required.
+	// It is called from one goroutine per node connection, never from the
+	// reader: messages of one channel arrive in order, and a message that a
+	// newer one of its channel overtook before delivery is skipped (see
+	// OnCoalesced). It should still return promptly.
+	OnMessage func(channel, payload string)
+	// OnResync is called with channels that were subscribed again after
+	// being lost: messages may have been missed meanwhile. An error keeps
+	// them for the next repair round.
+	OnResync func(channels []string) error
+	// OnCoalesced counts messages skipped because a newer message of the
+	// same channel arrived before they were delivered (optional).
+	OnCoalesced func(n int)
+	// QueueLen is how many messages a node connection queues, all
+	// delivered in order, before a backlog starts coalescing (latest state
+	// wins per channel); DefaultQueueLen when zero.
+	QueueLen int
+	// Backoff paces the repair of lost subscriptions (exponential with
+	// jitter, so that replicas do not retry in lockstep after an outage);
+	// DefaultRepairBackoff when zero.
+	Backoff wait.Backoff
+}
+
+// DefaultRepairBackoff is the repair loop's default pace: 250 ms doubling
+// to 10 s, each wait jittered by up to +50%.
+var DefaultRepairBackoff = wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 1 << 30, Cap: 10 * time.Second}
+
+// routeBackoff paces the attempts of one routing (MOVED, a dead node).
+var routeBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 3}
+
+// Client holds sharded subscriptions: one SSUBSCRIBE per channel, on one
+// connection per master node. See the package doc.
+type Client struct {
+	router    Router
 	tlsConfig *tls.Config
 	username  string
 	password  string
 	log       *slog.Logger
 	onMessage func(channel, payload string)
-	// onResync is called with channels that were re-subscribed after being
-	// lost: changes may have been missed meanwhile.
-	onResync func(channels []string) error
-	resync   []string // re-subscribed channels whose resync is still to do (run's goroutine only)
+	onResync  func(channels []string) error
+	onCoal    func(n int)
+	queueLen  int
+	backoff   wait.Backoff
+	resync    []string // re-subscribed channels whose resync is still to do (Run's goroutine only)
 
-	// op serialises Watch, Unwatch and repairs (a one-slot semaphore, so
-	// that a caller whose context ends stops waiting: while Redis is
-	// unreachable, callers must not pile up behind one another).
+	// op serialises Subscribe, Unsubscribe and repairs (a one-slot
+	// semaphore, so that a caller whose context ends stops waiting: while
+	// Redis is unreachable, callers must not pile up behind one another).
 	op chan struct{}
 
 	mu    sync.Mutex
 	want  map[string]string   // channel -> addr it is subscribed on ("" = lost, to repair)
 	conns map[string]*subConn // addr -> connection
 	kick  chan struct{}       // wakes the repair loop
-	shut  bool                // closeAll ran: nothing is repaired any more
+	shut  bool                // Close ran: nothing is repaired any more
 }
 
 const (
@@ -60,17 +93,31 @@ const (
 
 var errSubConnClosed = errors.New("subscription connection closed")
 
-func newSubscriber(cc *redis.ClusterClient, tlsConfig *tls.Config, username, password string, log *slog.Logger) *subscriber {
-	return &subscriber{
-		cc: cc, tlsConfig: tlsConfig, username: username, password: password, log: log,
+// New returns a client with no subscription; call Run to keep them.
+func New(o Options) (*Client, error) {
+	if o.Router == nil || o.OnMessage == nil {
+		return nil, errors.New("shardsub: Options.Router and Options.OnMessage are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = DefaultQueueLen
+	}
+	if o.Backoff.Duration == 0 {
+		o.Backoff = DefaultRepairBackoff
+	}
+	return &Client{
+		router: o.Router, tlsConfig: o.TLSConfig, username: o.Username, password: o.Password, log: o.Logger,
+		onMessage: o.OnMessage, onResync: o.OnResync, onCoal: o.OnCoalesced, queueLen: o.QueueLen, backoff: o.Backoff,
 		want:  map[string]string{},
 		conns: map[string]*subConn{},
 		kick:  make(chan struct{}, 1),
 		op:    make(chan struct{}, 1),
-	}
+	}, nil
 }
 
-func (s *subscriber) acquire(ctx context.Context) error {
+func (s *Client) acquire(ctx context.Context) error {
 	select {
 	case s.op <- struct{}{}:
 		return nil
@@ -79,11 +126,11 @@ func (s *subscriber) acquire(ctx context.Context) error {
 	}
 }
 
-func (s *subscriber) release() { <-s.op }
+func (s *Client) release() { <-s.op }
 
-// subscribe makes sure ch is subscribed on its master; it waits for the
-// confirmation, so events published after it returns are delivered.
-func (s *subscriber) subscribe(ctx context.Context, ch string) error {
+// Subscribe makes sure ch is subscribed on its master; it waits for the
+// confirmation, so messages published after it returns are delivered.
+func (s *Client) Subscribe(ctx context.Context, ch string) error {
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
@@ -104,9 +151,9 @@ func (s *subscriber) subscribe(ctx context.Context, ch string) error {
 	return nil
 }
 
-// unsubscribe drops ch. Errors are not returned to the caller's detriment:
+// Unsubscribe drops ch. Errors are not returned to the caller's detriment:
 // a lost connection drops the subscription anyway.
-func (s *subscriber) unsubscribe(ctx context.Context, ch string) error {
+func (s *Client) Unsubscribe(ctx context.Context, ch string) error {
 	// Forget it first: even if the SUNSUBSCRIBE cannot be sent now, it is
 	// not repaired again after a reconnect.
 	s.mu.Lock()
@@ -130,23 +177,25 @@ func (s *subscriber) unsubscribe(ctx context.Context, ch string) error {
 
 // route subscribes ch on its slot's master, following MOVED (after a state
 // reload) a few times. It returns the address it is subscribed on.
-func (s *subscriber) route(ctx context.Context, ch string) (string, error) {
+func (s *Client) route(ctx context.Context, ch string) (string, error) {
 	var lastErr error
+	b := routeBackoff
 	for attempt := 0; attempt < 4; attempt++ {
 		if attempt > 0 {
-			s.cc.ReloadState(ctx)
+			s.router.Reload(ctx)
+			t := time.NewTimer(b.Step())
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return "", ctx.Err()
-			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			case <-t.C:
 			}
 		}
-		node, err := s.cc.MasterForKey(ctx, ch)
+		addr, err := s.router.MasterAddr(ctx, ch)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		addr := node.Options().Addr
 		c, err := s.conn(ctx, addr)
 		if err != nil {
 			lastErr = err
@@ -166,7 +215,7 @@ func (s *subscriber) route(ctx context.Context, ch string) (string, error) {
 }
 
 // conn returns the subscription connection to addr, dialling it if needed.
-func (s *subscriber) conn(ctx context.Context, addr string) (*subConn, error) {
+func (s *Client) conn(ctx context.Context, addr string) (*subConn, error) {
 	s.mu.Lock()
 	c, shut := s.conns[addr], s.shut
 	s.mu.Unlock()
@@ -181,6 +230,7 @@ func (s *subscriber) conn(ctx context.Context, addr string) (*subConn, error) {
 		return nil, err
 	}
 	go c.readLoop(s)
+	go c.in.deliver(s.onMessage, s.onCoal)
 	if s.password != "" || s.username != "" {
 		args := []string{"AUTH", s.password}
 		if s.username != "" {
@@ -202,7 +252,7 @@ func (s *subscriber) conn(ctx context.Context, addr string) (*subConn, error) {
 	return c, nil
 }
 
-func (s *subscriber) dial(ctx context.Context, addr string) (*subConn, error) {
+func (s *Client) dial(ctx context.Context, addr string) (*subConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, subDialTimeout)
 	defer cancel()
 	var nc net.Conn
@@ -223,17 +273,19 @@ func (s *subscriber) dial(ctx context.Context, addr string) (*subConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", addr, err)
 	}
+	done := make(chan struct{})
 	return &subConn{
 		addr: addr, nc: nc,
 		br:   bufio.NewReaderSize(nc, 4096),
 		bw:   bufio.NewWriterSize(nc, 1024),
-		done: make(chan struct{}),
+		done: done,
+		in:   newInbox(done, s.queueLen),
 	}, nil
 }
 
 // lost is called by a connection's reader when it ends: its channels must be
 // subscribed again, wherever their slots now live.
-func (s *subscriber) lost(c *subConn) {
+func (s *Client) lost(c *subConn) {
 	s.mu.Lock()
 	if s.shut {
 		s.mu.Unlock()
@@ -258,7 +310,7 @@ func (s *subscriber) lost(c *subConn) {
 
 // movedAway marks ch lost after its node unsubscribed it on its own (slot
 // migrated or node demoted).
-func (s *subscriber) movedAway(addr, ch string) {
+func (s *Client) movedAway(addr, ch string) {
 	s.mu.Lock()
 	cur, ok := s.want[ch]
 	if ok && cur == addr {
@@ -270,20 +322,21 @@ func (s *subscriber) movedAway(addr, ch string) {
 	}
 }
 
-func (s *subscriber) wake() {
+func (s *Client) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// run repairs lost subscriptions and pings the connections until ctx ends.
-// The connections themselves are closed by closeAll (Store.Close).
-func (s *subscriber) run(ctx context.Context) {
+// Run repairs lost subscriptions and pings the connections until ctx ends.
+// The connections themselves are closed by Close.
+func (s *Client) Run(ctx context.Context) {
 	ping := time.NewTicker(subPingInterval)
 	defer ping.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	b := s.backoff
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,14 +349,16 @@ func (s *subscriber) run(ctx context.Context) {
 		case <-s.kick:
 		case <-retry.C:
 		}
-		if !s.repair(ctx) {
-			retry.Reset(500 * time.Millisecond)
+		if s.repair(ctx) {
+			b = s.backoff // all repaired: the next trouble starts short again
+		} else {
+			retry.Reset(b.Step())
 		}
 	}
 }
 
 // repair re-subscribes every lost channel; it reports whether all succeeded.
-func (s *subscriber) repair(ctx context.Context) bool {
+func (s *Client) repair(ctx context.Context) bool {
 	s.mu.Lock()
 	var lost []string
 	for ch, addr := range s.want {
@@ -315,7 +370,7 @@ func (s *subscriber) repair(ctx context.Context) bool {
 	if len(lost) == 0 {
 		return s.flushResync()
 	}
-	s.cc.ReloadState(ctx)
+	s.router.Reload(ctx)
 	var done []string
 	ok := true
 	for _, ch := range lost {
@@ -356,7 +411,7 @@ func (s *subscriber) repair(ctx context.Context) bool {
 
 // flushResync hands the re-subscribed channels to onResync; on failure
 // (Redis still shaky) they are kept for the next round.
-func (s *subscriber) flushResync() bool {
+func (s *Client) flushResync() bool {
 	if len(s.resync) == 0 || s.onResync == nil {
 		s.resync = nil
 		return true
@@ -377,7 +432,7 @@ func (s *subscriber) flushResync() bool {
 // subscriptions must not depend on one push arriving: the slot map is kept
 // fresh by the store's own commands (MOVED reloads it), and this check,
 // every ping interval, moves whatever the push missed. Lookups are local.
-func (s *subscriber) checkRoutes(ctx context.Context) int {
+func (s *Client) checkRoutes(ctx context.Context) int {
 	s.mu.Lock()
 	chans := make(map[string]string, len(s.want))
 	for ch, addr := range s.want {
@@ -388,8 +443,8 @@ func (s *subscriber) checkRoutes(ctx context.Context) int {
 	s.mu.Unlock()
 	moved := 0
 	for ch, addr := range chans {
-		node, err := s.cc.MasterForKey(ctx, ch)
-		if err != nil || node.Options().Addr == addr {
+		cur, err := s.router.MasterAddr(ctx, ch)
+		if err != nil || cur == addr {
 			continue
 		}
 		s.mu.Lock()
@@ -411,7 +466,7 @@ func (s *subscriber) checkRoutes(ctx context.Context) int {
 	return moved
 }
 
-func (s *subscriber) pingAll(ctx context.Context) {
+func (s *Client) pingAll(ctx context.Context) {
 	s.mu.Lock()
 	conns := make([]*subConn, 0, len(s.conns))
 	for _, c := range s.conns {
@@ -425,7 +480,8 @@ func (s *subscriber) pingAll(ctx context.Context) {
 	}
 }
 
-func (s *subscriber) closeAll() {
+// Close closes every connection; nothing is subscribed or repaired after it.
+func (s *Client) Close() {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = map[string]*subConn{}
@@ -436,7 +492,8 @@ func (s *subscriber) closeAll() {
 	}
 }
 
-func (s *subscriber) watchedCount() int {
+// Count returns how many channels are subscribed (or being repaired).
+func (s *Client) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.want)
@@ -455,6 +512,8 @@ type subConn struct {
 	pending []pendingReq
 	err     error
 	done    chan struct{}
+
+	in *inbox // messages read, waiting for delivery
 }
 
 type pendingReq struct {
@@ -539,7 +598,7 @@ func (c *subConn) close(reason error) {
 	}
 }
 
-func (c *subConn) readLoop(s *subscriber) {
+func (c *subConn) readLoop(s *Client) {
 	defer s.lost(c)
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(subReadTimeout))
@@ -559,7 +618,7 @@ func (c *subConn) readLoop(s *subscriber) {
 	}
 }
 
-func (c *subConn) handleArray(s *subscriber, v []any) {
+func (c *subConn) handleArray(s *Client, v []any) {
 	if len(v) == 0 {
 		return
 	}
@@ -569,7 +628,7 @@ func (c *subConn) handleArray(s *subscriber, v []any) {
 		if len(v) == 3 {
 			ch, _ := v[1].(string)
 			payload, _ := v[2].(string)
-			s.onMessage(ch, payload)
+			c.in.put(ch, payload)
 		}
 	case "ssubscribe":
 		ch, _ := v[1].(string)

@@ -1,4 +1,4 @@
-package redisstore
+package shardsub
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"strconv"
 )
 
-// The sharded subscriber speaks RESP2 itself (see subscriber.go for why).
+// The client speaks RESP2 itself (see the package doc for why).
 // This file is the little of the protocol it needs: writing a command as an
 // array of bulk strings, and reading one reply or push of any type.
 
@@ -24,6 +24,10 @@ const maxBulk = 1 << 20
 // maxArray bounds an array's length for the same reason.
 const maxArray = 1 << 16
 
+// maxDepth bounds the nesting of arrays (a push is one level deep), so that
+// a corrupt stream cannot recurse without limit either.
+const maxDepth = 4
+
 func writeCommand(w *bufio.Writer, args ...string) error {
 	if _, err := fmt.Fprintf(w, "*%d\r\n", len(args)); err != nil {
 		return err
@@ -38,7 +42,9 @@ func writeCommand(w *bufio.Writer, args ...string) error {
 
 // readValue reads one RESP2 value: string (simple or bulk), respError,
 // int64, []any (array), or nil (null bulk/array).
-func readValue(r *bufio.Reader) (any, error) {
+func readValue(r *bufio.Reader) (any, error) { return readDepth(r, 0) }
+
+func readDepth(r *bufio.Reader, depth int) (any, error) {
 	line, err := readLine(r)
 	if err != nil {
 		return nil, err
@@ -70,6 +76,9 @@ func readValue(r *bufio.Reader) (any, error) {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, err
 		}
+		if buf[n] != '\r' || buf[n+1] != '\n' {
+			return nil, errors.New("resp: bulk string without CRLF")
+		}
 		return string(buf[:n]), nil
 	case '*':
 		n, err := strconv.Atoi(body)
@@ -79,11 +88,16 @@ func readValue(r *bufio.Reader) (any, error) {
 		if n < 0 {
 			return nil, nil
 		}
-		arr := make([]any, n)
-		for i := range arr {
-			if arr[i], err = readValue(r); err != nil {
+		if depth >= maxDepth {
+			return nil, fmt.Errorf("resp: arrays nested deeper than %d", maxDepth)
+		}
+		arr := make([]any, 0, min(n, 64)) // grows as elements really arrive
+		for range n {
+			v, err := readDepth(r, depth+1)
+			if err != nil {
 				return nil, err
 			}
+			arr = append(arr, v)
 		}
 		return arr, nil
 	default:
