@@ -40,7 +40,7 @@ OPERATOR_PORT="${E2E_OPERATOR_PORT:-auto}"
 GATEWAY_BIN="$ROOT/bin/presence-gateway"
 OPERATOR_BIN="$ROOT/bin/presence-operator"
 E2ETOOL="$ROOT/bin/e2etool"
-# The e2e works in its own namespace; the demo in "chat", as in DESIGN.md's example.
+# The e2e works in its own namespace; the demo in "chat", as in the README's "Install with Helm" example.
 if [[ "$MODE" == demo || "$MODE" == down ]]; then NS=chat; else NS=presence-e2e; fi
 PGW=chat
 RC=presence-redis

@@ -3,7 +3,7 @@
 // draws it), so the same file runs under Node for the unit tests
 // (client.test.js) and in the browser.
 //
-// What it does, per DESIGN.md ("Connection", "Messages"):
+// What it does, per docs/protocol.md ("Connecting", "Client frames"):
 //   - connects to ws(s)://<host>/?userId=<id>;
 //   - after the welcome frame, sends the text `ping` every heartbeatMs and
 //     treats a silent connection (no frame for three heartbeats) as dead;

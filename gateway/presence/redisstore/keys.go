@@ -6,8 +6,8 @@ import (
 )
 
 // Key layout. Everything about one user carries the hash tag {<userId>}, so
-// it lives in one slot and one Lua script can touch it all (DESIGN.md,
-// Semantics 4 and 7):
+// it lives in one slot and one Lua script can touch it all (docs/architecture.md,
+// "The Redis data model"):
 //
 //	presence:{u}:conns   ZSET  "<incarnation>|<connId>" -> expiry (unix ms)
 //	presence:{u}:user    HASH  on n st tx ls v gu (see userScript)

@@ -16,7 +16,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// user is the protocol's presence object (DESIGN.md, "Messages").
+// user is the protocol's presence object (docs/protocol.md, "The user object").
 type user struct {
 	UserID      string `json:"userId"`
 	Online      bool   `json:"online"`

@@ -105,7 +105,7 @@ func runPod(ctx context.Context, args []string) error {
 		return err
 	}
 	// The template's ports, by number, become the local ones. The gateway
-	// reads WS_PORT and METRICS_PORT (DESIGN.md); their template values (or
+	// reads WS_PORT and METRICS_PORT (docs/architecture.md, "The gateway pods' contract"); their template values (or
 	// the defaults) tell which container port is which.
 	templateWS := atoiOr(env["WS_PORT"], 8080)
 	templateMetrics := atoiOr(env["METRICS_PORT"], 9090)
