@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // deploymentUpdates counts the "Updated Deployment NAME" events about the
@@ -126,11 +127,11 @@ func TestRenderedObjectsSurviveAPIServerDefaults(t *testing.T) {
 			gw.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "presence", Effect: corev1.TaintEffectNoSchedule}}
 			gw.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
 				MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway,
-				LabelSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(gw)},
+				LabelSelector: &metav1.LabelSelector{MatchLabels: gwspecs.SelectorLabels(gw)},
 			}}
 			gw.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 				PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 100, PodAffinityTerm: corev1.PodAffinityTerm{
-					TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(gw)},
+					TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: gwspecs.SelectorLabels(gw)},
 				}}},
 			}}
 			gw.Spec.Service.Type = corev1.ServiceTypeNodePort
@@ -148,7 +149,7 @@ func TestRenderedObjectsSurviveAPIServerDefaults(t *testing.T) {
 				deps = testDeps(withAuth)
 			}
 
-			desired := desiredDeployment(gw, deps, "img:1")
+			desired := gwspecs.Deployment(gw, deps, "img:1")
 			stored := desired.DeepCopy()
 			g.Expect(k8sClient.Create(ctx, stored, client.DryRunAll)).To(Succeed())
 			live := stored.DeepCopy()
@@ -156,7 +157,7 @@ func TestRenderedObjectsSurviveAPIServerDefaults(t *testing.T) {
 			g.Expect(equality.Semantic.DeepEqual(live, stored)).To(BeTrue(),
 				"the stored Deployment is seen as drift: a field of the template is left for the API server to default")
 
-			desiredSvc := desiredService(gw)
+			desiredSvc := gwspecs.Service(gw)
 			storedSvc := desiredSvc.DeepCopy()
 			g.Expect(k8sClient.Create(ctx, storedSvc, client.DryRunAll)).To(Succeed())
 			liveSvc := storedSvc.DeepCopy()

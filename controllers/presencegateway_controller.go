@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // conflictRetry is how soon a reconcile that lost an optimistic-concurrency
@@ -70,9 +71,9 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	obs.redis = redisReadiness(deps.redis, problem)
-	if deps.redis != nil {
-		obs.redisNodes = redisNodes(deps.redis)
+	obs.redis = redisReadiness(deps.Redis, problem)
+	if deps.Redis != nil {
+		obs.redisNodes = gwspecs.RedisNodes(deps.Redis)
 	}
 
 	image := gw.Spec.Image
@@ -110,8 +111,8 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // resolveDeps reads the RedisCluster and the Secrets gw depends on. A missing
 // or unusable one is returned as a problem (it is the user's to fix, not an
 // error to retry); err is for failed API calls.
-func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (gatewayDeps, *conditionResult, error) {
-	var deps gatewayDeps
+func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (gwspecs.Deps, *conditionResult, error) {
+	var deps gwspecs.Deps
 	rc := &presencev1alpha1.RedisCluster{}
 	ref := gw.Spec.Redis.ClusterRef.Name
 	if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: ref}, rc); err != nil {
@@ -121,8 +122,8 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		}
 		return deps, nil, fmt.Errorf("get RedisCluster %s: %w", ref, err)
 	}
-	deps.redis = rc
-	if len(redisNodes(rc)) == 0 {
+	deps.Redis = rc
+	if len(gwspecs.RedisNodes(rc)) == 0 {
 		return deps, &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonRedisClusterNotReady,
 			message: fmt.Sprintf("RedisCluster %q lists no node yet", ref)}, nil
 	}
@@ -133,14 +134,14 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		if problem != nil || err != nil {
 			return deps, problem, err
 		}
-		deps.redisAuth = s
+		deps.RedisAuth = s
 	}
 	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTSecretRef != nil {
-		s, problem, err := r.getSecret(ctx, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, jwtSecretKey(gw), "spec.auth.jwtSecretRef")
+		s, problem, err := r.getSecret(ctx, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")
 		if problem != nil || err != nil {
 			return deps, problem, err
 		}
-		deps.jwt = s
+		deps.JWT = s
 	}
 	return deps, nil, nil
 }
@@ -164,22 +165,22 @@ func (r *PresenceGatewayReconciler) getSecret(ctx context.Context, namespace, na
 }
 
 // applyAll creates or corrects every owned object.
-func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gatewayDeps, image string) error {
+func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) error {
 	autoscaling := gw.Spec.Autoscaling != nil
-	if _, err := applyOwned(ctx, r, gw, "Deployment", desiredDeployment(gw, deps, image), &appsv1.Deployment{}, mergeDeployment(autoscaling)); err != nil {
+	if _, err := applyOwned(ctx, r, gw, "Deployment", gwspecs.Deployment(gw, deps, image), &appsv1.Deployment{}, mergeDeployment(autoscaling)); err != nil {
 		return err
 	}
-	if _, err := applyOwned(ctx, r, gw, "Service", desiredService(gw), &corev1.Service{}, mergeService); err != nil {
+	if _, err := applyOwned(ctx, r, gw, "Service", gwspecs.Service(gw), &corev1.Service{}, mergeService); err != nil {
 		return err
 	}
-	if hpa := desiredHPA(gw); hpa != nil {
+	if hpa := gwspecs.HPA(gw); hpa != nil {
 		if _, err := applyOwned(ctx, r, gw, "HorizontalPodAutoscaler", hpa, &autoscalingv2.HorizontalPodAutoscaler{}, mergeHPA); err != nil {
 			return err
 		}
 	} else if err := r.deleteOwned(ctx, gw, "HorizontalPodAutoscaler", &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
 		return err
 	}
-	if pdb := desiredPDB(gw); pdb != nil {
+	if pdb := gwspecs.PDB(gw); pdb != nil {
 		if _, err := applyOwned(ctx, r, gw, "PodDisruptionBudget", pdb, &policyv1.PodDisruptionBudget{}, mergePDB); err != nil {
 			return err
 		}
@@ -237,9 +238,12 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 	return nil
 }
 
-// SetupWithManager registers the controller and its watches. SetupIndexes
-// must have been called on mgr first.
+// SetupWithManager registers the controller, its watches and the cache
+// indexes they use.
 func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := setupGatewayIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("presencegateway").
 		// Our own status writes do not change the generation: no self-trigger.

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // seedNodes are loopback ports nothing listens on: the RedisCluster check
@@ -48,7 +49,7 @@ func TestGatewayCreatesOwnedObjects(t *testing.T) {
 	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/scrape", "true"))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/port", "9090"))
-	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(ConfigHashAnnotation))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(gwspecs.ConfigHashAnnotation))
 	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage), "--gateway-image default")
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
@@ -135,7 +136,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "redis-auth")
 	createGateway(t, ns, "chat", "presence-redis", nil)
 	dep := waitDeployment(t, ns, "chat")
-	hash0 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	hash0 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 	g.Expect(hash0).NotTo(BeEmpty())
 
 	// New seed nodes: REDIS_NODES and the hash change.
@@ -145,7 +146,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	eventually(t, func(g Gomega) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal("127.0.0.1:4,127.0.0.1:5"))
-		g.Expect(dep.Spec.Template.Annotations[ConfigHashAnnotation]).NotTo(Equal(hash0))
+		g.Expect(dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]).NotTo(Equal(hash0))
 	}).Should(Succeed())
 	eventually(t, func(g Gomega) []string {
 		g.Expect(get(ctx, rc)).To(Succeed())
@@ -153,7 +154,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 		g.Expect(get(ctx, gw)).To(Succeed())
 		return gw.Status.RedisNodes
 	}).Should(Equal([]string{"127.0.0.1:4", "127.0.0.1:5"}))
-	hash1 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	hash1 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 
 	// A new password in the Secret rolls the pods too (they read it at start).
 	g.Expect(get(ctx, secret)).To(Succeed())
@@ -161,7 +162,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 	eventually(t, func(g Gomega) string {
 		g.Expect(get(ctx, dep)).To(Succeed())
-		return dep.Spec.Template.Annotations[ConfigHashAnnotation]
+		return dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 	}).ShouldNot(Equal(hash1))
 }
 

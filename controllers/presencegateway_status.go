@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // conditionResult is one condition's status, reason and message.
@@ -97,8 +98,8 @@ func deploymentCondition(dep *appsv1.Deployment, t appsv1.DeploymentConditionTyp
 func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) presencev1alpha1.PresenceGatewayStatus {
 	st := *gw.Status.DeepCopy()
 	st.ObservedGeneration = gw.Generation
-	st.Endpoint = endpoint(gw)
-	st.Selector = labels.SelectorFromSet(selectorLabels(gw)).String()
+	st.Endpoint = gwspecs.Endpoint(gw)
+	st.Selector = labels.SelectorFromSet(gwspecs.SelectorLabels(gw)).String()
 	if obs.redisNodes != nil {
 		st.RedisNodes = obs.redisNodes
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,12 +17,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	"github.com/presencekit/presence-operator/internal/envtestenv"
 )
 
 // The package's tests share one envtest control plane (a real kube-apiserver
@@ -57,26 +56,17 @@ func runSuite(m *testing.M) int {
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
 
-	assets, err := envtestAssets()
+	env, err := envtestenv.Start("..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (kube-apiserver and etcd from %s): %v\n", assets, err)
-		return 1
-	}
 	defer func() {
 		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	cfg := env.Config
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
 	if err != nil {
@@ -94,10 +84,6 @@ func runSuite(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	if err := (&PresenceGatewayReconciler{
 		Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: testGatewayImage,
@@ -121,22 +107,6 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 	return m.Run()
-}
-
-// envtestAssets finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else
-// what `make envtest` builds. Missing binaries fail the suite with the make
-// target that provides them.
-func envtestAssets() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("..", "bin", "k8s", "1.37.2")
-	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run `make envtest` or `make test-operator`, which build it", b, dir)
-		}
-	}
-	return filepath.Abs(dir)
 }
 
 func zapLevel() zapcore.Level {
