@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -30,6 +32,7 @@ import (
 // both reconcilers, started by TestMain.
 var (
 	k8sClient  client.Client
+	testConfig *rest.Config
 	testScheme = runtime.NewScheme()
 	// redisNodes are the real six-node cluster's addresses (make redis-up).
 	testRedisNodes []string
@@ -67,6 +70,7 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 	cfg := env.Config
+	testConfig = cfg
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
 	if err != nil {
@@ -85,7 +89,7 @@ func runSuite(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := (&PresenceGatewayReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
+		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: testGatewayImage,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -121,6 +125,88 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// gatewayWrites counts, per namespace, the requests the PresenceGateway
+// reconciler sent that may write (create, update, patch, apply, delete,
+// status writes).
+var gatewayWrites writeCounter
+
+type writeCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (w *writeCounter) add(namespace string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	w.n[namespace]++
+}
+
+// in returns the writes to objects of namespace so far.
+func (w *writeCounter) in(namespace string) func() int {
+	return func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.n[namespace]
+	}
+}
+
+// countingWriter counts the writes sent through a client.
+type countingWriter struct {
+	client.Client
+	n *writeCounter
+}
+
+func (c *countingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c *countingWriter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	ns := ""
+	if o, ok := obj.(interface{ GetNamespace() string }); ok {
+		ns = o.GetNamespace()
+	}
+	c.n.add(ns)
+	return c.Client.Apply(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Status() client.SubResourceWriter {
+	return &countingStatusWriter{SubResourceWriter: c.Client.Status(), n: c.n}
+}
+
+type countingStatusWriter struct {
+	client.SubResourceWriter
+	n *writeCounter
+}
+
+func (c *countingStatusWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (c *countingStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
 // requireRedisCluster fails the test when the six-node cluster is not up.

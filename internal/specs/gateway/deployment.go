@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,11 +16,14 @@ import (
 	"k8s.io/utils/ptr"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwconfig "github.com/presencekit/presence-operator/gateway/config"
 )
 
 // ConfigHash fingerprints what the pods read only at start and that is not
-// visible in the pod template: the Redis nodes and the content of the
-// Secrets. Secret data is hashed, never copied.
+// visible in the pod template: the Redis nodes and which version of each
+// Secret they mount. A Secret is identified by its UID and resourceVersion,
+// never by its content: the annotation is readable by anyone who may view
+// the Deployment, and a hash of a weak key could be searched offline.
 func ConfigHash(deps Deps) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "redis-nodes=%s\n", strings.Join(RedisNodes(deps.Redis), ","))
@@ -32,11 +34,7 @@ func ConfigHash(deps Deps) string {
 		if s.secret == nil {
 			continue
 		}
-		for _, k := range slices.Sorted(maps.Keys(s.secret.Data)) {
-			fmt.Fprintf(h, "%s/%s=%d:", s.name, k, len(s.secret.Data[k]))
-			h.Write(s.secret.Data[k])
-			h.Write([]byte{'\n'})
-		}
+		fmt.Fprintf(h, "%s=%s/%s\n", s.name, s.secret.UID, s.secret.ResourceVersion)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -58,37 +56,37 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 		payload = defaultMaxPayloadBytes
 	}
 	env := []corev1.EnvVar{
-		{Name: "WS_PORT", Value: strconv.Itoa(int(wsPort(gw)))},
-		{Name: "METRICS_PORT", Value: strconv.Itoa(MetricsPort)},
-		{Name: "REDIS_NODES", Value: strings.Join(RedisNodes(deps.Redis), ",")},
-		{Name: "PRESENCE_TTL", Value: ttl.String()},
-		{Name: "HEARTBEAT_INTERVAL", Value: heartbeat.String()},
-		{Name: "WS_MAX_PAYLOAD_BYTES", Value: strconv.Itoa(int(payload))},
-		{Name: "SHUTDOWN_GRACE", Value: shutdownGrace.String()},
+		{Name: gwconfig.EnvWSPort, Value: strconv.Itoa(int(wsPort(gw)))},
+		{Name: gwconfig.EnvMetricsPort, Value: strconv.Itoa(MetricsPort)},
+		{Name: gwconfig.EnvRedisNodes, Value: strings.Join(RedisNodes(deps.Redis), ",")},
+		{Name: gwconfig.EnvPresenceTTL, Value: ttl.String()},
+		{Name: gwconfig.EnvHeartbeatInterval, Value: heartbeat.String()},
+		{Name: gwconfig.EnvMaxPayloadBytes, Value: strconv.Itoa(int(payload))},
+		{Name: gwconfig.EnvShutdownGrace, Value: shutdownGrace.String()},
 	}
 	if n := ptr.Deref(spec.Websocket.MaxConnectionsPerPod, 0); n > 0 {
-		env = append(env, corev1.EnvVar{Name: "MAX_CONNECTIONS", Value: strconv.Itoa(int(n))})
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvMaxConnections, Value: strconv.Itoa(int(n))})
 	}
 	if len(spec.Websocket.AllowedOrigins) > 0 {
-		env = append(env, corev1.EnvVar{Name: "ALLOWED_ORIGINS", Value: strings.Join(spec.Websocket.AllowedOrigins, ",")})
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAllowedOrigins, Value: strings.Join(spec.Websocket.AllowedOrigins, ",")})
 	}
 	if rc := deps.Redis; rc.Spec.Auth != nil {
 		// The username is read through a reference and the password from a
 		// mounted file: no credential appears in the Deployment.
 		env = append(env,
-			corev1.EnvVar{Name: "REDIS_USERNAME", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			corev1.EnvVar{Name: gwconfig.EnvRedisUsername, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: rc.Spec.Auth.SecretRef.Name},
 				Key:                  SecretKeyUsername,
 				Optional:             ptr.To(true),
 			}}},
-			corev1.EnvVar{Name: "REDIS_PASSWORD_FILE", Value: redisAuthMountPath + "/" + SecretKeyPassword},
+			corev1.EnvVar{Name: gwconfig.EnvRedisPasswordFile, Value: redisAuthMountPath + "/" + SecretKeyPassword},
 		)
 	}
 	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
 		// The gateway reads the JWT secret only from AUTH_JWT_SECRET (it has
 		// no _FILE form), so it comes through a Secret reference: the value
 		// is in the process environment but never in the Deployment.
-		env = append(env, corev1.EnvVar{Name: "AUTH_JWT_SECRET", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: spec.Auth.JWTSecretRef.Name},
 			Key:                  JWTSecretKey(gw),
 		}}})

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwconfig "github.com/presencekit/presence-operator/gateway/config"
 )
 
 func TestDeploymentEnv(t *testing.T) {
@@ -22,7 +23,7 @@ func TestDeploymentEnv(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES": "redis-0.redis:6379,redis-1.redis:6379",
+			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES": "redis-0.redis.chat.svc:6379,redis-1.redis.chat.svc:6379",
 				"PRESENCE_TTL": "1m0s", "HEARTBEAT_INTERVAL": "20s", "WS_MAX_PAYLOAD_BYTES": "4096", "SHUTDOWN_GRACE": "25s"},
 			absent: []string{"MAX_CONNECTIONS", "ALLOWED_ORIGINS", "REDIS_USERNAME", "REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET"},
 		},
@@ -135,13 +136,39 @@ func TestConfigHash(t *testing.T) {
 	otherNodes.Redis.Spec.External.Nodes = []string{"redis-9.redis:6379"}
 	g.Expect(ConfigHash(otherNodes)).NotTo(Equal(base), "REDIS_NODES change")
 
+	// A new password is a new resourceVersion of the Secret.
 	otherPassword := testDeps(withAuth)
 	otherPassword.RedisAuth.Data["password"] = []byte("pw-2")
+	otherPassword.RedisAuth.ResourceVersion = "101"
 	g.Expect(ConfigHash(otherPassword)).NotTo(Equal(base), "password change")
+
+	recreated := testDeps(withAuth)
+	recreated.RedisAuth.UID = "another-uid"
+	g.Expect(ConfigHash(recreated)).NotTo(Equal(base), "Secret deleted and created again")
+
+	// The hash is readable by anyone who may view the Deployment: it must
+	// not be a function of the Secret's content.
+	sameVersionOtherContent := testDeps(withAuth)
+	sameVersionOtherContent.RedisAuth.Data["password"] = []byte("a-guess")
+	g.Expect(ConfigHash(sameVersionOtherContent)).To(Equal(base), "the Secret's content reaches the hash")
 
 	// Redis status changes (health) do not roll pods.
 	statusOnly := testDeps(withAuth)
 	statusOnly.Redis.Status.ClusterState = "fail"
 	g.Expect(ConfigHash(statusOnly)).To(Equal(base))
 	g.Expect(base).NotTo(ContainSubstring("pw-1"))
+}
+
+// TestEnvNamesAreGatewaySettings: every variable the operator sets on the
+// gateway container (the user's spec.env aside) is one the gateway reads,
+// as gateway/config lists them.
+func TestEnvNamesAreGatewaySettings(t *testing.T) {
+	g := NewWithT(t)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{MaxConnectionsPerPod: ptr.To[int32](10), AllowedOrigins: []string{"https://a.example"}}
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	for _, e := range Deployment(gw, testDeps(withAuth), "img:1").Spec.Template.Spec.Containers[0].Env {
+		g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
+	}
 }

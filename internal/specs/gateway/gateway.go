@@ -6,13 +6,13 @@ package gateway
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwconfig "github.com/presencekit/presence-operator/gateway/config"
 )
 
 // The gateway pods' fixed contract (docs/architecture.md, "The gateway").
@@ -20,12 +20,12 @@ const (
 	// ContainerName is the gateway container of the pod template.
 	ContainerName = "gateway"
 	// MetricsPort serves /metrics (and /debug/pprof when enabled) in the pod.
-	MetricsPort = 9090
+	MetricsPort = gwconfig.DefaultMetricsPort
 	metricsPath = "/metrics"
 
 	// shutdownGrace is SHUTDOWN_GRACE; the pod's termination grace period
 	// leaves terminationSlack on top so the kubelet never SIGKILLs a drain.
-	shutdownGrace    = 25 * time.Second
+	shutdownGrace    = gwconfig.DefaultShutdownGrace
 	terminationSlack = 10 * time.Second
 
 	redisAuthVolume    = "redis-auth"
@@ -44,10 +44,10 @@ const (
 	defaultReplicas            = 2
 	defaultMinReplicas         = 2
 	defaultCPUTargetPercentage = 80
-	defaultPresenceTTL         = 60 * time.Second
-	defaultHeartbeat           = 20 * time.Second
-	defaultWSPort              = 8080
-	defaultMaxPayloadBytes     = 4096
+	defaultPresenceTTL         = gwconfig.DefaultPresenceTTL
+	defaultHeartbeat           = gwconfig.DefaultHeartbeatInterval
+	defaultWSPort              = gwconfig.DefaultWSPort
+	defaultMaxPayloadBytes     = gwconfig.DefaultMaxPayloadBytes
 	defaultServicePort         = 80
 
 	// connectionsMetric is the gateway gauge the HPA's Pods metric reads.
@@ -89,13 +89,11 @@ func ObjectLabels(gw *presencev1alpha1.PresenceGateway) map[string]string {
 }
 
 // RedisNodes is the REDIS_NODES list of a RedisCluster: the seed nodes the
-// user gave (stable names reachable from the pods), or, without them, the
-// nodes the cluster announced.
+// user gave (stable names reachable from the pods, short in-cluster names
+// qualified with the RedisCluster's namespace so that they mean the same to
+// the operator's check), or, without them, the nodes the cluster announced.
 func RedisNodes(rc *presencev1alpha1.RedisCluster) []string {
-	if rc.Spec.External != nil && len(rc.Spec.External.Nodes) > 0 {
-		return slices.Clone(rc.Spec.External.Nodes)
-	}
-	return slices.Clone(rc.Status.Nodes)
+	return rc.SeedNodes()
 }
 
 // Endpoint is the in-cluster URL of gw's Service.

@@ -34,7 +34,8 @@ func testDeps(mutate func(*Deps)) Deps {
 
 func withAuth(d *Deps) {
 	d.Redis.Spec.Auth = &presencev1alpha1.RedisAuth{SecretRef: presencev1alpha1.LocalRef{Name: "redis-auth"}}
-	d.RedisAuth = &corev1.Secret{Data: map[string][]byte{"username": []byte("u"), "password": []byte("pw-1")}}
+	d.RedisAuth = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{UID: "redis-auth-uid", ResourceVersion: "100"},
+		Data: map[string][]byte{"username": []byte("u"), "password": []byte("pw-1")}}
 }
 
 func envMap(env []corev1.EnvVar) map[string]corev1.EnvVar {
