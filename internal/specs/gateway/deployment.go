@@ -125,10 +125,11 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 	}
 
 	// Every field of the probes is set, the API server's defaults included
-	// (successThreshold 1, scheme HTTP): mergeDeployment compares with
-	// DeepDerivative, which skips empty strings and nil pointers but compares
-	// integers, so a 0 left for the server to default to 1 would look like
-	// drift on every reconcile and cause an Update that changes nothing.
+	// (successThreshold 1, scheme HTTP): the controller compares the values
+	// it applied with DeepDerivative, which skips empty strings and nil
+	// pointers but compares integers, so a 0 left for the server to default
+	// to 1 would look like a difference on every reconcile and send an apply
+	// that changes nothing.
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
