@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -14,8 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,11 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
-
-// conflictRetry is how soon a reconcile that lost an optimistic-concurrency
-// race reads again.
-const conflictRetry = 250 * time.Millisecond
 
 // PresenceGatewayReconciler turns a PresenceGateway into a Deployment,
 // Service, HorizontalPodAutoscaler and PodDisruptionBudget of gateway pods
@@ -66,13 +64,17 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	obs := gatewayObservation{}
-	deps, problem, err := r.resolveDeps(ctx, gw)
+	deps, redisProblem, jwtProblem, err := r.resolveDeps(ctx, gw)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	obs.redis = redisReadiness(deps.redis, problem)
-	if deps.redis != nil {
-		obs.redisNodes = redisNodes(deps.redis)
+	problem := redisProblem
+	if problem == nil {
+		problem = jwtProblem
+	}
+	obs.redis = redisReadiness(deps.Redis, redisProblem)
+	if deps.Redis != nil {
+		obs.redisNodes = gwspecs.RedisNodes(deps.Redis)
 	}
 
 	image := gw.Spec.Image
@@ -90,11 +92,12 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			message: "spec.image is empty and the operator has no default image (--gateway-image)"}
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	default:
-		if err := r.applyAll(ctx, gw, deps, image); err != nil {
-			if apierrors.IsConflict(err) {
-				// Someone (the HPA, a user) changed an object since we read it:
-				// read again rather than overwrite.
-				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		dep, err := r.applyAll(ctx, gw, deps, image)
+		if err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+				// A race with another writer or with our cache: back to the
+				// workqueue, whose rate limiter decides when to read again.
+				return ctrl.Result{}, err
 			}
 			r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, presencev1alpha1.ReasonReconcileError, "Reconcile", "%v", err)
 			obs.blocked = &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonReconcileError, message: err.Error()}
@@ -103,46 +106,50 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			}
 			return ctrl.Result{}, err
 		}
+		obs.deployment, obs.deploymentKnown = dep, true
 	}
 	return ctrl.Result{}, r.writeStatus(ctx, gw, &obs)
 }
 
 // resolveDeps reads the RedisCluster and the Secrets gw depends on. A missing
 // or unusable one is returned as a problem (it is the user's to fix, not an
-// error to retry); err is for failed API calls.
-func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (gatewayDeps, *conditionResult, error) {
-	var deps gatewayDeps
+// error to retry): redisProblem for the RedisCluster and its Secret,
+// jwtProblem for spec.auth's Secret. err is for failed API calls.
+func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (deps gwspecs.Deps, redisProblem, jwtProblem *conditionResult, err error) {
 	rc := &presencev1alpha1.RedisCluster{}
 	ref := gw.Spec.Redis.ClusterRef.Name
 	if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: ref}, rc); err != nil {
 		if apierrors.IsNotFound(err) {
 			return deps, &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonRedisClusterNotFound,
-				message: fmt.Sprintf("RedisCluster %q (spec.redis.clusterRef.name) not found in namespace %s", ref, gw.Namespace)}, nil
+				message: fmt.Sprintf("RedisCluster %q (spec.redis.clusterRef.name) not found in namespace %s", ref, gw.Namespace)}, nil, nil
 		}
-		return deps, nil, fmt.Errorf("get RedisCluster %s: %w", ref, err)
+		return deps, nil, nil, fmt.Errorf("get RedisCluster %s: %w", ref, err)
 	}
-	deps.redis = rc
-	if len(redisNodes(rc)) == 0 {
+	deps.Redis = rc
+	if len(gwspecs.RedisNodes(rc)) == 0 {
 		return deps, &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonRedisClusterNotReady,
-			message: fmt.Sprintf("RedisCluster %q lists no node yet", ref)}, nil
+			message: fmt.Sprintf("RedisCluster %q lists no node yet", ref)}, nil, nil
 	}
 	if rc.Spec.Auth != nil {
 		name := rc.Spec.Auth.SecretRef.Name
 		s, problem, err := r.getSecret(ctx, gw.Namespace, name, secretKeyPassword,
 			fmt.Sprintf("RedisCluster %q spec.auth.secretRef", ref))
 		if problem != nil || err != nil {
-			return deps, problem, err
+			return deps, problem, nil, err
 		}
-		deps.redisAuth = s
+		deps.RedisAuth = s
 	}
 	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTSecretRef != nil {
-		s, problem, err := r.getSecret(ctx, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, jwtSecretKey(gw), "spec.auth.jwtSecretRef")
-		if problem != nil || err != nil {
-			return deps, problem, err
+		s, problem, err := r.getSecret(ctx, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")
+		if problem != nil && problem.reason == presencev1alpha1.ReasonSecretNotFound {
+			problem.reason = presencev1alpha1.ReasonJWTSecretNotFound
 		}
-		deps.jwt = s
+		if problem != nil || err != nil {
+			return deps, nil, problem, err
+		}
+		deps.JWT = s
 	}
-	return deps, nil, nil
+	return deps, nil, nil, nil
 }
 
 // getSecret reads a Secret that must hold key; field names the reference in
@@ -163,57 +170,122 @@ func (r *PresenceGatewayReconciler) getSecret(ctx context.Context, namespace, na
 	return s, nil, nil
 }
 
-// applyAll creates or corrects every owned object.
-func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gatewayDeps, image string) error {
-	autoscaling := gw.Spec.Autoscaling != nil
-	if _, err := applyOwned(ctx, r, gw, "Deployment", desiredDeployment(gw, deps, image), &appsv1.Deployment{}, mergeDeployment(autoscaling)); err != nil {
-		return err
+// applyAll creates or corrects every owned object and returns the gateway
+// Deployment as the API server last returned it (or as cached when it
+// needed no write): status is computed from it, never from a cache that may
+// not have seen the write yet.
+func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) (*appsv1.Deployment, error) {
+	a := newApplier(r.Client, r.Scheme)
+	dep, err := r.applyDeployment(ctx, a, gw, gwspecs.Deployment(gw, deps, image))
+	if err != nil {
+		return nil, err
 	}
-	if _, err := applyOwned(ctx, r, gw, "Service", desiredService(gw), &corev1.Service{}, mergeService); err != nil {
-		return err
+	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), &corev1.Service{}); err != nil {
+		return nil, err
 	}
-	if hpa := desiredHPA(gw); hpa != nil {
-		if _, err := applyOwned(ctx, r, gw, "HorizontalPodAutoscaler", hpa, &autoscalingv2.HorizontalPodAutoscaler{}, mergeHPA); err != nil {
-			return err
+	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
+		return nil, err
+	}
+	if hpa := gwspecs.HPA(gw); hpa != nil {
+		if err := r.applyOne(ctx, a, gw, hpa, &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
+			return nil, err
 		}
 	} else if err := r.deleteOwned(ctx, gw, "HorizontalPodAutoscaler", &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
-		return err
+		return nil, err
 	}
-	if pdb := desiredPDB(gw); pdb != nil {
-		if _, err := applyOwned(ctx, r, gw, "PodDisruptionBudget", pdb, &policyv1.PodDisruptionBudget{}, mergePDB); err != nil {
-			return err
+	if pdb := gwspecs.PDB(gw); pdb != nil {
+		if err := r.applyOne(ctx, a, gw, pdb, &policyv1.PodDisruptionBudget{}); err != nil {
+			return nil, err
 		}
 	} else if err := r.deleteOwned(ctx, gw, "PodDisruptionBudget", &policyv1.PodDisruptionBudget{}); err != nil {
+		return nil, err
+	}
+	return dep, nil
+}
+
+// applyDeployment applies the gateway Deployment. With autoscaling the HPA
+// owns spec.replicas: the operator sets it only when it creates the
+// Deployment (at minReplicas), then hands it over (replicasHandoverManager)
+// and leaves it out of every later apply.
+func (r *PresenceGatewayReconciler) applyDeployment(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, desired *appsv1.Deployment) (*appsv1.Deployment, error) {
+	live := &appsv1.Deployment{}
+	autoscaling := gw.Spec.Autoscaling != nil
+	known := false
+	if autoscaling {
+		err := r.Get(ctx, client.ObjectKeyFromObject(desired), live)
+		switch {
+		case apierrors.IsNotFound(err):
+			res, err := a.apply(ctx, gw, desired.DeepCopy(), live, false, true)
+			if err != nil {
+				return nil, err
+			}
+			r.recordApply(gw, res, "Deployment", desired.Name)
+		case err != nil:
+			return nil, fmt.Errorf("get Deployment %s: %w", desired.Name, err)
+		}
+		owns, err := ownsField(live, FieldManager, "spec", "replicas")
+		if err != nil {
+			return nil, err
+		}
+		if owns {
+			handover := &unstructured.Unstructured{}
+			handover.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+			handover.SetNamespace(desired.Namespace)
+			handover.SetName(desired.Name)
+			if err := unstructured.SetNestedField(handover.Object, int64(ptr.Deref(live.Spec.Replicas, 1)), "spec", "replicas"); err != nil {
+				return nil, err
+			}
+			if err := a.applyAs(ctx, handover, replicasHandoverManager, live); err != nil {
+				return nil, fmt.Errorf("hand spec.replicas of Deployment %s to the HPA: %w", desired.Name, err)
+			}
+		}
+		known = true
+	}
+	res, err := a.apply(ctx, gw, desired, live, autoscaling, known)
+	if err != nil {
+		return nil, err
+	}
+	r.recordApply(gw, res, "Deployment", desired.Name)
+	return live, nil
+}
+
+// applyOne applies one owned object other than the Deployment.
+func (r *PresenceGatewayReconciler) applyOne(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, desired, live client.Object) error {
+	res, err := a.apply(ctx, gw, desired, live, false, false)
+	if err != nil {
 		return err
 	}
+	kind, _ := a.kind(desired)
+	r.recordApply(gw, res, kind, desired.GetName())
 	return nil
 }
 
-func mergeHPA(live, desired *autoscalingv2.HorizontalPodAutoscaler) {
-	if !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) || len(desired.Spec.Metrics) != len(live.Spec.Metrics) {
-		live.Spec = desired.Spec
-	}
-}
-
-func mergePDB(live, desired *policyv1.PodDisruptionBudget) {
-	if !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) {
-		live.Spec = desired.Spec
+func (r *PresenceGatewayReconciler) recordApply(gw *presencev1alpha1.PresenceGateway, res applyResult, kind, name string) {
+	switch res {
+	case applyCreated:
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeNormal, "Created", "Create", "Created %s %s", kind, name)
+	case applyUpdated:
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeNormal, "Updated", "Update", "Updated %s %s to match the spec", kind, name)
 	}
 }
 
 // writeStatus computes the status from what the reconcile observed and
 // writes it only when it changed, so a steady state writes nothing.
 func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
-	dep := &appsv1.Deployment{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, dep); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("get Deployment %s: %w", gw.Name, err)
+	if !obs.deploymentKnown {
+		// Nothing was applied this time: the cached Deployment is what
+		// there is (and an old one stays reported as it is).
+		dep := &appsv1.Deployment{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, dep); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("get Deployment %s: %w", gw.Name, err)
+			}
+			dep = nil
+		} else if owner := metav1.GetControllerOf(dep); owner == nil || owner.UID != gw.UID {
+			dep = nil
 		}
-		dep = nil
-	} else if owner := metav1.GetControllerOf(dep); owner == nil || owner.UID != gw.UID {
-		dep = nil
+		obs.deployment = dep
 	}
-	obs.deployment = dep
 
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
@@ -237,9 +309,12 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 	return nil
 }
 
-// SetupWithManager registers the controller and its watches. SetupIndexes
-// must have been called on mgr first.
+// SetupWithManager registers the controller, its watches and the cache
+// indexes they use.
 func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := setupGatewayIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("presencegateway").
 		// Our own status writes do not change the generation: no self-trigger.

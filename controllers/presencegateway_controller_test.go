@@ -14,10 +14,12 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // seedNodes are loopback ports nothing listens on: the RedisCluster check
@@ -48,7 +50,7 @@ func TestGatewayCreatesOwnedObjects(t *testing.T) {
 	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/scrape", "true"))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/port", "9090"))
-	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(ConfigHashAnnotation))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(gwspecs.ConfigHashAnnotation))
 	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage), "--gateway-image default")
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
@@ -57,6 +59,14 @@ func TestGatewayCreatesOwnedObjects(t *testing.T) {
 	g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeLoadBalancer))
 	g.Expect(svc.Spec.Ports).To(ContainElement(And(HaveField("Name", "ws"), HaveField("Port", int32(80)))))
 	g.Expect(svc.Spec.Selector).To(Equal(dep.Spec.Selector.MatchLabels))
+	g.Expect(svc.Spec.Ports).To(HaveLen(1), "the client Service carries WebSocket traffic only")
+
+	metricsSvc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-metrics"}}
+	eventually(t, func() error { return get(ctx, metricsSvc) }).Should(Succeed())
+	expectControlledBy(g, metricsSvc, gw)
+	g.Expect(metricsSvc.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone), "headless")
+	g.Expect(metricsSvc.Spec.Ports).To(ConsistOf(And(HaveField("Name", "metrics"), HaveField("Port", int32(9090)))))
+	g.Expect(metricsSvc.Spec.Selector).To(Equal(dep.Spec.Selector.MatchLabels))
 
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
 	eventually(t, func() error { return get(ctx, hpa) }).Should(Succeed())
@@ -135,7 +145,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "redis-auth")
 	createGateway(t, ns, "chat", "presence-redis", nil)
 	dep := waitDeployment(t, ns, "chat")
-	hash0 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	hash0 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 	g.Expect(hash0).NotTo(BeEmpty())
 
 	// New seed nodes: REDIS_NODES and the hash change.
@@ -145,7 +155,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	eventually(t, func(g Gomega) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal("127.0.0.1:4,127.0.0.1:5"))
-		g.Expect(dep.Spec.Template.Annotations[ConfigHashAnnotation]).NotTo(Equal(hash0))
+		g.Expect(dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]).NotTo(Equal(hash0))
 	}).Should(Succeed())
 	eventually(t, func(g Gomega) []string {
 		g.Expect(get(ctx, rc)).To(Succeed())
@@ -153,7 +163,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 		g.Expect(get(ctx, gw)).To(Succeed())
 		return gw.Status.RedisNodes
 	}).Should(Equal([]string{"127.0.0.1:4", "127.0.0.1:5"}))
-	hash1 := dep.Spec.Template.Annotations[ConfigHashAnnotation]
+	hash1 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 
 	// A new password in the Secret rolls the pods too (they read it at start).
 	g.Expect(get(ctx, secret)).To(Succeed())
@@ -161,7 +171,7 @@ func TestRedisClusterChangeRollsDeployment(t *testing.T) {
 	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 	eventually(t, func(g Gomega) string {
 		g.Expect(get(ctx, dep)).To(Succeed())
-		return dep.Spec.Template.Annotations[ConfigHashAnnotation]
+		return dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
 	}).ShouldNot(Equal(hash1))
 }
 
@@ -174,7 +184,7 @@ func TestDriftIsCorrected(t *testing.T) {
 	dep := waitDeployment(t, ns, "chat")
 
 	// Someone edits the Deployment: another image, REDIS_NODES gone, an env
-	// var of their own added, other size.
+	// var of their own added, other size. What the operator owns comes back.
 	eventually(t, func() error {
 		if err := get(ctx, dep); err != nil {
 			return err
@@ -195,8 +205,10 @@ func TestDriftIsCorrected(t *testing.T) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage))
 		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
-		_, added := envOf(dep, "DEBUG")
-		g.Expect(added).To(BeFalse(), "an env var the operator did not set is removed")
+		// Server-side apply: what another manager set is theirs, as the
+		// HPA's replicas and `kubectl rollout restart`'s annotation are.
+		_, kept := envOf(dep, "DEBUG")
+		g.Expect(kept).To(BeTrue(), "an env var another manager added stays")
 		g.Expect(*dep.Spec.Replicas).To(Equal(int32(3)))
 	}).Should(Succeed())
 
@@ -270,12 +282,13 @@ func TestScaleSubresource(t *testing.T) {
 	dep := waitDeployment(t, ns, "chat")
 	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)), "spec.replicas defaults to 2")
 
-	// kubectl scale pgw/chat --replicas=5
+	// kubectl scale pgw/chat --replicas=5. The reconciler writes status
+	// meanwhile, so the scale read may be stale by the time it is written:
+	// read again on a conflict, as kubectl does.
 	scale := &autoscalingv1.Scale{}
 	g.Expect(k8sClient.SubResource("scale").Get(ctx, gw, scale)).To(Succeed())
 	g.Expect(scale.Spec.Replicas).To(Equal(int32(2)))
-	scale.Spec.Replicas = 5
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	scaleTo(t, gw, 5)
 	eventually(t, func(g Gomega) int32 {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		return *dep.Spec.Replicas
@@ -292,8 +305,7 @@ func TestScaleSubresource(t *testing.T) {
 	// Scaled down to one pod, the PDB goes: it would only block node drains.
 	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
 	g.Expect(get(ctx, pdb)).To(Succeed())
-	scale.Spec.Replicas = 1
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	scaleTo(t, gw, 1)
 	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, pdb)) }).Should(BeTrue())
 }
 
@@ -309,10 +321,7 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)), "created at the default minReplicas")
 
 	// The HPA scales the Deployment through its scale subresource.
-	scale := &autoscalingv1.Scale{}
-	g.Expect(k8sClient.SubResource("scale").Get(ctx, dep, scale)).To(Succeed())
-	scale.Spec.Replicas = 7
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, dep, client.WithSubResourceBody(scale))).To(Succeed())
+	scaleTo(t, dep, 7)
 
 	// A spec change re-renders the template; the live size stays the HPA's.
 	eventually(t, func() error {
@@ -360,19 +369,25 @@ func TestDeletionLeavesNothingBehind(t *testing.T) {
 	g.Expect(get(ctx, gw)).To(Succeed())
 	g.Expect(gw.Finalizers).To(BeEmpty())
 
+	metricsSvc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-metrics"}}
 	owned := []client.Object{dep, &corev1.Service{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}}
 	for _, obj := range owned[1:] {
 		obj.SetNamespace(ns)
 		obj.SetName("chat")
+	}
+	owned = append(owned, metricsSvc)
+	for _, obj := range owned[1:] {
 		eventually(t, func() error { return get(ctx, obj) }).Should(Succeed())
 	}
 	// Everything in the namespace carrying the gateway's labels is owned by it.
-	for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}} {
+	for list, n := range map[client.ObjectList]int{&appsv1.DeploymentList{}: 1, &corev1.ServiceList{}: 2, &autoscalingv2.HorizontalPodAutoscalerList{}: 1, &policyv1.PodDisruptionBudgetList{}: 1} {
 		g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 		items, err := metaItems(list)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(items).To(HaveLen(1), "%T", list)
-		expectControlledBy(g, items[0], gw)
+		g.Expect(items).To(HaveLen(n), "%T", list)
+		for _, item := range items {
+			expectControlledBy(g, item, gw)
+		}
 	}
 
 	g.Expect(k8sClient.Delete(ctx, gw)).To(Succeed())
@@ -384,4 +399,36 @@ func TestDeletionLeavesNothingBehind(t *testing.T) {
 		g.Expect(obj.GetOwnerReferences()).To(HaveLen(1))
 		g.Expect(obj.GetOwnerReferences()[0].UID).To(Equal(gw.UID))
 	}
+}
+
+// TestMissingJWTSecret: a missing spec.auth.jwtSecretRef Secret has its own
+// reason, and RedisReady keeps describing Redis.
+func TestMissingJWTSecret(t *testing.T) {
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTSecretNotFound),
+		HaveField("Message", ContainSubstring("spec.auth.jwtSecretRef"))))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady)) // nothing answers on the seed ports
+	createSecret(t, ns, "jwt", map[string]string{"secret": "s"})
+	waitDeployment(t, ns, "chat")
+}
+
+// scaleTo sets obj's scale subresource to n replicas, reading it again when
+// the write loses an optimistic-concurrency race.
+func scaleTo(t *testing.T, obj client.Object, n int32) {
+	t.Helper()
+	ctx := context.Background()
+	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale := &autoscalingv1.Scale{}
+		if err := k8sClient.SubResource("scale").Get(ctx, obj, scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = n
+		return k8sClient.SubResource("scale").Update(ctx, obj, client.WithSubResourceBody(scale))
+	})).To(Succeed())
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // conditionResult is one condition's status, reason and message.
@@ -26,8 +27,11 @@ type gatewayObservation struct {
 	redis conditionResult
 	// blocked, when set, says why the owned objects were not (all) applied.
 	blocked *conditionResult
-	// deployment is the live gateway Deployment, nil when there is none.
-	deployment *appsv1.Deployment
+	// deployment is the gateway Deployment, nil when there is none: as the
+	// API server returned it from this reconcile's apply when
+	// deploymentKnown, else as cached.
+	deployment      *appsv1.Deployment
+	deploymentKnown bool
 	// redisNodes is the REDIS_NODES the pods get (nil when unresolved).
 	redisNodes []string
 }
@@ -97,8 +101,8 @@ func deploymentCondition(dep *appsv1.Deployment, t appsv1.DeploymentConditionTyp
 func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) presencev1alpha1.PresenceGatewayStatus {
 	st := *gw.Status.DeepCopy()
 	st.ObservedGeneration = gw.Generation
-	st.Endpoint = endpoint(gw)
-	st.Selector = labels.SelectorFromSet(selectorLabels(gw)).String()
+	st.Endpoint = gwspecs.Endpoint(gw)
+	st.Selector = labels.SelectorFromSet(gwspecs.SelectorLabels(gw)).String()
 	if obs.redisNodes != nil {
 		st.RedisNodes = obs.redisNodes
 	}
@@ -115,10 +119,14 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 			why += ": " + obs.blocked.message
 		}
 		available = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonMinimumReplicasUnavailable, why}
-		progressing = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonWaitingForRedis, why}
-		if obs.blocked != nil && obs.blocked.reason != presencev1alpha1.ReasonRedisClusterNotFound &&
-			obs.blocked.reason != presencev1alpha1.ReasonRedisClusterNotReady {
-			progressing.reason = obs.blocked.reason
+		switch {
+		case obs.blocked == nil:
+			// Nothing in the way: the Deployment is being created.
+			progressing = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonRolloutInProgress, why}
+		case obs.blocked.reason == presencev1alpha1.ReasonRedisClusterNotFound || obs.blocked.reason == presencev1alpha1.ReasonRedisClusterNotReady:
+			progressing = conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonWaitingForRedis, why}
+		default:
+			progressing = conditionResult{metav1.ConditionFalse, obs.blocked.reason, why}
 		}
 	}
 

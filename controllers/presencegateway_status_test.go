@@ -70,3 +70,28 @@ func TestComputeStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressingWhileTheDeploymentIsCreated: with Redis ready and nothing
+// in the way, a Deployment that is not there (yet) is a rollout starting,
+// not "waiting for Redis".
+func TestProgressingWhileTheDeploymentIsCreated(t *testing.T) {
+	g := NewWithT(t)
+	st := computeStatus(testGateway(nil), &gatewayObservation{redis: redisOK})
+	progressing := meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionProgressing)
+	g.Expect(progressing.Reason).To(Equal(presencev1alpha1.ReasonRolloutInProgress))
+	g.Expect(progressing.Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+}
+
+// TestReadyWaitsForTheDeploymentToObserveItsGeneration: a Deployment whose
+// controller has not yet observed its latest generation is rolling out, even
+// if its counters still describe the previous, finished rollout.
+func TestReadyWaitsForTheDeploymentToObserveItsGeneration(t *testing.T) {
+	g := NewWithT(t)
+	dep := rolledOut(3)
+	dep.Generation = 4 // the template just changed; status still says generation 3
+	st := computeStatus(testGateway(nil), &gatewayObservation{redis: redisOK, deployment: dep})
+	ready := meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionReady)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(presencev1alpha1.ReasonRolloutInProgress))
+}

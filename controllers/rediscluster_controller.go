@@ -184,9 +184,21 @@ func (r *RedisClusterReconciler) timeout() time.Duration {
 	return DefaultRedisCheckTimeout
 }
 
-// SetupWithManager registers the controller. SetupIndexes must have been
-// called on mgr first.
+// indexRedisClusterBySecret maps a Secret back to the RedisClusters whose
+// spec.auth names it.
+const indexRedisClusterBySecret = "spec.auth.secretRef.name"
+
+// SetupWithManager registers the controller and the cache index its Secret
+// watch uses.
 func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
+		if a := o.(*presencev1alpha1.RedisCluster).Spec.Auth; a != nil {
+			return []string{a.SecretRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index RedisCluster by %s: %w", indexRedisClusterBySecret, err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rediscluster").
 		// Status writes do not change the generation, so they do not

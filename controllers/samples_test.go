@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -29,12 +30,16 @@ func TestSamples(t *testing.T) {
 	gw := &presencev1alpha1.PresenceGateway{}
 	readYAML(t, filepath.Join(dir, "presence_v1alpha1_presencegateway.yaml"), gw)
 	rc.Namespace, gw.Namespace = ns, ns
+	// The sample names the cluster of a plain `make redis-up` (ports
+	// 7000-7002); use the one this run started (REDIS_CLUSTER_BASE_PORT).
+	g.Expect(rc.Spec.External.Nodes).To(Equal([]string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}))
+	rc.Spec.External.Nodes = testRedisNodes[:3]
 	g.Expect(k8sClient.Create(ctx, rc)).To(Succeed())
 	g.Expect(k8sClient.Create(ctx, gw)).To(Succeed())
 
 	eventually(t, clusterCondition(ns, rc.Name, presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
 	dep := waitDeployment(t, ns, gw.Name)
-	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal("127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"))
+	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(testRedisNodes[:3], ",")))
 	eventually(t, gatewayCondition(ns, gw.Name, presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady))
 	eventually(t, gatewayCondition(ns, gw.Name, presencev1alpha1.ConditionReady)).Should(And(
 		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRolloutInProgress),

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -54,4 +56,43 @@ func reconcileTotal(g Gomega, controller string) float64 {
 		}
 	}
 	return total
+}
+
+// TestIdleReconcilesWriteNothing: a reconcile that finds the objects as the
+// spec wants them sends no write at all, not even a server-side apply that
+// the API server would find to change nothing. Reconciles are woken here by
+// a change of the RedisCluster's labels, which changes nothing the gateway
+// renders.
+func TestIdleReconcilesWriteNothing(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4}
+		gw.Spec.Service.Annotations = map[string]string{"example.test/lb": "yes"}
+	})
+	markRolledOut(t, waitDeployment(t, ns, "chat"))
+
+	// Settled: the count of writes stops moving.
+	writes := gatewayWrites.in(ns)
+	var before int
+	eventually(t, func(g Gomega) {
+		n := writes()
+		g.Consistently(writes).WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(Equal(n))
+		before = n
+	}).Should(Succeed())
+
+	reconciles := reconcileTotal(NewWithT(t), "presencegateway")
+	for i := range 3 {
+		eventually(t, func() error {
+			if err := get(ctx, rc); err != nil {
+				return err
+			}
+			rc.Labels = map[string]string{"touch": strconv.Itoa(i)}
+			return k8sClient.Update(ctx, rc)
+		}).Should(Succeed())
+	}
+	eventually(t, func(g Gomega) float64 { return reconcileTotal(g, "presencegateway") }).Should(BeNumerically(">", reconciles))
+	NewWithT(t).Consistently(writes).WithTimeout(time.Second).WithPolling(100*time.Millisecond).Should(Equal(before),
+		"an idle reconcile wrote")
 }

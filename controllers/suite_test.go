@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,14 +16,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	"github.com/presencekit/presence-operator/internal/envtestenv"
 )
 
 // The package's tests share one envtest control plane (a real kube-apiserver
@@ -31,6 +32,7 @@ import (
 // both reconcilers, started by TestMain.
 var (
 	k8sClient  client.Client
+	testConfig *rest.Config
 	testScheme = runtime.NewScheme()
 	// redisNodes are the real six-node cluster's addresses (make redis-up).
 	testRedisNodes []string
@@ -57,26 +59,18 @@ func runSuite(m *testing.M) int {
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
 
-	assets, err := envtestAssets()
+	env, err := envtestenv.Start("..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (kube-apiserver and etcd from %s): %v\n", assets, err)
-		return 1
-	}
 	defer func() {
 		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	cfg := env.Config
+	testConfig = cfg
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
 	if err != nil {
@@ -94,12 +88,8 @@ func runSuite(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	if err := (&PresenceGatewayReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
+		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: testGatewayImage,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -123,22 +113,6 @@ func runSuite(m *testing.M) int {
 	return m.Run()
 }
 
-// envtestAssets finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else
-// what `make envtest` builds. Missing binaries fail the suite with the make
-// target that provides them.
-func envtestAssets() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("..", "bin", "k8s", "1.37.2")
-	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run `make envtest` or `make test-operator`, which build it", b, dir)
-		}
-	}
-	return filepath.Abs(dir)
-}
-
 func zapLevel() zapcore.Level {
 	if os.Getenv("TEST_OPERATOR_DEBUG") != "" {
 		return zapcore.DebugLevel
@@ -151,6 +125,88 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// gatewayWrites counts, per namespace, the requests the PresenceGateway
+// reconciler sent that may write (create, update, patch, apply, delete,
+// status writes).
+var gatewayWrites writeCounter
+
+type writeCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (w *writeCounter) add(namespace string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	w.n[namespace]++
+}
+
+// in returns the writes to objects of namespace so far.
+func (w *writeCounter) in(namespace string) func() int {
+	return func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.n[namespace]
+	}
+}
+
+// countingWriter counts the writes sent through a client.
+type countingWriter struct {
+	client.Client
+	n *writeCounter
+}
+
+func (c *countingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c *countingWriter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	ns := ""
+	if o, ok := obj.(interface{ GetNamespace() string }); ok {
+		ns = o.GetNamespace()
+	}
+	c.n.add(ns)
+	return c.Client.Apply(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c *countingWriter) Status() client.SubResourceWriter {
+	return &countingStatusWriter{SubResourceWriter: c.Client.Status(), n: c.n}
+}
+
+type countingStatusWriter struct {
+	client.SubResourceWriter
+	n *writeCounter
+}
+
+func (c *countingStatusWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (c *countingStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	c.n.add(obj.GetNamespace())
+	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
 // requireRedisCluster fails the test when the six-node cluster is not up.

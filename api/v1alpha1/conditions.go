@@ -34,6 +34,9 @@ const (
 	ReasonRedisClusterReady = "RedisClusterReady"
 	// ReasonSecretNotFound: a referenced Secret (Redis auth or JWT) does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonJWTSecretNotFound: the Secret spec.auth.jwtSecretRef names does
+	// not exist; Redis may well be fine (RedisReady says).
+	ReasonJWTSecretNotFound = "JWTSecretNotFound"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be

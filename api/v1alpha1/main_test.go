@@ -10,9 +10,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	"github.com/presencekit/presence-operator/internal/envtestenv"
 )
 
 // The schema tests run against a real kube-apiserver (envtest) with the
@@ -32,32 +32,17 @@ func runSuite(m *testing.M) int {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
 
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(repoRoot, "bin", "k8s", "1.37.2")
-	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			fmt.Fprintf(os.Stderr, "envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run `make envtest` or `make test-operator`, which build it\n", b, assets)
-			return 1
-		}
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
+	env, err := envtestenv.Start(repoRoot)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (kube-apiserver and etcd from %s): %v\n", assets, err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() {
 		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	k8sClient, err = client.New(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1

@@ -196,11 +196,12 @@ type WebsocketSpec struct {
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port,omitempty"`
 
-	// MaxPayloadBytes is the largest client frame (WS_MAX_PAYLOAD_BYTES).
+	// MaxPayloadBytes is the largest client frame (WS_MAX_PAYLOAD_BYTES), at
+	// most 1 MiB, the gateway's own limit.
 	// +optional
 	// +kubebuilder:default=4096
 	// +kubebuilder:validation:Minimum=64
-	// +kubebuilder:validation:Maximum=16777216
+	// +kubebuilder:validation:Maximum=1048576
 	MaxPayloadBytes int32 `json:"maxPayloadBytes,omitempty"`
 
 	// MaxConnectionsPerPod caps connections per gateway pod (MAX_CONNECTIONS);
@@ -216,6 +217,7 @@ type WebsocketSpec struct {
 	// +kubebuilder:validation:MaxItems=100
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^[^,\s]+$`
+	// +kubebuilder:validation:XValidation:rule="self.all(o, o.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+/?$'))",message="spec.websocket.allowedOrigins entries must be scheme://host[:port], for example https://app.example.com"
 	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 }
 
@@ -325,6 +327,7 @@ type PresenceGatewayStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Available",type=integer,priority=1,JSONPath=`.status.readyReplicas`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 55 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be at most 55 characters of lowercase letters, digits and '-', starting with a letter and not ending with '-': it names the gateway's Service and its <name>-metrics Service (a DNS-1035 label of at most 63)"
 type PresenceGateway struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

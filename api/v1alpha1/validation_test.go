@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +96,18 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		{"origin with a comma", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Websocket.AllowedOrigins = []string{"https://a.example,https://b.example"}
 		}, []string{"spec.websocket.allowedOrigins[0]"}},
+		{"payload above the gateway's 1 MiB", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Websocket.MaxPayloadBytes = 1<<20 + 1 },
+			[]string{"spec.websocket.maxPayloadBytes", "1048576"}},
+		{"payload at the gateway's 1 MiB", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Websocket.MaxPayloadBytes = 1 << 20 }, nil},
+		{"origin without a scheme", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Websocket.AllowedOrigins = []string{"https://a.example", "app.example.com"}
+		}, []string{"spec.websocket.allowedOrigins entries must be scheme://host"}},
+		{"origin with a path", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Websocket.AllowedOrigins = []string{"https://a.example/app"}
+		}, []string{"spec.websocket.allowedOrigins entries must be scheme://host"}},
+		{"origins with schemes and ports", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Websocket.AllowedOrigins = []string{"https://a.example", "http://localhost:3000", "https://b.example/"}
+		}, nil},
 		{"bad maxUnavailable", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.PodDisruptionBudget.MaxUnavailable = ptr.To(intstr.FromString("half"))
 		}, []string{"spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage"}},
@@ -182,4 +195,29 @@ func TestScaleSubresourceSchema(t *testing.T) {
 	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(gw), gw)).To(Succeed())
 	g.Expect(gw.Spec.Replicas).To(HaveValue(Equal(int32(4))))
+}
+
+// TestPresenceGatewayNameLimits: the name becomes the Service's and the
+// <name>-metrics Service's (DNS-1035 labels of at most 63 characters) and a
+// label value, so a name those cannot carry is refused with a message, not
+// left to fail later in the reconciler.
+func TestPresenceGatewayNameLimits(t *testing.T) {
+	longest := "g" + strings.Repeat("a", 54)
+	for name, ok := range map[string]bool{
+		longest: true, longest + "a": false, "1chat": false, "chat.example": false, "chat-2": true,
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			gw := gateway(name, nil)
+			err := k8sClient.Create(ctx, gw)
+			if ok {
+				g.Expect(err).NotTo(HaveOccurred())
+				_ = k8sClient.Delete(ctx, gw)
+				return
+			}
+			g.Expect(err).To(HaveOccurred(), "the API server accepted the name %q", name)
+			g.Expect(err.Error()).To(ContainSubstring("metadata.name must be at most 55 characters"))
+		})
+	}
 }

@@ -92,9 +92,6 @@ func run(args []string) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
 	if err := (&controllers.PresenceGatewayReconciler{
 		Client:       mgr.GetClient(),
 		Scheme:       mgr.GetScheme(),

@@ -11,25 +11,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // Cache indexes that map a changed RedisCluster or Secret back to the
-// resources that reference it, so that a change re-renders exactly those.
+// PresenceGateways that reference it, so that a change re-renders exactly
+// those. SetupWithManager registers them.
 const (
 	indexGatewayByRedisCluster = "spec.redis.clusterRef.name"
 	indexGatewayByJWTSecret    = "spec.auth.jwtSecretRef.name"
-	indexRedisClusterBySecret  = "spec.auth.secretRef.name"
 )
 
 // Keys of the Secret a RedisCluster's spec.auth.secretRef names.
 const (
-	secretKeyUsername = "username"
-	secretKeyPassword = "password"
+	secretKeyUsername = gwspecs.SecretKeyUsername
+	secretKeyPassword = gwspecs.SecretKeyPassword
 )
 
-// SetupIndexes registers the cache indexes both reconcilers use. Call it
-// once per manager, before the reconcilers' SetupWithManager.
-func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+// setupGatewayIndexes registers the indexes the PresenceGateway watches use.
+func setupGatewayIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &presencev1alpha1.PresenceGateway{}, indexGatewayByRedisCluster, func(o client.Object) []string {
 		return []string{o.(*presencev1alpha1.PresenceGateway).Spec.Redis.ClusterRef.Name}
 	}); err != nil {
@@ -43,14 +43,6 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return fmt.Errorf("index PresenceGateway by %s: %w", indexGatewayByJWTSecret, err)
 	}
-	if err := indexer.IndexField(ctx, &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
-		if a := o.(*presencev1alpha1.RedisCluster).Spec.Auth; a != nil {
-			return []string{a.SecretRef.Name}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("index RedisCluster by %s: %w", indexRedisClusterBySecret, err)
-	}
 	return nil
 }
 
@@ -60,17 +52,22 @@ func (r *PresenceGatewayReconciler) gatewaysForRedisCluster(ctx context.Context,
 }
 
 // gatewaysForSecret maps a Secret to the gateways that mount it: directly
-// (spec.auth.jwtSecretRef) or through their RedisCluster's spec.auth.
+// (spec.auth.jwtSecretRef) or through their RedisCluster's spec.auth. The
+// RedisClusters of the Secret's namespace are filtered here rather than
+// through the RedisCluster controller's index, so that this controller does
+// not depend on another one's setup.
 func (r *PresenceGatewayReconciler) gatewaysForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
 	ns := obj.GetNamespace()
 	reqs := r.gatewaysBy(ctx, ns, indexGatewayByJWTSecret, obj.GetName())
 	var clusters presencev1alpha1.RedisClusterList
-	if err := r.List(ctx, &clusters, client.InNamespace(ns), client.MatchingFields{indexRedisClusterBySecret: obj.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "list RedisClusters by Secret", "secret", obj.GetName())
+	if err := r.List(ctx, &clusters, client.InNamespace(ns)); err != nil {
+		log.FromContext(ctx).Error(err, "list RedisClusters", "namespace", ns)
 		return reqs
 	}
 	for _, rc := range clusters.Items {
-		reqs = append(reqs, r.gatewaysBy(ctx, ns, indexGatewayByRedisCluster, rc.Name)...)
+		if rc.Spec.Auth != nil && rc.Spec.Auth.SecretRef.Name == obj.GetName() {
+			reqs = append(reqs, r.gatewaysBy(ctx, ns, indexGatewayByRedisCluster, rc.Name)...)
+		}
 	}
 	return reqs
 }

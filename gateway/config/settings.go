@@ -1,0 +1,47 @@
+package config
+
+import "time"
+
+// The names, defaults and limits of the settings the operator sets on
+// gateway pods. They are the one definition both sides use: the operator
+// builds the pods' environment from these names, its CRD's defaults and
+// bounds are checked against these values by a test, and this package's
+// tests check that each name is a variable Load reads with this default.
+const (
+	EnvWSPort            = "WS_PORT"
+	EnvMetricsPort       = "METRICS_PORT"
+	EnvRedisNodes        = "REDIS_NODES"
+	EnvRedisUsername     = "REDIS_USERNAME"
+	EnvRedisPasswordFile = "REDIS_PASSWORD_FILE"
+	EnvMaxPayloadBytes   = "WS_MAX_PAYLOAD_BYTES"
+	EnvPresenceTTL       = "PRESENCE_TTL"
+	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
+	EnvMaxConnections    = "MAX_CONNECTIONS"
+	EnvShutdownGrace     = "SHUTDOWN_GRACE"
+	EnvAllowedOrigins    = "ALLOWED_ORIGINS"
+	EnvAuthJWTSecret     = "AUTH_JWT_SECRET"
+)
+
+// Defaults and limits of those settings.
+const (
+	DefaultWSPort      = 8080
+	DefaultMetricsPort = 9090
+
+	DefaultMaxPayloadBytes = 4096
+	MinMaxPayloadBytes     = 64
+	// MaxMaxPayloadBytes is the largest WS_MAX_PAYLOAD_BYTES accepted: 1 MiB.
+	MaxMaxPayloadBytes = 1 << 20
+
+	DefaultPresenceTTL       = 60 * time.Second
+	DefaultHeartbeatInterval = 20 * time.Second
+	DefaultShutdownGrace     = 25 * time.Second
+)
+
+// OperatorSettings lists every variable the operator may set, so that a test
+// on each side can check the other: the gateway reads each of them, and the
+// operator sets no other.
+var OperatorSettings = []string{
+	EnvWSPort, EnvMetricsPort, EnvRedisNodes, EnvRedisUsername, EnvRedisPasswordFile,
+	EnvMaxPayloadBytes, EnvPresenceTTL, EnvHeartbeatInterval, EnvMaxConnections,
+	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecret,
+}

@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwconfig "github.com/presencekit/presence-operator/gateway/config"
+)
+
+func TestDeploymentEnv(t *testing.T) {
+	tests := []struct {
+		name   string
+		gw     func(*presencev1alpha1.PresenceGateway)
+		deps   func(*Deps)
+		want   map[string]string // name -> value ("" = set through a reference)
+		absent []string
+	}{
+		{
+			name: "defaults",
+			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES": "redis-0.redis.chat.svc:6379,redis-1.redis.chat.svc:6379",
+				"PRESENCE_TTL": "1m0s", "HEARTBEAT_INTERVAL": "20s", "WS_MAX_PAYLOAD_BYTES": "4096", "SHUTDOWN_GRACE": "25s"},
+			absent: []string{"MAX_CONNECTIONS", "ALLOWED_ORIGINS", "REDIS_USERNAME", "REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET"},
+		},
+		{
+			name: "every spec field",
+			gw: func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Presence = presencev1alpha1.PresenceSpec{TTL: &metav1.Duration{Duration: 90 * time.Second}, HeartbeatInterval: &metav1.Duration{Duration: 30 * time.Second}}
+				gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{Port: 9000, MaxPayloadBytes: 8192, MaxConnectionsPerPod: ptr.To[int32](10000),
+					AllowedOrigins: []string{"https://a.example", "https://b.example"}}
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt", Key: "hs256"}}
+				gw.Spec.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
+			},
+			deps: withAuth,
+			want: map[string]string{"WS_PORT": "9000", "PRESENCE_TTL": "1m30s", "HEARTBEAT_INTERVAL": "30s", "WS_MAX_PAYLOAD_BYTES": "8192",
+				"MAX_CONNECTIONS": "10000", "ALLOWED_ORIGINS": "https://a.example,https://b.example", "LOG_LEVEL": "debug",
+				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME": "", "AUTH_JWT_SECRET": ""},
+			absent: []string{"REDIS_PASSWORD"},
+		},
+		{
+			name: "nodes from status when the spec has none",
+			deps: func(d *Deps) {
+				d.Redis.Spec.External = nil
+				d.Redis.Status.Nodes = []string{"10.0.0.1:6379"}
+			},
+			want: map[string]string{"REDIS_NODES": "10.0.0.1:6379"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			dep := Deployment(testGateway(tt.gw), testDeps(tt.deps), "img:1")
+			env := envMap(dep.Spec.Template.Spec.Containers[0].Env)
+			for k, v := range tt.want {
+				g.Expect(env).To(HaveKey(k))
+				g.Expect(env[k].Value).To(Equal(v), k)
+				if v == "" {
+					g.Expect(env[k].ValueFrom).NotTo(BeNil(), "%s must come from a Secret reference", k)
+				}
+			}
+			for _, k := range tt.absent {
+				g.Expect(env).NotTo(HaveKey(k))
+			}
+		})
+	}
+}
+
+func TestDeploymentNoSecretInEnv(t *testing.T) {
+	g := NewWithT(t)
+	deps := testDeps(withAuth)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	deps.JWT = &corev1.Secret{Data: map[string][]byte{"secret": []byte("jwt-secret-value")}}
+	dep := Deployment(gw, deps, "img:1")
+	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+		g.Expect(e.Value).NotTo(Or(ContainSubstring("pw-1"), ContainSubstring("jwt-secret-value")), e.Name)
+	}
+	env := envMap(dep.Spec.Template.Spec.Containers[0].Env)
+	g.Expect(env["AUTH_JWT_SECRET"].ValueFrom.SecretKeyRef).To(HaveField("Key", "secret"))
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
+	g.Expect(dep.Spec.Template.Spec.Containers[0].VolumeMounts).To(ContainElement(And(
+		HaveField("MountPath", "/etc/presence/redis"), HaveField("ReadOnly", true))))
+}
+
+func TestDeploymentPodShape(t *testing.T) {
+	g := NewWithT(t)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.PodLabels = map[string]string{"team": "chat", "app.kubernetes.io/name": "hijack"}
+		gw.Spec.PodAnnotations = map[string]string{"sidecar": "no"}
+		gw.Spec.NodeSelector = map[string]string{"pool": "ws"}
+		gw.Spec.PriorityClassName = "high"
+		gw.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		gw.Spec.Tolerations = []corev1.Toleration{{Key: "ws", Operator: corev1.TolerationOpExists}}
+	})
+	dep := Deployment(gw, testDeps(nil), "img:1")
+	pod := dep.Spec.Template
+	c := pod.Spec.Containers[0]
+
+	g.Expect(c.Image).To(Equal("img:1"))
+	g.Expect(pod.Labels).To(HaveKeyWithValue("team", "chat"))
+	g.Expect(pod.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", "presence-gateway"), "selector labels cannot be overridden")
+	g.Expect(dep.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app.kubernetes.io/name": "presence-gateway", "app.kubernetes.io/instance": "chat"}))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue("sidecar", "no"))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue("prometheus.io/scrape", "true"))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue("prometheus.io/port", "9090"))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue("prometheus.io/path", "/metrics"))
+	g.Expect(pod.Spec.NodeSelector).To(HaveKeyWithValue("pool", "ws"))
+	g.Expect(pod.Spec.PriorityClassName).To(Equal("high"))
+	g.Expect(pod.Spec.ImagePullSecrets).To(HaveLen(1))
+	g.Expect(pod.Spec.Tolerations).To(HaveLen(1))
+
+	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
+	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
+	g.Expect(c.Ports).To(ContainElement(And(HaveField("Name", "metrics"), HaveField("ContainerPort", int32(9090)))))
+	g.Expect(*c.SecurityContext.RunAsNonRoot).To(BeTrue())
+	g.Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+	g.Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
+	// The kubelet must not SIGKILL a gateway that is still draining.
+	g.Expect(*pod.Spec.TerminationGracePeriodSeconds).To(BeNumerically(">", int64(shutdownGrace/time.Second)))
+	g.Expect(dep.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(Equal(0))
+	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)))
+}
+
+func TestConfigHash(t *testing.T) {
+	g := NewWithT(t)
+	base := ConfigHash(testDeps(withAuth))
+	g.Expect(ConfigHash(testDeps(withAuth))).To(Equal(base), "stable for the same inputs")
+
+	otherNodes := testDeps(withAuth)
+	otherNodes.Redis.Spec.External.Nodes = []string{"redis-9.redis:6379"}
+	g.Expect(ConfigHash(otherNodes)).NotTo(Equal(base), "REDIS_NODES change")
+
+	// A new password is a new resourceVersion of the Secret.
+	otherPassword := testDeps(withAuth)
+	otherPassword.RedisAuth.Data["password"] = []byte("pw-2")
+	otherPassword.RedisAuth.ResourceVersion = "101"
+	g.Expect(ConfigHash(otherPassword)).NotTo(Equal(base), "password change")
+
+	recreated := testDeps(withAuth)
+	recreated.RedisAuth.UID = "another-uid"
+	g.Expect(ConfigHash(recreated)).NotTo(Equal(base), "Secret deleted and created again")
+
+	// The hash is readable by anyone who may view the Deployment: it must
+	// not be a function of the Secret's content.
+	sameVersionOtherContent := testDeps(withAuth)
+	sameVersionOtherContent.RedisAuth.Data["password"] = []byte("a-guess")
+	g.Expect(ConfigHash(sameVersionOtherContent)).To(Equal(base), "the Secret's content reaches the hash")
+
+	// Redis status changes (health) do not roll pods.
+	statusOnly := testDeps(withAuth)
+	statusOnly.Redis.Status.ClusterState = "fail"
+	g.Expect(ConfigHash(statusOnly)).To(Equal(base))
+	g.Expect(base).NotTo(ContainSubstring("pw-1"))
+}
+
+// TestEnvNamesAreGatewaySettings: every variable the operator sets on the
+// gateway container (the user's spec.env aside) is one the gateway reads,
+// as gateway/config lists them.
+func TestEnvNamesAreGatewaySettings(t *testing.T) {
+	g := NewWithT(t)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{MaxConnectionsPerPod: ptr.To[int32](10), AllowedOrigins: []string{"https://a.example"}}
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	for _, e := range Deployment(gw, testDeps(withAuth), "img:1").Spec.Template.Spec.Containers[0].Env {
+		g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
+	}
+}
