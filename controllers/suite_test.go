@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -30,7 +33,11 @@ import (
 // and etcd, no controllers, no garbage collector) and one manager running
 // both reconcilers, started by TestMain.
 var (
-	k8sClient  client.Client
+	k8sClient client.Client
+	// testConfig reaches the envtest API server as its admin.
+	testConfig *rest.Config
+	// testCache is the running manager's cache, what the reconcilers read.
+	testCache  cache.Cache
 	testScheme = runtime.NewScheme()
 	// redisNodes are the real six-node cluster's addresses (make redis-up).
 	testRedisNodes []string
@@ -40,6 +47,10 @@ const (
 	testGatewayImage = "example.test/presence-gateway:test"
 	// testCheckInterval keeps RedisCluster checks frequent in tests.
 	testCheckInterval = 2 * time.Second
+	// testCheckTimeout is longer than every wait of the tests, so that a
+	// check stuck on a node that never answers holds its worker for the
+	// whole test; nodes that refuse connections fail at once.
+	testCheckTimeout = 2 * waitTimeout
 	// waitTimeout bounds every Eventually in this package.
 	waitTimeout = 30 * time.Second
 	pollEvery   = 100 * time.Millisecond
@@ -53,6 +64,9 @@ func runSuite(m *testing.M) int {
 	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(testScheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	// As in the operator: go-redis's dial errors (the tests point clusters
+	// at closed ports) go to the debug level, not to stderr.
+	redis.SetLogger(RedisLogger{Log: logf.Log.WithName("go-redis")})
 
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
@@ -83,8 +97,11 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1
 	}
+	testConfig = cfg
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
+		Cache:                  CacheOptions(nil),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -92,6 +109,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
+	testCache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -107,7 +125,7 @@ func runSuite(m *testing.M) int {
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
-		CheckInterval: testCheckInterval, CheckTimeout: time.Second,
+		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
