@@ -32,7 +32,7 @@ func setPaused(t *testing.T, obj client.Object, paused bool) {
 
 // pausedAt matches a Paused=True condition computed from generation gen:
 // the reconcile of that generation ran and stopped at the pause.
-func pausedAt(gen *int64) OmegaMatcher {
+func pausedAt(gen int64) OmegaMatcher {
 	return And(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonReconcilePaused),
 		WithTransform(func(c metav1.Condition) int64 { return c.ObservedGeneration }, BeNumerically("==", gen)))
 }
@@ -62,7 +62,7 @@ func TestPausedGatewayKeepsItsObjects(t *testing.T) {
 	gw.Spec.Image = "example.test/presence-gateway:paused"
 	g.Expect(k8sClient.Patch(ctx, gw, patch)).To(Succeed())
 	gen := gw.Generation
-	eventually(t, gwCondition).Should(pausedAt(&gen))
+	eventually(t, gwCondition).Should(pausedAt(gen))
 	dep := &appsv1.Deployment{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(gw), dep)).To(Succeed())
 	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage), "a paused gateway's Deployment changed")
@@ -107,7 +107,7 @@ func TestPausedRedisClusterIsNotChecked(t *testing.T) {
 	rc.Spec.External.Nodes = []string{closed}
 	g.Expect(k8sClient.Patch(ctx, rc, patch)).To(Succeed())
 	gen := rc.Generation
-	eventually(t, rcCondition).Should(pausedAt(&gen))
+	eventually(t, rcCondition).Should(pausedAt(gen))
 	g.Expect(get(ctx, rc)).To(Succeed())
 	ready := meta.FindStatusCondition(rc.Status.Conditions, presencev1alpha1.ConditionReady)
 	g.Expect(ready.Reason).To(Equal(presencev1alpha1.ReasonClusterOK), "a paused RedisCluster was checked")

@@ -45,8 +45,8 @@ type PresenceGatewayReconciler struct {
 	MaxConcurrentReconciles int
 }
 
-// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=patch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/finalizers,verbs=update
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete

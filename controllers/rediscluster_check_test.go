@@ -114,7 +114,7 @@ func TestCheckClusterClassifiesRedisRefusals(t *testing.T) {
 				case "CLUSTER SHARDS":
 					return "-ERR Unknown subcommand or wrong number of arguments for 'SHARDS'. Try CLUSTER HELP.\r\n"
 				}
-				return "+OK\r\n"
+				return fakeUnknownCommand
 			},
 			wantReason: presencev1alpha1.ReasonRedisVersionUnsupported,
 			wantText:   "Redis 7 or later is required",
@@ -147,7 +147,7 @@ func TestCheckClusterBlackholedNodeEndsWithTheTimeout(t *testing.T) {
 		case "CLUSTER SHARDS":
 			return "*0\r\n" // no shard listed
 		}
-		return "+OK\r\n"
+		return fakeUnknownCommand
 	})
 	seeds := []string{blackhole.addr, healthy.addr}
 	h := checkCluster(context.Background(), seeds, redisCredentials{}, 200*time.Millisecond)

@@ -123,3 +123,7 @@ func respBulk(s string) string {
 
 // healthyClusterInfo is CLUSTER INFO of a cluster that is ok.
 const healthyClusterInfo = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:1\r\n"
+
+// fakeUnknownCommand answers what the fake does not implement (HELLO, which
+// go-redis sends first, then falls back to RESP2 without it).
+const fakeUnknownCommand = "-ERR unknown command\r\n"

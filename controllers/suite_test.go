@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -25,6 +26,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 )
@@ -98,7 +100,15 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	testConfig = cfg
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The manager runs as a user bound to config/rbac/role.yaml only, the
+	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
+	// reconcilers need but the markers lack fails the tests.
+	operatorCfg, err := operatorUserConfig(env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
 		Scheme:                 testScheme,
 		Cache:                  CacheOptions(nil),
 		Client:                 ClientOptions(),
@@ -139,6 +149,37 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 	return m.Run()
+}
+
+// operatorUserConfig creates the user presence-operator, bound to the
+// ClusterRole of config/rbac/role.yaml, and returns its rest.Config.
+func operatorUserConfig(env *envtest.Environment) (*rest.Config, error) {
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(b, role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	ctx := context.Background()
+	if err := k8sClient.Create(ctx, role); err != nil {
+		return nil, fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+	}
+	const user = "presence-operator"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if err := k8sClient.Create(ctx, binding); err != nil {
+		return nil, fmt.Errorf("create ClusterRoleBinding %s: %w", binding.Name, err)
+	}
+	u, err := env.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("envtest user %s: %w", user, err)
+	}
+	return u.Config(), nil
 }
 
 // envtestAssets finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else
