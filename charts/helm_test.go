@@ -159,6 +159,26 @@ func one(t *testing.T, objs []*unstructured.Unstructured, kind string) *unstruct
 	return found[0]
 }
 
+// named returns the object of kind and name (in any namespace), nil when there is none.
+func named(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range find(objs, kind) {
+		if o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+// namedIn returns the object of kind and name in namespace, nil when there is none.
+func namedIn(objs []*unstructured.Unstructured, kind, name, namespace string) *unstructured.Unstructured {
+	for _, o := range find(objs, kind) {
+		if o.GetName() == name && o.GetNamespace() == namespace {
+			return o
+		}
+	}
+	return nil
+}
+
 func kinds(objs []*unstructured.Unstructured) []string {
 	var out []string
 	for _, o := range objs {

@@ -23,6 +23,8 @@ func TestRenderedObjectsApplyToAPIServer(t *testing.T) {
 	api := startAPIServer(t)
 	api.createNamespace(t, releaseNS)
 	api.createNamespace(t, "monitoring") // the dashboard toggle's dashboard.namespace
+	api.createNamespace(t, "team-a")     // the watchNamespaces toggle's
+	api.createNamespace(t, "team-b")
 
 	// Custom resources (the samples, the ServiceMonitor) validate against
 	// their CRDs, so those are created for real first.
@@ -257,26 +259,16 @@ func checkOperatorPermissions(t *testing.T, api *apiServer) {
 		allowed = append(allowed, access{releaseNS, "coordination.k8s.io", "leases", v})
 	}
 	allowed = append(allowed, access{releaseNS, "", "events", "create"})
+	// metrics.secure: the operator reviews the tokens and access of scrapers.
+	allowed = append(allowed, access{"", "authentication.k8s.io", "tokenreviews", "create"},
+		access{"", "authorization.k8s.io", "subjectaccessreviews", "create"})
 	denied := []access{
 		{"", "", "namespaces", "delete"},
 		{"", "rbac.authorization.k8s.io", "clusterroles", "create"},
 		{"default", "coordination.k8s.io", "leases", "update"}, // leader election only in its own namespace
 	}
 
-	serviceAccount := "system:serviceaccount:" + releaseNS + ":" + releaseName
-	can := func(a access) bool {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   serviceAccount,
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: a.namespace, Group: a.group, Resource: a.resource, Verb: a.verb,
-			},
-		}}
-		if err := api.client.Create(context.Background(), sar); err != nil {
-			t.Fatalf("SubjectAccessReview %+v: %v", a, err)
-		}
-		return sar.Status.Allowed
-	}
+	can := func(a access) bool { return operatorCan(t, api, a.namespace, a.group, a.resource, a.verb) }
 	for _, a := range allowed {
 		if !can(a) {
 			t.Errorf("the operator's ServiceAccount may not %s %s (group %q) in namespace %q: the chart's RBAC does not grant what it needs", a.verb, a.resource, a.group, a.namespace)
@@ -285,6 +277,71 @@ func checkOperatorPermissions(t *testing.T, api *apiServer) {
 	for _, a := range denied {
 		if can(a) {
 			t.Errorf("the operator's ServiceAccount may %s %s (group %q) in namespace %q: more than it needs", a.verb, a.resource, a.group, a.namespace)
+		}
+	}
+}
+
+// operatorCan asks the API server's authorizer (SubjectAccessReview)
+// whether the release's operator ServiceAccount may verb resource.
+func operatorCan(t *testing.T, api *apiServer, namespace, group, resource, verb string) bool {
+	t.Helper()
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   "system:serviceaccount:" + releaseNS + ":" + releaseName,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: namespace, Group: group, Resource: resource, Verb: verb,
+		},
+	}}
+	if err := api.client.Create(context.Background(), sar); err != nil {
+		t.Fatalf("SubjectAccessReview %s %s/%s in %q: %v", verb, group, resource, namespace, err)
+	}
+	return sar.Status.Allowed
+}
+
+// TestNamespacedRBAC installs the RBAC that watchNamespaces renders and
+// asks the API server's authorizer what the operator may do: everything it
+// needs in the listed namespaces, nothing elsewhere and nothing cluster-wide
+// (what a team without cluster rights can install).
+func TestNamespacedRBAC(t *testing.T) {
+	api := startAPIServer(t)
+	for _, ns := range []string{releaseNS, "team-a", "team-b", "elsewhere"} {
+		api.createNamespace(t, ns)
+	}
+	objs := render(t, "--set", "watchNamespaces={team-a,team-b}", "--set", "crds.install=false", "--set", "metrics.secure=false")
+	var rbac []*unstructured.Unstructured
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+			rbac = append(rbac, o)
+		}
+	}
+	if crs := append(find(rbac, "ClusterRole"), find(rbac, "ClusterRoleBinding")...); len(crs) != 0 {
+		t.Errorf("watchNamespaces with metrics.secure=false renders cluster-wide RBAC: %v", kinds(crs))
+	}
+	if err := api.apply(rbac, false); err != nil {
+		t.Fatal(err)
+	}
+
+	rules, _ := readYAML(t, filepath.Join("..", "config", "rbac", "role.yaml"))["rules"].([]any)
+	for _, r := range rules {
+		rule := r.(map[string]any)
+		for _, g := range rule["apiGroups"].([]any) {
+			for _, res := range rule["resources"].([]any) {
+				for _, v := range rule["verbs"].([]any) {
+					group, resource, verb := g.(string), res.(string), v.(string)
+					for _, ns := range []string{"team-a", "team-b"} {
+						if !operatorCan(t, api, ns, group, resource, verb) {
+							t.Errorf("watchNamespaces: the operator may not %s %s (group %q) in %s", verb, resource, group, ns)
+						}
+					}
+					if operatorCan(t, api, "elsewhere", group, resource, verb) {
+						t.Errorf("watchNamespaces: the operator may %s %s (group %q) in a namespace it does not watch", verb, resource, group)
+					}
+					if operatorCan(t, api, "", group, resource, verb) {
+						t.Errorf("watchNamespaces: the operator may %s %s (group %q) cluster-wide", verb, resource, group)
+					}
+				}
+			}
 		}
 	}
 }

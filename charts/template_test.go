@@ -126,6 +126,86 @@ var toggles = []toggle{
 		},
 	},
 	{
+		name: "watchNamespaces",
+		args: []string{"--set", "watchNamespaces={team-a,team-b}"},
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			c := operatorContainer(t, one(t, objs, "Deployment"))
+			if !slices.Contains(c.Args, "--watch-namespaces=team-a,team-b") {
+				t.Errorf("operator args %v lack --watch-namespaces=team-a,team-b", c.Args)
+			}
+			if cr := named(objs, "ClusterRole", releaseName); cr != nil {
+				t.Errorf("watchNamespaces still renders the operator's ClusterRole %s", cr.GetName())
+			}
+			generated := readYAML(t, filepath.Join("..", "config", "rbac", "role.yaml"))["rules"]
+			for _, ns := range []string{"team-a", "team-b"} {
+				role, binding := namedIn(objs, "Role", releaseName, ns), namedIn(objs, "RoleBinding", releaseName, ns)
+				if role == nil || binding == nil {
+					t.Fatalf("no Role and RoleBinding %s in namespace %s: %v", releaseName, ns, kinds(objs))
+				}
+				rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+				if !reflect.DeepEqual(any(rules), generated) {
+					t.Errorf("Role %s/%s rules differ from config/rbac/role.yaml", ns, role.GetName())
+				}
+				subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
+				if len(subjects) != 1 || subjects[0].(map[string]any)["namespace"] != releaseNS {
+					t.Errorf("RoleBinding %s/%s subjects %v: want the operator's ServiceAccount in %s", ns, binding.GetName(), subjects, releaseNS)
+				}
+			}
+		},
+	},
+	{
+		name: "image digests",
+		args: []string{"--set", "image.digest=sha256:" + strings.Repeat("a", 64), "--set", "gatewayImage.digest=sha256:" + strings.Repeat("b", 64)},
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			c := operatorContainer(t, one(t, objs, "Deployment"))
+			if want := "ghcr.io/presencekit/presence-operator@sha256:" + strings.Repeat("a", 64); c.Image != want {
+				t.Errorf("operator image %s, want %s", c.Image, want)
+			}
+			if want := "--gateway-image=ghcr.io/presencekit/presence-gateway@sha256:" + strings.Repeat("b", 64); !slices.Contains(c.Args, want) {
+				t.Errorf("operator args %v lack %s", c.Args, want)
+			}
+		},
+	},
+	{
+		name: "metrics.secure=false",
+		args: []string{"--set", "metrics.secure=false", "--set", "metrics.serviceMonitor.enabled=true", "--set", "podDisruptionBudget.enabled=false"},
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			c := operatorContainer(t, one(t, objs, "Deployment"))
+			if !slices.Contains(c.Args, "--metrics-secure=false") {
+				t.Errorf("operator args %v lack --metrics-secure=false", c.Args)
+			}
+			for _, name := range []string{releaseName + "-metrics-auth", releaseName + "-metrics-reader"} {
+				if named(objs, "ClusterRole", name) != nil {
+					t.Errorf("metrics.secure=false still renders ClusterRole %s", name)
+				}
+			}
+			endpoints, _, _ := unstructured.NestedSlice(one(t, objs, "ServiceMonitor").Object, "spec", "endpoints")
+			if scheme := endpoints[0].(map[string]any)["scheme"]; scheme != nil {
+				t.Errorf("ServiceMonitor scheme %v with metrics.secure=false", scheme)
+			}
+			if pdbs := find(objs, "PodDisruptionBudget"); len(pdbs) != 0 {
+				t.Errorf("podDisruptionBudget.enabled=false rendered %v", kinds(pdbs))
+			}
+		},
+	},
+	{
+		name: "crds.install=false NOTES",
+		args: []string{"--set", "crds.install=false"},
+		check: func(t *testing.T, _ []*unstructured.Unstructured) {
+			notes := mustHelm(t, "", "install", releaseName, chartDir, "--namespace", releaseNS, "--dry-run=client", "--set", "crds.install=false")
+			// The notes of a chart installed from a repository cannot point
+			// at files of this git repository.
+			for _, checkoutOnly := range []string{"config/", "-k config", "hack/", "charts/"} {
+				if strings.Contains(notes, checkoutOnly) {
+					t.Errorf("install notes refer to %q, which exists only in a git checkout:\n%s", checkoutOnly, notes)
+				}
+			}
+			if !strings.Contains(notes, "--show-only templates/crds.yaml") {
+				t.Errorf("install notes with crds.install=false do not say how to install the CRDs:\n%s", notes)
+			}
+		},
+	},
+	{
 		name: "operator knobs",
 		args: []string{"--set", "replicaCount=2", "--set", "gatewayImage.tag=9.9.9", "--set", "leaderElection.enabled=false",
 			"--set", "extraArgs={--zap-log-level=debug}", "--set", "image.tag=1.2.3"},
@@ -180,8 +260,17 @@ func TestLint(t *testing.T) {
 // the operator Deployment as the operator's flags want it, RBAC, the metrics
 // Service, and nothing optional.
 func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
-	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"} {
+	for _, kind := range []string{"ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "PodDisruptionBudget"} {
 		one(t, objs, kind)
+	}
+	for _, cr := range []struct{ kind, name string }{
+		{"ClusterRole", releaseName}, {"ClusterRoleBinding", releaseName},
+		{"ClusterRole", releaseName + "-metrics-auth"}, {"ClusterRoleBinding", releaseName + "-metrics-auth"},
+		{"ClusterRole", releaseName + "-metrics-reader"},
+	} {
+		if named(objs, cr.kind, cr.name) == nil {
+			t.Errorf("no %s %s: %v", cr.kind, cr.name, kinds(objs))
+		}
 	}
 	for _, kind := range []string{"ServiceMonitor", "ConfigMap", "RedisCluster", "PresenceGateway"} {
 		if found := find(objs, kind); len(found) != 0 {
@@ -207,8 +296,15 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 	version := appVersion(t)
 	for _, arg := range []string{
 		"--leader-elect=true",
-		"--metrics-bind-address=:8080",
+		"--metrics-bind-address=:8443",
+		"--metrics-secure=true",
 		"--health-probe-bind-address=:8081",
+		"--zap-log-level=info",
+		"--redis-check-interval=30s",
+		"--redis-check-timeout=3s",
+		"--redis-check-heartbeat=5m",
+		"--max-concurrent-reconciles-presencegateway=2",
+		"--max-concurrent-reconciles-rediscluster=8",
 		"--gateway-image=ghcr.io/presencekit/presence-gateway:" + version,
 	} {
 		if !slices.Contains(c.Args, arg) {
@@ -227,8 +323,13 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 			t.Errorf("%s probe %+v: want GET %s on port 8081", p.name, p.got, p.path)
 		}
 	}
-	if c.portNumber("metrics") != 8080 {
-		t.Errorf("container ports %+v: want metrics on 8080", c.Ports)
+	if c.portNumber("metrics") != 8443 {
+		t.Errorf("container ports %+v: want metrics on 8443", c.Ports)
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--watch-namespaces") {
+			t.Errorf("operator args %v: %s by default, want every namespace", c.Args, arg)
+		}
 	}
 	sc := c.SecurityContext
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
@@ -240,7 +341,7 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 	}
 
 	// The ClusterRole carries exactly the rules controller-gen generated.
-	rules, _, _ := unstructured.NestedSlice(one(t, objs, "ClusterRole").Object, "rules")
+	rules, _, _ := unstructured.NestedSlice(named(objs, "ClusterRole", releaseName).Object, "rules")
 	generated := readYAML(t, filepath.Join("..", "config", "rbac", "role.yaml"))["rules"]
 	if !reflect.DeepEqual(any(rules), generated) {
 		t.Errorf("ClusterRole rules differ from config/rbac/role.yaml (run `make helm-crds`):\n got %v\nwant %v", rules, generated)
@@ -353,6 +454,11 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"port out of range", []string{"--set", "metrics.port=70000"}, "port"},
 		{"unknown pull policy", []string{"--set", "image.pullPolicy=Sometimes"}, "pullPolicy"},
 		{"bad scrape interval", []string{"--set", "metrics.serviceMonitor.interval=often"}, "interval"},
+		{"bad check interval", []string{"--set", "redisCheck.interval=often"}, "interval"},
+		{"bad namespace", []string{"--set", "watchNamespaces={Team_A}"}, "watchNamespaces"},
+		{"bad digest", []string{"--set", "image.digest=latest"}, "digest"},
+		{"bad log level", []string{"--set", "logLevel=loud"}, "logLevel"},
+		{"zero workers", []string{"--set", "maxConcurrentReconciles.redisCluster=0"}, "redisCluster"},
 		{"samples without a Redis spec", []string{"--set", "samples.enabled=true"}, "samples.redisCluster.spec"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

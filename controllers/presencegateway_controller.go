@@ -20,9 +20,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
@@ -38,10 +38,13 @@ type PresenceGatewayReconciler struct {
 	// DefaultImage is the gateway image when spec.image is empty
 	// (--gateway-image).
 	DefaultImage string
+	// MaxConcurrentReconciles is how many PresenceGateways are reconciled
+	// at once (--max-concurrent-reconciles-presencegateway); 1 when zero.
+	MaxConcurrentReconciles int
 }
 
-// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=patch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/finalizers,verbs=update
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
@@ -61,6 +64,9 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	if !gw.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	if paused, err := syncPaused(ctx, r.Client, gw, &gw.Status.Conditions); paused || err != nil {
+		return ctrl.Result{}, err
 	}
 
 	obs := gatewayObservation{}
@@ -317,13 +323,14 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("presencegateway").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		// Our own status writes do not change the generation: no self-trigger.
-		For(&presencev1alpha1.PresenceGateway{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&presencev1alpha1.PresenceGateway{}, builder.WithPredicates(specOrPauseChanged())).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster)).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret)).
+		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster), builder.WithPredicates(RedisClusterChanged())).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).
 		Complete(r)
 }

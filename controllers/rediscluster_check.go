@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,12 +37,20 @@ type clusterHealth struct {
 	seedErrors map[string]error
 	// authFailed is set when a node refused the credentials.
 	authFailed bool
+	// permissionDenied is set when a node accepted the credentials but
+	// their ACL user may not run a command of the check (NOPERM).
+	permissionDenied bool
+	// tooOld is a seed that answered CLUSTER INFO but not CLUSTER SHARDS
+	// (Redis before 7), "" when none.
+	tooOld string
 }
 
 // checkCluster asks every seed node, concurrently and each under timeout,
 // for CLUSTER INFO and CLUSTER SHARDS (the Redis 7 successor of CLUSTER
 // SLOTS; the gateway needs Redis 7 anyway), and reports the answers of the first
-// seed (in spec order) that gave both.
+// seed (in spec order) that gave both. The whole check returns within
+// timeout (and a little scheduling), however the nodes behave: a node that
+// accepts the connection and never answers costs timeout, not more.
 func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, timeout time.Duration) clusterHealth {
 	type answer struct {
 		info   string
@@ -76,6 +85,9 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 				return
 			}
 			shards, err := c.ClusterShards(cctx).Result()
+			if err != nil {
+				err = fmt.Errorf("CLUSTER SHARDS: %w", err)
+			}
 			answers[i] = answer{info: info, shards: shards, err: err}
 		}()
 	}
@@ -85,8 +97,13 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 	for i, a := range answers {
 		if a.err != nil {
 			h.seedErrors[seeds[i]] = a.err
-			if isAuthError(a.err) {
+			switch {
+			case isAuthError(a.err):
 				h.authFailed = true
+			case isPermissionError(a.err):
+				h.permissionDenied = true
+			case a.info != "" && isUnknownShards(a.err) && h.tooOld == "":
+				h.tooOld = seeds[i]
 			}
 			continue
 		}
@@ -104,12 +121,42 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 
 // isAuthError says whether err is Redis refusing the credentials.
 func isAuthError(err error) bool {
+	msg, ok := redisErrorMessage(err)
+	return ok && (strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH"))
+}
+
+// isPermissionError says whether err is Redis refusing a command to an
+// authenticated ACL user: the credentials are right, the user's rights are not.
+func isPermissionError(err error) bool {
+	msg, ok := redisErrorMessage(err)
+	return ok && strings.HasPrefix(msg, "NOPERM")
+}
+
+// isUnknownShards says whether err is a Redis before 7 refusing CLUSTER
+// SHARDS ("ERR Unknown subcommand or wrong number of arguments for 'SHARDS'").
+func isUnknownShards(err error) bool {
+	msg, ok := redisErrorMessage(err)
+	msg = strings.ToLower(msg)
+	return ok && strings.Contains(msg, "unknown subcommand") && strings.Contains(msg, "shards")
+}
+
+// redisErrorMessage is the message of an error reply from Redis.
+func redisErrorMessage(err error) (string, bool) {
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
-		return false
+		return "", false
 	}
-	msg := rerr.Error()
-	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM")
+	return rerr.Error(), true
+}
+
+// RedisLogger sends go-redis's internal log lines (one per failed dial of a
+// health check, which the RedisCluster status already reports) to log at
+// debug level (V(1)). Install it with redis.SetLogger.
+type RedisLogger struct{ Log logr.Logger }
+
+// Printf implements go-redis's internal.Logging.
+func (l RedisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.Log.V(1).Info(fmt.Sprintf(format, v...))
 }
 
 // parseClusterInfo parses CLUSTER INFO's "key:value" lines.

@@ -1,12 +1,16 @@
 package controllers
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 )
@@ -41,6 +45,8 @@ func TestClusterConditions(t *testing.T) {
 	}{
 		{"unreachable", clusterHealth{seedErrors: map[string]error{"a:1": refused, "b:2": refused}}, metav1.ConditionFalse, presencev1alpha1.ReasonUnreachable, ""},
 		{"auth", clusterHealth{seedErrors: map[string]error{"a:1": refused}, authFailed: true}, metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret, ""},
+		{"noperm", clusterHealth{seedErrors: map[string]error{"a:1": refused}, permissionDenied: true}, metav1.ConditionFalse, presencev1alpha1.ReasonInsufficientPermissions, ""},
+		{"redis 6", clusterHealth{seedErrors: map[string]error{"a:1": refused}, tooOld: "a:1"}, metav1.ConditionFalse, presencev1alpha1.ReasonRedisVersionUnsupported, ""},
 		{"down", clusterHealth{answered: "a:1", state: "fail", slotsOK: 10000}, metav1.ConditionFalse, presencev1alpha1.ReasonClusterDown, ""},
 		{"uncovered", clusterHealth{answered: "a:1", state: "ok", slotsOK: 16000}, metav1.ConditionFalse, presencev1alpha1.ReasonSlotsUncovered, ""},
 		{"ok", clusterHealth{answered: "a:1", state: "ok", slotsOK: 16384, nodes: []string{"a:1"}}, metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK, ""},
@@ -70,4 +76,126 @@ func messageOf(c *conditionResult) string {
 		return ""
 	}
 	return c.message
+}
+
+// TestCheckClusterClassifiesRedisRefusals checks the reasons a user reads
+// for what a node answers: an ACL user without the rights is not "bad
+// credentials", and a Redis 6 node is named as too old rather than as
+// "no seed answered".
+func TestCheckClusterClassifiesRedisRefusals(t *testing.T) {
+	tests := []struct {
+		name       string
+		reply      func(cmd []string) string
+		wantReason string
+		wantText   string
+	}{
+		{
+			name: "NOPERM",
+			reply: func([]string) string {
+				return "-NOPERM User presence has no permissions to run the 'cluster|info' command\r\n"
+			},
+			wantReason: presencev1alpha1.ReasonInsufficientPermissions,
+			wantText:   "may not run CLUSTER INFO or CLUSTER SHARDS",
+		},
+		{
+			name: "WRONGPASS",
+			reply: func([]string) string {
+				return "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+			},
+			wantReason: presencev1alpha1.ReasonInvalidSecret,
+			wantText:   "refused the credentials",
+		},
+		{
+			name: "Redis 6 without CLUSTER SHARDS",
+			reply: func(cmd []string) string {
+				switch strings.Join(cmd, " ") {
+				case "CLUSTER INFO":
+					return respBulk(healthyClusterInfo)
+				case "CLUSTER SHARDS":
+					return "-ERR Unknown subcommand or wrong number of arguments for 'SHARDS'. Try CLUSTER HELP.\r\n"
+				}
+				return fakeUnknownCommand
+			},
+			wantReason: presencev1alpha1.ReasonRedisVersionUnsupported,
+			wantText:   "Redis 7 or later is required",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			node := startFakeRedis(t, tt.reply)
+			seeds := []string{node.addr}
+			h := checkCluster(context.Background(), seeds, redisCredentials{}, 5*time.Second)
+			ready, _ := clusterConditions(seeds, h)
+			g.Expect(ready.status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.reason).To(Equal(tt.wantReason))
+			g.Expect(ready.message).To(And(ContainSubstring(tt.wantText), ContainSubstring(node.addr)))
+		})
+	}
+}
+
+// TestCheckClusterBlackholedNodeEndsWithTheTimeout: a node that accepts the
+// connection and never answers ends the check with an error after the
+// timeout, and a healthy seed beside it still makes the cluster Ready.
+func TestCheckClusterBlackholedNodeEndsWithTheTimeout(t *testing.T) {
+	g := NewWithT(t)
+	blackhole := startFakeRedis(t, nil)
+	healthy := startFakeRedis(t, func(cmd []string) string {
+		switch strings.Join(cmd, " ") {
+		case "CLUSTER INFO":
+			return respBulk(healthyClusterInfo)
+		case "CLUSTER SHARDS":
+			return "*0\r\n" // no shard listed
+		}
+		return fakeUnknownCommand
+	})
+	seeds := []string{blackhole.addr, healthy.addr}
+	h := checkCluster(context.Background(), seeds, redisCredentials{}, 200*time.Millisecond)
+	g.Expect(h.answered).To(Equal(healthy.addr))
+	g.Expect(h.seedErrors).To(HaveKey(blackhole.addr))
+	ready, degraded := clusterConditions(seeds, h)
+	g.Expect(ready.reason).To(Equal(presencev1alpha1.ReasonClusterOK))
+	g.Expect(degraded).NotTo(BeNil())
+	g.Expect(degraded.message).To(ContainSubstring(blackhole.addr))
+}
+
+func TestHeartbeatDue(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		last *metav1.Time
+		want bool
+	}{
+		{nil, true},
+		{&metav1.Time{Time: now.Add(-time.Minute)}, false},
+		{&metav1.Time{Time: now.Add(-5 * time.Minute)}, true},
+	} {
+		if got := heartbeatDue(tt.last, now, 5*time.Minute); got != tt.want {
+			t.Errorf("heartbeatDue(%v) = %v, want %v", tt.last, got, tt.want)
+		}
+	}
+}
+
+// TestRedisClusterChangedIgnoresTheHeartbeat: a status write that only
+// refreshes lastCheckTime does not wake the gateways of a shared cluster;
+// any other change does.
+func TestRedisClusterChangedIgnoresTheHeartbeat(t *testing.T) {
+	old := &presencev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
+	old.Status.ClusterState = "ok"
+	old.Status.LastCheckTime = &metav1.Time{Time: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	p := RedisClusterChanged()
+	for _, tt := range []struct {
+		name   string
+		mutate func(*presencev1alpha1.RedisCluster)
+		want   bool
+	}{
+		{"heartbeat only", func(rc *presencev1alpha1.RedisCluster) { rc.Status.LastCheckTime = &metav1.Time{Time: time.Now()} }, false},
+		{"state changed", func(rc *presencev1alpha1.RedisCluster) { rc.Status.ClusterState = "fail" }, true},
+		{"spec changed", func(rc *presencev1alpha1.RedisCluster) { rc.Generation = 2 }, true},
+	} {
+		newer := old.DeepCopy()
+		tt.mutate(newer)
+		if got := p.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: newer}); got != tt.want {
+			t.Errorf("%s: RedisClusterChanged = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

@@ -15,6 +15,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -27,22 +29,39 @@ import (
 const (
 	DefaultRedisCheckInterval = 30 * time.Second
 	DefaultRedisCheckTimeout  = 3 * time.Second
+	// DefaultRedisCheckHeartbeat is how old status.lastCheckTime may grow
+	// before a check that changed nothing refreshes it.
+	DefaultRedisCheckHeartbeat = 5 * time.Minute
+	// DefaultRedisClusterWorkers is how many RedisClusters are checked at
+	// once: a check waits up to CheckTimeout on a node that does not
+	// answer, and the other clusters' checks must not queue behind it.
+	DefaultRedisClusterWorkers = 8
 )
 
 // RedisClusterReconciler checks each RedisCluster with CLUSTER INFO and
-// CLUSTER SLOTS and publishes what it found. It polls on CheckInterval
-// (health cannot be watched) and writes status only when the result changed.
+// CLUSTER SHARDS and publishes what it found. It polls on CheckInterval
+// (health cannot be watched) and writes status only when the result changed,
+// or when status.lastCheckTime is older than CheckHeartbeat.
 type RedisClusterReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	// CheckInterval is the time between two checks of a cluster.
 	CheckInterval time.Duration
-	// CheckTimeout bounds one check of one node.
+	// CheckTimeout bounds one check of one cluster (its seeds are asked
+	// concurrently, each under this timeout).
 	CheckTimeout time.Duration
+	// CheckHeartbeat is how old status.lastCheckTime may grow before a
+	// check that found nothing new writes it again.
+	CheckHeartbeat time.Duration
+	// MaxConcurrentReconciles is how many RedisClusters are reconciled (and
+	// checked) at once; DefaultRedisClusterWorkers when zero.
+	MaxConcurrentReconciles int
+	// now is the clock of status.lastCheckTime (time.Now when nil).
+	now func() time.Time
 }
 
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -54,6 +73,11 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	if !rc.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	// A paused cluster is not checked; removing the annotation is an
+	// update that brings it back.
+	if paused, err := syncPaused(ctx, r.Client, rc, &rc.Status.Conditions); paused || err != nil {
+		return ctrl.Result{}, err
 	}
 	next := ctrl.Result{RequeueAfter: r.interval()}
 
@@ -85,6 +109,13 @@ func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, 
 	case h.answered == "" && h.authFailed:
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
 			"Redis refused the credentials of spec.auth.secretRef: " + seedErrorSummary(seeds, h.seedErrors)}, nil
+	case h.answered == "" && h.permissionDenied:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInsufficientPermissions,
+			"Redis accepted the credentials but their ACL user may not run CLUSTER INFO or CLUSTER SHARDS: " + seedErrorSummary(seeds, h.seedErrors)}, nil
+	case h.answered == "" && h.tooOld != "":
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRedisVersionUnsupported,
+			h.tooOld + " answers CLUSTER INFO but does not know CLUSTER SHARDS: Redis 7 or later is required (the gateways use sharded pub/sub): " +
+				seedErrorSummary(seeds, h.seedErrors)}, nil
 	case h.answered == "":
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonUnreachable,
 			"no seed node answered CLUSTER INFO: " + seedErrorSummary(seeds, h.seedErrors)}, nil
@@ -131,6 +162,7 @@ func (r *RedisClusterReconciler) credentials(ctx context.Context, rc *presencev1
 func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
 	st := *rc.Status.DeepCopy()
 	st.ObservedGeneration = rc.Generation
+	st.LastCheckTime = rc.Status.LastCheckTime
 	if h != nil && h.answered != "" {
 		st.Nodes, st.ClusterState, st.SlotsCovered = h.nodes, h.state, int32(h.slotsOK)
 	} else {
@@ -150,9 +182,11 @@ func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1
 			Type: c.t, Status: c.r.status, Reason: c.r.reason, Message: truncate(c.r.message), ObservedGeneration: rc.Generation,
 		})
 	}
-	if equality.Semantic.DeepEqual(st, rc.Status) {
+	now := r.clock()
+	if equality.Semantic.DeepEqual(st, rc.Status) && !heartbeatDue(rc.Status.LastCheckTime, now, r.heartbeat()) {
 		return nil
 	}
+	st.LastCheckTime = &metav1.Time{Time: now}
 	before := meta.FindStatusCondition(rc.Status.Conditions, presencev1alpha1.ConditionReady)
 	patch := client.MergeFrom(rc.DeepCopy())
 	rc.Status = st
@@ -177,6 +211,26 @@ func (r *RedisClusterReconciler) interval() time.Duration {
 	return DefaultRedisCheckInterval
 }
 
+func (r *RedisClusterReconciler) heartbeat() time.Duration {
+	if r.CheckHeartbeat > 0 {
+		return r.CheckHeartbeat
+	}
+	return DefaultRedisCheckHeartbeat
+}
+
+func (r *RedisClusterReconciler) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
+}
+
+// heartbeatDue says whether a check that changed nothing must still write
+// status.lastCheckTime: never written, or older than heartbeat.
+func heartbeatDue(last *metav1.Time, now time.Time, heartbeat time.Duration) bool {
+	return last == nil || now.Sub(last.Time) >= heartbeat
+}
+
 func (r *RedisClusterReconciler) timeout() time.Duration {
 	if r.CheckTimeout > 0 {
 		return r.CheckTimeout
@@ -199,13 +253,39 @@ func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("index RedisCluster by %s: %w", indexRedisClusterBySecret, err)
 	}
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = DefaultRedisClusterWorkers
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rediscluster").
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		// Status writes do not change the generation, so they do not
 		// trigger a check; the interval does.
-		For(&presencev1alpha1.RedisCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret)).
+		For(&presencev1alpha1.RedisCluster{}, builder.WithPredicates(specOrPauseChanged())).
+		// Metadata only: Secrets are not cached (CacheOptions); the
+		// reconciler reads the one it needs from the API server.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
 		Complete(r)
+}
+
+// RedisClusterChanged passes the RedisCluster updates that matter to the
+// gateways that use it: a new spec, or a status that says something new.
+// A heartbeat that refreshes only status.lastCheckTime does not pass, so it
+// does not wake every gateway of a shared cluster.
+func RedisClusterChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			older, okOld := e.ObjectOld.(*presencev1alpha1.RedisCluster)
+			newer, okNew := e.ObjectNew.(*presencev1alpha1.RedisCluster)
+			if !okOld || !okNew || older.Generation != newer.Generation {
+				return true
+			}
+			a, b := older.Status.DeepCopy(), newer.Status.DeepCopy()
+			a.LastCheckTime, b.LastCheckTime = nil, nil
+			return !equality.Semantic.DeepEqual(a, b)
+		},
+	}
 }
 
 // clustersForSecret maps a Secret to the RedisClusters whose spec.auth names it.

@@ -80,3 +80,32 @@ func closedPort(t *testing.T) string {
 	_ = l.Close()
 	return addr
 }
+
+// TestBlackholedClusterDoesNotHoldUpOthers: a RedisCluster whose node
+// accepts connections and never answers keeps its check waiting for the
+// whole timeout (longer than this test's waits), and another RedisCluster
+// is checked and becomes Ready meanwhile.
+func TestBlackholedClusterDoesNotHoldUpOthers(t *testing.T) {
+	requireRedisCluster(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	blackhole := startFakeRedis(t, nil)
+	stuck := createRedisCluster(t, ns, "blackholed", []string{blackhole.addr}, "")
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, stuck) })
+	select {
+	case <-blackhole.accepted: // its check is under way, and will wait testCheckTimeout
+	case <-time.After(waitTimeout):
+		t.Fatal("the blackholed RedisCluster was never checked")
+	}
+
+	createRedisCluster(t, ns, "healthy", testRedisNodes[:1], "")
+	eventually(t, clusterCondition(ns, "healthy", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
+	healthy := &presencev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "healthy"}}
+	g.Expect(get(ctx, healthy)).To(Succeed())
+	g.Expect(healthy.Status.LastCheckTime).NotTo(BeNil(), "status.lastCheckTime")
+
+	// The blackholed check is still waiting: it has written nothing.
+	g.Expect(get(ctx, stuck)).To(Succeed())
+	g.Expect(stuck.Status.Conditions).To(BeEmpty(), "the blackholed check ended before the healthy cluster was Ready: the test proves nothing")
+}

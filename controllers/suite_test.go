@@ -5,23 +5,29 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/internal/envtestenv"
@@ -31,8 +37,11 @@ import (
 // and etcd, no controllers, no garbage collector) and one manager running
 // both reconcilers, started by TestMain.
 var (
-	k8sClient  client.Client
+	k8sClient client.Client
+	// testConfig reaches the envtest API server as its admin.
 	testConfig *rest.Config
+	// testCache is the running manager's cache, what the reconcilers read.
+	testCache  cache.Cache
 	testScheme = runtime.NewScheme()
 	// redisNodes are the real six-node cluster's addresses (make redis-up).
 	testRedisNodes []string
@@ -42,6 +51,10 @@ const (
 	testGatewayImage = "example.test/presence-gateway:test"
 	// testCheckInterval keeps RedisCluster checks frequent in tests.
 	testCheckInterval = 2 * time.Second
+	// testCheckTimeout is longer than every wait of the tests, so that a
+	// check stuck on a node that never answers holds its worker for the
+	// whole test; nodes that refuse connections fail at once.
+	testCheckTimeout = 2 * waitTimeout
 	// waitTimeout bounds every Eventually in this package.
 	waitTimeout = 30 * time.Second
 	pollEvery   = 100 * time.Millisecond
@@ -55,6 +68,9 @@ func runSuite(m *testing.M) int {
 	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(testScheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	// As in the operator: go-redis's dial errors (the tests point clusters
+	// at closed ports) go to the debug level, not to stderr.
+	redis.SetLogger(RedisLogger{Log: logf.Log.WithName("go-redis")})
 
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
@@ -77,8 +93,19 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	testConfig = cfg
+	// The manager runs as a user bound to config/rbac/role.yaml only, the
+	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
+	// reconcilers need but the markers lack fails the tests.
+	operatorCfg, err := operatorUserConfig(env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
 		Scheme:                 testScheme,
+		Cache:                  CacheOptions(nil),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -86,6 +113,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
+	testCache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := (&PresenceGatewayReconciler{
@@ -97,7 +125,7 @@ func runSuite(m *testing.M) int {
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
-		CheckInterval: testCheckInterval, CheckTimeout: time.Second,
+		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -111,6 +139,37 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 	return m.Run()
+}
+
+// operatorUserConfig creates the user presence-operator, bound to the
+// ClusterRole of config/rbac/role.yaml, and returns its rest.Config.
+func operatorUserConfig(env *envtestenv.Env) (*rest.Config, error) {
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(b, role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	ctx := context.Background()
+	if err := k8sClient.Create(ctx, role); err != nil {
+		return nil, fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+	}
+	const user = "presence-operator"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if err := k8sClient.Create(ctx, binding); err != nil {
+		return nil, fmt.Errorf("create ClusterRoleBinding %s: %w", binding.Name, err)
+	}
+	u, err := env.AddUser(envtest.User{Name: user})
+	if err != nil {
+		return nil, fmt.Errorf("envtest user %s: %w", user, err)
+	}
+	return u.Config(), nil
 }
 
 func zapLevel() zapcore.Level {

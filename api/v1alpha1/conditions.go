@@ -17,7 +17,18 @@ const (
 	// ConditionDegraded is True when something needs a human: a missing
 	// reference, an invalid spec, a stuck rollout, an unhealthy Redis.
 	ConditionDegraded = "Degraded"
+	// ConditionPaused is True while the resource carries the annotation
+	// presence.presencekit.io/reconcile: "false" and the operator leaves it
+	// (and, for a PresenceGateway, its objects) alone. It is removed when
+	// reconciling resumes.
+	ConditionPaused = "Paused"
 )
+
+// AnnotationReconcile, set to "false" on a PresenceGateway or RedisCluster,
+// stops the operator from reconciling that one resource: it changes none of
+// its objects, runs no health check and writes no status but the Paused
+// condition. Removing the annotation (or any other value) resumes.
+const AnnotationReconcile = "presence.presencekit.io/reconcile"
 
 // Condition reasons (CamelCase, as metav1.Condition requires).
 const (
@@ -68,6 +79,15 @@ const (
 	ReasonSlotsUncovered = "SlotsUncovered"
 	// ReasonSeedsUnreachable: the cluster is ok but some seed nodes did not answer (Degraded=True).
 	ReasonSeedsUnreachable = "SeedsUnreachable"
+	// ReasonInsufficientPermissions: Redis accepted the credentials but the
+	// ACL user may not run a command the check (and the gateways) need (NOPERM).
+	ReasonInsufficientPermissions = "InsufficientPermissions"
+	// ReasonRedisVersionUnsupported: the cluster answers but is older than
+	// Redis 7 (no CLUSTER SHARDS, no sharded pub/sub the gateways need).
+	ReasonRedisVersionUnsupported = "RedisVersionUnsupported"
+	// ReasonReconcilePaused: Paused=True, the annotation
+	// presence.presencekit.io/reconcile is "false".
+	ReasonReconcilePaused = "ReconcilePaused"
 	// ReasonNoNodes: the RedisCluster lists no node to check (spec.managed is not implemented yet).
 	ReasonNoNodes = "NoNodes"
 )

@@ -46,7 +46,7 @@ type RedisClusterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Nodes are the host:port of every master and replica, as the cluster
-	// announces them (CLUSTER SLOTS), sorted.
+	// announces them (CLUSTER SHARDS), sorted.
 	// +optional
 	// +listType=atomic
 	Nodes []string `json:"nodes,omitempty"`
@@ -61,7 +61,15 @@ type RedisClusterStatus struct {
 	// +optional
 	SlotsCovered int32 `json:"slotsCovered,omitempty"`
 
-	// Conditions: Ready and Degraded.
+	// LastCheckTime is when a health check last confirmed this status. A
+	// check that finds what the status already says refreshes it only once
+	// it is older than the operator's --redis-check-heartbeat (default 5m),
+	// so that a steady cluster costs almost no API writes; a check that
+	// finds a change always writes it.
+	// +optional
+	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
+
+	// Conditions: Ready, Degraded, and Paused while reconciling is paused.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

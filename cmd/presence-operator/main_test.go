@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -13,12 +14,35 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--redis-check-interval=10ms"}, "--redis-check-interval=10ms: must be at least 1s"},
 		{[]string{"--redis-check-timeout=1m"}, "--redis-check-timeout=1m0s: must be positive and at most --redis-check-interval"},
 		{[]string{"--redis-check-interval=soon"}, `invalid value "soon" for flag -redis-check-interval`},
+		{[]string{"--redis-check-heartbeat=10s"}, "--redis-check-heartbeat=10s: must be at least --redis-check-interval"},
+		{[]string{"--max-concurrent-reconciles-presencegateway=0"}, "--max-concurrent-reconciles-presencegateway=0: must be at least 1"},
+		{[]string{"--max-concurrent-reconciles-rediscluster=-1"}, "--max-concurrent-reconciles-rediscluster=-1: must be at least 1"},
+		{[]string{"--watch-namespaces=team-a,Team_B"}, `--watch-namespaces entry "Team_B"`},
 		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 	}
 	for _, tt := range tests {
-		err := run(tt.args)
+		_, err := parseFlags(tt.args)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestWatchNamespacesFlag(t *testing.T) {
+	for _, tt := range []struct {
+		arg  string
+		want []string
+	}{
+		{"", nil},
+		{"team-a", []string{"team-a"}},
+		{" team-a, team-b ,,team-a", []string{"team-a", "team-b"}},
+	} {
+		o, err := parseFlags([]string{"--watch-namespaces=" + tt.arg})
+		if err != nil {
+			t.Fatalf("--watch-namespaces=%q: %v", tt.arg, err)
+		}
+		if !slices.Equal(o.watchNamespaces, tt.want) {
+			t.Errorf("--watch-namespaces=%q parsed as %q, want %q", tt.arg, o.watchNamespaces, tt.want)
 		}
 	}
 }

@@ -66,3 +66,9 @@ func assetsDir(repoRoot string) (string, error) {
 	}
 	return filepath.Abs(dir)
 }
+
+// AddUser provisions a user of the API server (for tests that act as a
+// non-admin identity) and returns its authenticated user.
+func (e *Env) AddUser(user envtest.User) (*envtest.AuthenticatedUser, error) {
+	return e.env.AddUser(user, nil)
+}

@@ -47,14 +47,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The operator image, tagged with the chart's appVersion unless image.tag is set. */}}
+{{/* The operator image: by image.digest when set, else tagged with the chart's appVersion unless image.tag is set. */}}
 {{- define "presence-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+{{- end }}
 
-{{/* The default gateway image (--gateway-image), tagged with the chart's appVersion unless gatewayImage.tag is set. */}}
+{{/* The default gateway image (--gateway-image): by gatewayImage.digest when set, else tagged with the chart's appVersion unless gatewayImage.tag is set. */}}
 {{- define "presence-operator.gatewayImage" -}}
+{{- if .Values.gatewayImage.digest }}
+{{- printf "%s@%s" .Values.gatewayImage.repository .Values.gatewayImage.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.gatewayImage.repository (default .Chart.AppVersion .Values.gatewayImage.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Namespace of the sample RedisCluster and PresenceGateway. */}}

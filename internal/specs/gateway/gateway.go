@@ -84,7 +84,7 @@ func SelectorLabels(gw *presencev1alpha1.PresenceGateway) map[string]string {
 func ObjectLabels(gw *presencev1alpha1.PresenceGateway) map[string]string {
 	l := SelectorLabels(gw)
 	l["app.kubernetes.io/component"] = "gateway"
-	l["app.kubernetes.io/managed-by"] = "presence-operator"
+	l["app.kubernetes.io/managed-by"] = "presence-operator" // the operator's cache selects its objects by this label
 	return l
 }
 
