@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -213,6 +214,11 @@ func (c *client) readLoop() {
 		if typ != websocket.MessageText {
 			c.s.metrics.MessagesReceivedTotal.WithLabelValues("binary").Inc()
 			c.closeSync(statusUnsupportedData, "binary frames are not supported", "binary")
+			return
+		}
+		if !utf8.Valid(data) { // RFC 6455 section 8.1: fail the connection with 1007
+			c.s.metrics.MessagesReceivedTotal.WithLabelValues("invalid").Inc()
+			c.closeSync(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", "invalid_utf8")
 			return
 		}
 		c.refill(now)

@@ -235,8 +235,8 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Users []presence.User `json:"users"`
-	}{users})
+		Users []protocol.User `json:"users"`
+	}{protocol.WireUsers(users)})
 }
 
 // apiError is the JSON body of every refusal.
