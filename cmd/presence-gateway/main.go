@@ -60,13 +60,27 @@ func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) 
 	}, opts)
 }
 
-// newVerifier returns the JWT verifier, or nil when auth is off.
-func newVerifier(cfg config.Config) (*auth.Verifier, error) {
+// newVerifier returns the JWT verifier of the configured key source, or
+// nil when auth is off. A JWKS is refreshed until ctx ends.
+func newVerifier(ctx context.Context, cfg config.Config) (*auth.Verifier, error) {
+	o := auth.Options{
+		Audience:   cfg.AuthJWTAudience,
+		Issuer:     cfg.AuthJWTIssuer,
+		AllowNoExp: !cfg.AuthJWTRequireExp,
+		Leeway:     cfg.AuthJWTLeeway,
+	}
+	if o.Leeway == 0 {
+		o.Leeway = auth.NoLeeway // AUTH_JWT_LEEWAY=0s means none, not the default
+	}
 	switch {
 	case cfg.AuthJWTSecret != "":
-		return auth.NewHS256(cfg.AuthJWTSecret)
+		return auth.NewHS256(cfg.AuthJWTSecret, o)
+	case cfg.AuthJWTSecretFile != "":
+		return auth.NewFromSecretFile(cfg.AuthJWTSecretFile, o)
 	case cfg.AuthJWTPublicKeyFile != "":
-		return auth.NewFromPublicKeyFile(cfg.AuthJWTPublicKeyFile)
+		return auth.NewFromPublicKeyFile(cfg.AuthJWTPublicKeyFile, o)
+	case cfg.AuthJWTJWKSURL != "":
+		return auth.NewFromJWKS(ctx, cfg.AuthJWTJWKSURL, o, auth.JWKSOptions{})
 	}
 	return nil, nil
 }
@@ -85,7 +99,10 @@ func run(cfg config.Config) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 
-	verifier, err := newVerifier(cfg)
+	// The JWKS refresh lives as long as run.
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	defer stopAuth()
+	verifier, err := newVerifier(authCtx, cfg)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func TestDefaults(t *testing.T) {
 		WSPort: 8080, MetricsPort: 9090, MaxPayloadBytes: 4096,
 		PresenceTTL: 60 * time.Second, HeartbeatInterval: 20 * time.Second, IdleTimeout: 60 * time.Second,
 		ShutdownGrace: 25 * time.Second, MessageRate: 20, MessageBurst: 40,
+		AuthJWTRequireExp: true, AuthJWTLeeway: 5 * time.Second,
 		LogLevel: slog.LevelInfo, LogFormat: "json",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -97,6 +98,13 @@ func TestBadValues(t *testing.T) {
 		{env: map[string]string{"METRICS_PORT": "8080"}, want: `WS_PORT and METRICS_PORT are both 8080; /metrics needs its own port`},
 		{env: map[string]string{"REDIS_PASSWORD_FILE": "/nonexistent/pw"}, want: `REDIS_PASSWORD_FILE="/nonexistent/pw": open /nonexistent/pw: no such file or directory`},
 		{env: map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/k.pem"}, want: `AUTH_JWT_PUBLIC_KEY_FILE="/nonexistent/k.pem": stat /nonexistent/k.pem: no such file or directory`},
+		{env: map[string]string{"AUTH_JWT_SECRET_FILE": "/nonexistent/s"}, want: `AUTH_JWT_SECRET_FILE="/nonexistent/s": stat /nonexistent/s: no such file or directory`},
+		{env: map[string]string{"AUTH_JWT_JWKS_URL": "idp.example/keys"}, want: `AUTH_JWT_JWKS_URL="idp.example/keys": not an http(s):// URL`},
+		{env: map[string]string{"AUTH_JWT_SECRET": "k", "AUTH_JWT_JWKS_URL": "https://idp.example/keys"}, want: `AUTH_JWT_SECRET and AUTH_JWT_JWKS_URL are both set; give one JWT key source`},
+		{env: map[string]string{"AUTH_JWT_AUDIENCE": "presence"}, want: `AUTH_JWT_AUDIENCE is set but no JWT key source is (AUTH_JWT_SECRET_FILE, AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_JWKS_URL or AUTH_JWT_SECRET), so no token would be checked`},
+		{env: map[string]string{"AUTH_JWT_REQUIRE_EXP": "maybe"}, want: `AUTH_JWT_REQUIRE_EXP="maybe": not a boolean (true or false)`},
+		{env: map[string]string{"AUTH_JWT_LEEWAY": "10m"}, want: `AUTH_JWT_LEEWAY="10m": at most 5m0s`},
+		{env: map[string]string{"AUTH_JWT_LEEWAY": "-1s"}, want: `AUTH_JWT_LEEWAY="-1s": must not be negative`},
 		{args: []string{"--nope=1"}, want: `flag provided but not defined: -nope`},
 		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags like --ws-port=8080 or environment variables)`},
 	}
@@ -111,6 +119,32 @@ func TestBadValues(t *testing.T) {
 	}
 	if _, err := Load(nil, env(map[string]string{"LOG_LEVEL": "loud"}), io.Discard); err == nil || !strings.HasPrefix(err.Error(), `LOG_LEVEL="loud": `) {
 		t.Errorf("LOG_LEVEL=loud: %v", err)
+	}
+}
+
+func TestAuthSettings(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(nil, env(map[string]string{
+		"AUTH_JWT_SECRET_FILE": secret, "AUTH_JWT_AUDIENCE": "presence", "AUTH_JWT_ISSUER": "https://idp.example",
+		"AUTH_JWT_REQUIRE_EXP": "false", "AUTH_JWT_LEEWAY": "0s",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Auth() || c.AuthJWTSecretFile != secret || c.AuthJWTAudience != "presence" || c.AuthJWTIssuer != "https://idp.example" ||
+		c.AuthJWTRequireExp || c.AuthJWTLeeway != 0 {
+		t.Fatalf("auth settings: %+v", c)
+	}
+	if c.AuthJWTSecret != "" {
+		t.Fatal("the secret's value must not be read into the config; the verifier reads (and re-reads) the file")
+	}
+	c, err = Load(nil, env(map[string]string{"AUTH_JWT_JWKS_URL": "https://idp.example/.well-known/jwks.json"}), io.Discard)
+	if err != nil || !c.Auth() || c.AuthJWTJWKSURL != "https://idp.example/.well-known/jwks.json" {
+		t.Fatalf("JWKS URL: %+v %v", c, err)
 	}
 }
 

@@ -61,7 +61,8 @@ type client struct {
 	ws *websocket.Conn
 	pc presence.Conn
 
-	lastRead atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
+	lastRead   atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
+	tokenUntil atomic.Int64 // unix nanoseconds at which the token expires; 0 = never (token.go)
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -277,6 +278,8 @@ func (c *client) handle(req protocol.Request) *protocol.Error {
 		return nil
 	case protocol.TypeQuery:
 		return c.answerPresence(req)
+	case protocol.TypeRefresh:
+		return c.refresh(req)
 	case protocol.TypeSubscribe:
 		var fresh []string
 		for _, id := range req.UserIDs {

@@ -100,6 +100,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sweepIdle(bg) })
+	wg.Go(func() { s.sweepTokens(bg) })
 	wg.Go(func() { s.checkStore(bg) })
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
