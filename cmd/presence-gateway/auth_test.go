@@ -17,6 +17,31 @@ import (
 	"github.com/presencekit/presence-operator/internal/poll"
 )
 
+// TestPprofIsOptIn: profiles are served on the metrics port only with
+// PPROF_ENABLED=true (issue 9, defect 13).
+func TestPprofIsOptIn(t *testing.T) {
+	off := run(t)
+	pprofURL := strings.TrimSuffix(off.Metrics, "/metrics") + "/debug/pprof/"
+	if got := gatewayproc.Status(pprofURL); got != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ by default: %d, want 404", got)
+	}
+	if got := gatewayproc.Status(strings.TrimSuffix(off.Metrics, "/metrics") + "/debug/pprof/profile?seconds=1"); got != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/profile by default: %d, want 404", got)
+	}
+
+	on := run(t, "PPROF_ENABLED=true")
+	pprofURL = strings.TrimSuffix(on.Metrics, "/metrics") + "/debug/pprof/"
+	if got := gatewayproc.Status(pprofURL); got != http.StatusOK {
+		t.Fatalf("/debug/pprof/ with PPROF_ENABLED=true: %d, want 200", got)
+	}
+	if body := scrape(t, pprofURL+"heap?debug=1"); !strings.Contains(body, "heap profile") {
+		t.Fatalf("heap profile: %.200q", body)
+	}
+	if gatewayproc.Status(on.API+"/debug/pprof/") == http.StatusOK {
+		t.Fatal("pprof must never be served on the public port")
+	}
+}
+
 // TestAuthFromEnvironment drives the binary's auth settings end to end:
 // AUTH_JWT_SECRET_FILE with AUTH_JWT_AUDIENCE, AUTH_JWT_ISSUER and
 // AUTH_JWT_LEEWAY, a token that expires on an open connection (4001), and

@@ -85,6 +85,18 @@ func newVerifier(ctx context.Context, cfg config.Config) (*auth.Verifier, error)
 	return nil, nil
 }
 
+// newMetricsMux is the private metrics port: /metrics, and the profiles
+// (heap, goroutine, CPU) under /debug/pprof/ only with PPROF_ENABLED.
+func newMetricsMux(reg *prometheus.Registry, pprofEnabled bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if pprofEnabled {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	return mux
+}
+
 func newLogger(cfg config.Config) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
@@ -148,12 +160,7 @@ func run(cfg config.Config) error {
 			log.Error("presence store stopped", "err", err)
 		}
 	})
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Profiles, on the private metrics port only (heap, goroutine, CPU).
-	metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
-	metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	metricsSrv := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
+	metricsSrv := &http.Server{Handler: newMetricsMux(reg, cfg.PprofEnabled), ReadHeaderTimeout: 10 * time.Second}
 	wg.Go(func() {
 		if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)
@@ -161,7 +168,7 @@ func run(cfg config.Config) error {
 	})
 
 	log.Info("presence gateway listening", "ws", wsLn.Addr().String(), "metrics", metricsLn.Addr().String(),
-		"store", storeKind(cfg), "auth", cfg.Auth())
+		"store", storeKind(cfg), "auth", cfg.Auth(), "pprof", cfg.PprofEnabled)
 	serveErr := srv.Serve(ctx, wsLn)
 
 	// Drained (or failed): stop the background work and remove what is

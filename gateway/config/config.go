@@ -17,6 +17,13 @@ import (
 	"time"
 )
 
+// Limits of WS_MAX_PAYLOAD_BYTES: the largest client frame the gateway
+// can be told to accept. The operator's CRD uses the same bounds.
+const (
+	MinPayloadBytes = 64
+	MaxPayloadLimit = 1 << 20 // 1 MiB
+)
+
 // MaxJWTLeeway bounds AUTH_JWT_LEEWAY: a larger clock skew would keep
 // expired tokens working for long.
 const MaxJWTLeeway = 5 * time.Minute
@@ -53,6 +60,8 @@ type Config struct {
 	AuthJWTIssuer     string // when set, must be the token's iss
 	AuthJWTRequireExp bool
 	AuthJWTLeeway     time.Duration // clock skew on exp/nbf/iat; connections close at exp + leeway
+
+	PprofEnabled bool // /debug/pprof on the metrics port
 
 	MessageRate  float64 // messages per second
 	MessageBurst int
@@ -117,15 +126,20 @@ var settings = []setting{
 	}},
 	{"WS_MAX_PAYLOAD_BYTES", "ws-max-payload-bytes", "4096", "largest client frame; bigger ones close with 1009", func(c *Config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 64 || n > 1<<20 {
-			return errors.New("not an integer between 64 and 1048576")
+		if err != nil || n < MinPayloadBytes || n > MaxPayloadLimit {
+			return fmt.Errorf("not an integer between %d and %d", MinPayloadBytes, MaxPayloadLimit)
 		}
 		c.MaxPayloadBytes = n
 		return nil
 	}},
 	{"PRESENCE_TTL", "presence-ttl", "60s", "a connection not refreshed for this long counts as gone", durationInto(func(c *Config) *time.Duration { return &c.PresenceTTL }, false)},
 	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "20s", "how often the gateway refreshes its connections", durationInto(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, false)},
-	{"IDLE_TIMEOUT", "idle-timeout", "60s", "a client silent for this long is closed with 1001", durationInto(func(c *Config) *time.Duration { return &c.IdleTimeout }, false)},
+	{"IDLE_TIMEOUT", "idle-timeout", "", "a client silent for this long is closed with 1001; at least twice HEARTBEAT_INTERVAL (default: 3 x HEARTBEAT_INTERVAL, 60s)", func(c *Config, v string) error {
+		if v == "" {
+			return nil // derived from the heartbeat in Load
+		}
+		return durationInto(func(c *Config) *time.Duration { return &c.IdleTimeout }, false)(c, v)
+	}},
 	{"MAX_CONNECTIONS", "max-connections", "0", "per-process connection limit (0 = none); past it upgrades get 503", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -210,6 +224,10 @@ var settings = []setting{
 		return nil
 	}},
 	{"OFFLINE_GRACE", "offline-grace", "0s", "delay before an offline event, so a quick reconnect does not flap", durationInto(func(c *Config) *time.Duration { return &c.OfflineGrace }, true)},
+	{"PPROF_ENABLED", "pprof-enabled", "false", "serve /debug/pprof (heap, goroutine, CPU profiles) on the metrics port", func(c *Config, v string) (err error) {
+		c.PprofEnabled, err = parseBool(v)
+		return
+	}},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
 		return c.LogLevel.UnmarshalText([]byte(v))
 	}},
@@ -274,6 +292,13 @@ func (c *Config) check() error {
 	if c.PresenceTTL <= 2*c.HeartbeatInterval {
 		return fmt.Errorf("PRESENCE_TTL=%s must be above twice HEARTBEAT_INTERVAL=%s, so that one missed refresh does not expire a live connection",
 			c.PresenceTTL, c.HeartbeatInterval)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 3 * c.HeartbeatInterval
+	}
+	if c.IdleTimeout < 2*c.HeartbeatInterval {
+		return fmt.Errorf("IDLE_TIMEOUT=%s must be at least twice HEARTBEAT_INTERVAL=%s: clients are told to ping every heartbeat, and one late ping must not cut them",
+			c.IdleTimeout, c.HeartbeatInterval)
 	}
 	if c.WSPort == c.MetricsPort {
 		return fmt.Errorf("WS_PORT and METRICS_PORT are both %d; /metrics needs its own port", c.WSPort)

@@ -42,7 +42,7 @@ func TestEnvAndFlags(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load([]string{"--ws-port=7000", "--idle-timeout", "5s"}, env(map[string]string{
+	c, err := Load([]string{"--ws-port=7000", "--idle-timeout", "25s"}, env(map[string]string{
 		"WS_PORT": "6000", "METRICS_PORT": "6001", "REDIS_NODES": " redis-0:6379, 10.0.0.1:7000 ,[::1]:7001",
 		"REDIS_USERNAME": "gw", "REDIS_PASSWORD_FILE": pw, "REDIS_TLS": "true",
 		"WS_MAX_PAYLOAD_BYTES": "8192", "PRESENCE_TTL": "30s", "HEARTBEAT_INTERVAL": "10s",
@@ -53,7 +53,7 @@ func TestEnvAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.WSPort != 7000 || c.MetricsPort != 6001 || c.IdleTimeout != 5*time.Second {
+	if c.WSPort != 7000 || c.MetricsPort != 6001 || c.IdleTimeout != 25*time.Second {
 		t.Fatalf("flag must win over env: %+v", c)
 	}
 	if !reflect.DeepEqual(c.RedisNodes, []string{"redis-0:6379", "10.0.0.1:7000", "[::1]:7001"}) ||
@@ -105,6 +105,12 @@ func TestBadValues(t *testing.T) {
 		{env: map[string]string{"AUTH_JWT_REQUIRE_EXP": "maybe"}, want: `AUTH_JWT_REQUIRE_EXP="maybe": not a boolean (true or false)`},
 		{env: map[string]string{"AUTH_JWT_LEEWAY": "10m"}, want: `AUTH_JWT_LEEWAY="10m": at most 5m0s`},
 		{env: map[string]string{"AUTH_JWT_LEEWAY": "-1s"}, want: `AUTH_JWT_LEEWAY="-1s": must not be negative`},
+		{env: map[string]string{"PPROF_ENABLED": "on"}, want: `PPROF_ENABLED="on": not a boolean (true or false)`},
+		{env: map[string]string{"WS_MAX_PAYLOAD_BYTES": "2097152"}, want: `WS_MAX_PAYLOAD_BYTES="2097152": not an integer between 64 and 1048576`},
+		// Settings valid alone that contradict each other (issue 9, defect 11).
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "2s", "IDLE_TIMEOUT": "1500ms"}, want: `IDLE_TIMEOUT=1.5s must be at least twice HEARTBEAT_INTERVAL=2s: clients are told to ping every heartbeat, and one late ping must not cut them`},
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "2s", "IDLE_TIMEOUT": "2s"}, want: `IDLE_TIMEOUT=2s must be at least twice HEARTBEAT_INTERVAL=2s: clients are told to ping every heartbeat, and one late ping must not cut them`},
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "20s", "IDLE_TIMEOUT": "30s"}, want: `IDLE_TIMEOUT=30s must be at least twice HEARTBEAT_INTERVAL=20s: clients are told to ping every heartbeat, and one late ping must not cut them`},
 		{args: []string{"--nope=1"}, want: `flag provided but not defined: -nope`},
 		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags like --ws-port=8080 or environment variables)`},
 	}
@@ -122,6 +128,23 @@ func TestBadValues(t *testing.T) {
 	}
 }
 
+// TestIdleTimeoutFollowsTheHeartbeat: left unset, IDLE_TIMEOUT is three
+// heartbeats, so a longer heartbeat (the operator sets it from the CRD)
+// never contradicts the default.
+func TestIdleTimeoutFollowsTheHeartbeat(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"HEARTBEAT_INTERVAL": "40s", "PRESENCE_TTL": "90s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IdleTimeout != 2*time.Minute {
+		t.Fatalf("IDLE_TIMEOUT = %s; want 3 x 40s", c.IdleTimeout)
+	}
+	c, err = Load(nil, env(map[string]string{"HEARTBEAT_INTERVAL": "2s", "PRESENCE_TTL": "5s", "IDLE_TIMEOUT": "4s"}), io.Discard)
+	if err != nil || c.IdleTimeout != 4*time.Second {
+		t.Fatalf("IDLE_TIMEOUT of exactly two heartbeats: %v %v", c.IdleTimeout, err)
+	}
+}
+
 func TestAuthSettings(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -130,13 +153,13 @@ func TestAuthSettings(t *testing.T) {
 	}
 	c, err := Load(nil, env(map[string]string{
 		"AUTH_JWT_SECRET_FILE": secret, "AUTH_JWT_AUDIENCE": "presence", "AUTH_JWT_ISSUER": "https://idp.example",
-		"AUTH_JWT_REQUIRE_EXP": "false", "AUTH_JWT_LEEWAY": "0s",
+		"AUTH_JWT_REQUIRE_EXP": "false", "AUTH_JWT_LEEWAY": "0s", "PPROF_ENABLED": "true",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.Auth() || c.AuthJWTSecretFile != secret || c.AuthJWTAudience != "presence" || c.AuthJWTIssuer != "https://idp.example" ||
-		c.AuthJWTRequireExp || c.AuthJWTLeeway != 0 {
+		c.AuthJWTRequireExp || c.AuthJWTLeeway != 0 || !c.PprofEnabled {
 		t.Fatalf("auth settings: %+v", c)
 	}
 	if c.AuthJWTSecret != "" {
