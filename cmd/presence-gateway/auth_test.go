@@ -78,7 +78,7 @@ func TestAuthFromEnvironment(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := dial(ctx, p.WS+"/?token="+token("first", time.Now().Add(2*time.Second), "presence"))
+	c, err := dial(ctx, p.WS+"/?token="+token("first", time.Now().Add(4*time.Second), "presence"))
 	if err != nil {
 		t.Fatal(err)
 	}

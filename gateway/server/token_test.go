@@ -17,8 +17,10 @@ import (
 	"github.com/presencekit/presence-operator/gateway/auth/authtest"
 )
 
-// soon is an exp one to two seconds ahead (exp has whole seconds).
-func soon() int64 { return time.Now().Add(2 * time.Second).Unix() }
+// soon is an exp three to four seconds ahead (exp has whole seconds):
+// time for a test to use the connection first, even on a loaded machine,
+// and less than the 5 s a test client waits for a frame.
+func soon() int64 { return time.Now().Add(4 * time.Second).Unix() }
 
 func later() int64 { return time.Now().Add(time.Hour).Unix() }
 
