@@ -34,6 +34,7 @@ func TestStrictDecoding(t *testing.T) {
 // connection with 1007 (RFC 6455 section 8.1), a status text included.
 func TestInvalidUTF8ClosesWith1007(t *testing.T) {
 	g := start(t, setup{})
+	stays := g.dialWelcome("u1") // keeps u1 online, so its status can be read after
 	c := g.dialWelcome("u1")
 	c.sendText("{\"type\":\"status\",\"status\":\"away\",\"text\":\"\xff\xfe\"}")
 	c.expectClose(websocket.StatusInvalidFramePayloadData, "UTF-8")
@@ -41,9 +42,8 @@ func TestInvalidUTF8ClosesWith1007(t *testing.T) {
 		return g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("invalid_utf8")) == 1
 	})
 	// The status was not set.
-	other := g.dialWelcome("u2")
-	other.send(map[string]any{"type": "query", "userIds": []string{"u1"}})
-	if u := users(t, other.expectType("presence"))["u1"]; u["text"] != "" || u["status"] == "away" {
-		t.Fatalf("u1 after the refused frame: %v", u)
+	stays.send(map[string]any{"type": "query", "userIds": []string{"u1"}})
+	if u := users(t, stays.expectType("presence"))["u1"]; u["status"] != "online" || u["text"] != "" {
+		t.Fatalf("u1 after the refused frame: %v, want online without text", u)
 	}
 }
