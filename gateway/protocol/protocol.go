@@ -283,7 +283,7 @@ func readObject(data []byte) (wireObject, error) {
 	if _, err := dec.Token(); err != nil { // '}'
 		return w, invalid(err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return w, errors.New("frame is not a valid JSON object: data after the object")
 	}
 	return w, dup
