@@ -60,15 +60,41 @@ func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) 
 	}, opts)
 }
 
-// newVerifier returns the JWT verifier, or nil when auth is off.
-func newVerifier(cfg config.Config) (*auth.Verifier, error) {
+// newVerifier returns the JWT verifier of the configured key source, or
+// nil when auth is off. A JWKS is refreshed until ctx ends.
+func newVerifier(ctx context.Context, cfg config.Config) (*auth.Verifier, error) {
+	o := auth.Options{
+		Audience:   cfg.AuthJWTAudience,
+		Issuer:     cfg.AuthJWTIssuer,
+		AllowNoExp: !cfg.AuthJWTRequireExp,
+		Leeway:     cfg.AuthJWTLeeway,
+	}
+	if o.Leeway == 0 {
+		o.Leeway = auth.NoLeeway // AUTH_JWT_LEEWAY=0s means none, not the default
+	}
 	switch {
 	case cfg.AuthJWTSecret != "":
-		return auth.NewHS256(cfg.AuthJWTSecret)
+		return auth.NewHS256(cfg.AuthJWTSecret, o)
+	case cfg.AuthJWTSecretFile != "":
+		return auth.NewFromSecretFile(cfg.AuthJWTSecretFile, o)
 	case cfg.AuthJWTPublicKeyFile != "":
-		return auth.NewFromPublicKeyFile(cfg.AuthJWTPublicKeyFile)
+		return auth.NewFromPublicKeyFile(cfg.AuthJWTPublicKeyFile, o)
+	case cfg.AuthJWTJWKSURL != "":
+		return auth.NewFromJWKS(ctx, cfg.AuthJWTJWKSURL, o, auth.JWKSOptions{})
 	}
 	return nil, nil
+}
+
+// newMetricsMux is the private metrics port: /metrics, and the profiles
+// (heap, goroutine, CPU) under /debug/pprof/ only with PPROF_ENABLED.
+func newMetricsMux(reg *prometheus.Registry, pprofEnabled bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if pprofEnabled {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	return mux
 }
 
 func newLogger(cfg config.Config) *slog.Logger {
@@ -85,7 +111,10 @@ func run(cfg config.Config) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 
-	verifier, err := newVerifier(cfg)
+	// The JWKS refresh lives as long as run.
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	defer stopAuth()
+	verifier, err := newVerifier(authCtx, cfg)
 	if err != nil {
 		return err
 	}
@@ -131,12 +160,7 @@ func run(cfg config.Config) error {
 			log.Error("presence store stopped", "err", err)
 		}
 	})
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Profiles, on the private metrics port only (heap, goroutine, CPU).
-	metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
-	metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	metricsSrv := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
+	metricsSrv := &http.Server{Handler: newMetricsMux(reg, cfg.PprofEnabled), ReadHeaderTimeout: 10 * time.Second}
 	wg.Go(func() {
 		if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)
@@ -144,7 +168,7 @@ func run(cfg config.Config) error {
 	})
 
 	log.Info("presence gateway listening", "ws", wsLn.Addr().String(), "metrics", metricsLn.Addr().String(),
-		"store", storeKind(cfg), "auth", cfg.Auth())
+		"store", storeKind(cfg), "auth", cfg.Auth(), "pprof", cfg.PprofEnabled)
 	serveErr := srv.Serve(ctx, wsLn)
 
 	// Drained (or failed): stop the background work and remove what is

@@ -121,6 +121,8 @@ func TestBadConfigExits(t *testing.T) {
 		{"REDIS_NODES=redis-0", `presence-gateway: REDIS_NODES="redis-0": entry "redis-0": missing port`},
 		{"PRESENCE_TTL=10s", `presence-gateway: PRESENCE_TTL=10s must be above twice HEARTBEAT_INTERVAL=20s`},
 		{"IDLE_TIMEOUT=forever", `presence-gateway: IDLE_TIMEOUT="forever": not a duration`},
+		{"IDLE_TIMEOUT=30s", `presence-gateway: IDLE_TIMEOUT=30s must be at least twice HEARTBEAT_INTERVAL=20s`},
+		{"AUTH_JWT_AUDIENCE=presence", `presence-gateway: AUTH_JWT_AUDIENCE is set but no JWT key source is`},
 	} {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), tc.env)

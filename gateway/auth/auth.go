@@ -1,58 +1,113 @@
-// Package auth checks the optional JWT of a WebSocket upgrade: HS256 with
-// a shared secret, or RS256/ES256 with a PEM public key. The token's "sub"
-// is the user id.
+// Package auth checks the optional JWT of a WebSocket upgrade, of a
+// "refresh" frame and of the presence HTTP API. The token's "sub" is the
+// user id. Keys come from one source: an HS256 secret (given, or read from
+// a file), a PEM public key file (RS256/ES256), or an identity provider's
+// JSON Web Key Set (JWKS) URL. Files are re-read when they change and the
+// JWKS is refreshed, so a key rotates without restarting the gateway.
 package auth
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/presencekit/presence-operator/gateway/protocol"
+	"github.com/presencekit/presence-operator/gateway/userid"
 )
 
-// Verifier checks tokens with one key.
+// DefaultLeeway is the clock skew allowed on exp, nbf and iat when
+// Options.Leeway is zero.
+const DefaultLeeway = 5 * time.Second
+
+// NoLeeway, as Options.Leeway, allows no clock skew at all.
+const NoLeeway time.Duration = -1
+
+// Options are the claim checks every key source shares.
+type Options struct {
+	// Audience, when set, must be one of the token's "aud" values.
+	Audience string
+	// Issuer, when set, must be the token's "iss".
+	Issuer string
+	// AllowNoExp accepts tokens without "exp" (they never expire). By
+	// default "exp" is required.
+	AllowNoExp bool
+	// Leeway is the clock skew allowed on exp, nbf and iat (DefaultLeeway
+	// when zero, none when NoLeeway). An open connection is closed at exp
+	// plus the leeway.
+	Leeway time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// FileCheckInterval is how often a key file is checked for a change,
+	// at most (time.Second when zero). The check is a stat made by the
+	// first verification after the interval: no goroutine.
+	FileCheckInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	switch {
+	case o.Leeway == 0:
+		o.Leeway = DefaultLeeway
+	case o.Leeway < 0:
+		o.Leeway = 0
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.FileCheckInterval == 0 {
+		o.FileCheckInterval = time.Second
+	}
+	return o
+}
+
+// keySource gives the keys a token may be verified with.
+type keySource interface {
+	// keyfunc is the jwt.Keyfunc: a key, or a jwt.VerificationKeySet.
+	keyfunc(t *jwt.Token) (any, error)
+	// methods are the signing algorithms the keys can verify.
+	methods() []string
+}
+
+// Verifier checks tokens against one key source and the claim rules of
+// its Options. It is safe for concurrent use.
 type Verifier struct {
-	key    any
-	method string
-	now    func() time.Time
+	keys   keySource
+	opts   Options
+	parser *jwt.Parser
 }
 
-// NewHS256 returns a verifier of HS256 tokens signed with secret.
-func NewHS256(secret string) (*Verifier, error) {
-	if secret == "" {
-		return nil, errors.New("AUTH_JWT_SECRET is empty")
+func newVerifier(keys keySource, o Options) *Verifier {
+	o = o.withDefaults()
+	popts := []jwt.ParserOption{
+		jwt.WithValidMethods(keys.methods()), jwt.WithTimeFunc(o.Now), jwt.WithLeeway(o.Leeway),
+		jwt.WithIssuedAt(), // an iat in the future (beyond the leeway) is refused
 	}
-	return &Verifier{key: []byte(secret), method: jwt.SigningMethodHS256.Alg(), now: time.Now}, nil
+	if !o.AllowNoExp {
+		popts = append(popts, jwt.WithExpirationRequired())
+	}
+	if o.Audience != "" {
+		popts = append(popts, jwt.WithAudience(o.Audience))
+	}
+	if o.Issuer != "" {
+		popts = append(popts, jwt.WithIssuer(o.Issuer))
+	}
+	return &Verifier{keys: keys, opts: o, parser: jwt.NewParser(popts...)}
 }
 
-// NewFromPublicKeyFile returns a verifier of RS256 (RSA key) or ES256
-// (ECDSA P-256 key) tokens, from a PEM public key file.
-func NewFromPublicKeyFile(path string) (*Verifier, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEY_FILE: %w", err)
-	}
-	if k, err := jwt.ParseRSAPublicKeyFromPEM(b); err == nil {
-		return &Verifier{key: k, method: jwt.SigningMethodRS256.Alg(), now: time.Now}, nil
-	}
-	k, err := jwt.ParseECPublicKeyFromPEM(b)
-	if err != nil {
-		return nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEY_FILE %q: neither an RSA nor an ECDSA PEM public key", path)
-	}
-	if k.Curve.Params().Name != "P-256" {
-		return nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEY_FILE %q: ECDSA curve %s; ES256 needs P-256", path, k.Curve.Params().Name)
-	}
-	return &Verifier{key: k, method: jwt.SigningMethodES256.Alg(), now: time.Now}, nil
-}
+// Methods are the accepted signing algorithms (HS256, or RS256/ES256...).
+func (v *Verifier) Methods() []string { return v.keys.methods() }
 
-// Method is the accepted signing algorithm (HS256, RS256 or ES256).
-func (v *Verifier) Method() string { return v.method }
+// Claims is what a valid token says about its connection.
+type Claims struct {
+	// Subject is the token's "sub": a valid user id.
+	Subject string
+	// ValidUntil is the token's exp plus the leeway: when an open
+	// connection authenticated by it is closed. Zero when the token has no
+	// exp (only with Options.AllowNoExp).
+	ValidUntil time.Time
+}
 
 // ErrNoToken means the request carries no token.
 var ErrNoToken = errors.New(`no token: pass it as the "token" query parameter or an "Authorization: Bearer" header`)
@@ -70,25 +125,33 @@ func TokenFrom(r *http.Request) string {
 	return ""
 }
 
-// Verify checks the request's token (signature, algorithm, exp and nbf
-// when present) and returns its subject, a valid user id.
-func (v *Verifier) Verify(r *http.Request) (string, error) {
+// Verify checks the request's token; see VerifyToken.
+func (v *Verifier) Verify(r *http.Request) (Claims, error) {
 	raw := TokenFrom(r)
 	if raw == "" {
-		return "", ErrNoToken
+		return Claims{}, ErrNoToken
 	}
-	tok, err := jwt.ParseWithClaims(raw, &jwt.RegisteredClaims{}, func(t *jwt.Token) (any, error) {
-		return v.key, nil
-	}, jwt.WithValidMethods([]string{v.method}), jwt.WithTimeFunc(v.now), jwt.WithLeeway(5*time.Second))
-	if err != nil {
-		return "", fmt.Errorf("invalid token: %w", err)
+	return v.VerifyToken(raw)
+}
+
+// VerifyToken checks a token: its signature and algorithm against the
+// key source, exp (required unless AllowNoExp), nbf, iat (not in the
+// future), aud and iss when configured, and a "sub" that is a valid user
+// id.
+func (v *Verifier) VerifyToken(raw string) (Claims, error) {
+	var rc jwt.RegisteredClaims
+	if _, err := v.parser.ParseWithClaims(raw, &rc, v.keys.keyfunc); err != nil {
+		return Claims{}, fmt.Errorf("invalid token: %w", err)
 	}
-	sub, err := tok.Claims.GetSubject()
-	if err != nil || sub == "" {
-		return "", errors.New(`invalid token: no "sub" claim (the user id)`)
+	if rc.Subject == "" {
+		return Claims{}, errors.New(`invalid token: no "sub" claim (the user id)`)
 	}
-	if err := protocol.ValidateUserID(sub); err != nil {
-		return "", fmt.Errorf(`invalid token: "sub": %w`, err)
+	if err := userid.Validate(rc.Subject); err != nil {
+		return Claims{}, fmt.Errorf(`invalid token: "sub": %w`, err)
 	}
-	return sub, nil
+	c := Claims{Subject: rc.Subject}
+	if rc.ExpiresAt != nil {
+		c.ValidUntil = rc.ExpiresAt.Add(v.opts.Leeway)
+	}
+	return c, nil
 }

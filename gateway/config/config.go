@@ -10,13 +10,26 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Config is the gateway's configuration (DESIGN.md, "Configuration").
+// Limits of WS_MAX_PAYLOAD_BYTES: the largest client frame the gateway
+// can be told to accept. The operator's CRD uses the same bounds.
+const (
+	MinPayloadBytes = 64
+	MaxPayloadLimit = 1 << 20 // 1 MiB
+)
+
+// MaxJWTLeeway bounds AUTH_JWT_LEEWAY: a larger clock skew would keep
+// expired tokens working for long.
+const MaxJWTLeeway = 5 * time.Minute
+
+// Config is the gateway's configuration (see the README's configuration
+// table).
 type Config struct {
 	WSPort      int
 	MetricsPort int
@@ -35,9 +48,20 @@ type Config struct {
 	ShutdownGrace     time.Duration
 	OfflineGrace      time.Duration
 
-	AllowedOrigins       []string // empty = any
-	AuthJWTSecret        string
-	AuthJWTPublicKeyFile string
+	AllowedOrigins []string // empty = any
+
+	// JWT key source: at most one of these four is set (none: no auth).
+	AuthJWTSecret        string // HS256 secret given in the environment
+	AuthJWTSecretFile    string // HS256 secret read from a file, re-read when it changes
+	AuthJWTPublicKeyFile string // PEM public key(s), RS256/ES256, re-read when it changes
+	AuthJWTJWKSURL       string // an identity provider's JSON Web Key Set
+	// Claim checks.
+	AuthJWTAudience   string // when set, must be one of the token's aud
+	AuthJWTIssuer     string // when set, must be the token's iss
+	AuthJWTRequireExp bool
+	AuthJWTLeeway     time.Duration // clock skew on exp/nbf/iat; connections close at exp + leeway
+
+	PprofEnabled bool // /debug/pprof on the metrics port
 
 	MessageRate  float64 // messages per second
 	MessageBurst int
@@ -88,10 +112,7 @@ var settings = []setting{
 		return nil
 	}},
 	{"REDIS_TLS", "redis-tls", "false", "TLS to Redis", func(c *Config, v string) (err error) {
-		c.RedisTLS, err = strconv.ParseBool(v)
-		if err != nil {
-			err = errors.New("not a boolean (true or false)")
-		}
+		c.RedisTLS, err = parseBool(v)
 		return
 	}},
 	{"REDIS_TLS_CA_FILE", "redis-tls-ca-file", "", "CA bundle to verify Redis with (default: system roots)", func(c *Config, v string) error {
@@ -105,15 +126,20 @@ var settings = []setting{
 	}},
 	{"WS_MAX_PAYLOAD_BYTES", "ws-max-payload-bytes", "4096", "largest client frame; bigger ones close with 1009", func(c *Config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 64 || n > 1<<20 {
-			return errors.New("not an integer between 64 and 1048576")
+		if err != nil || n < MinPayloadBytes || n > MaxPayloadLimit {
+			return fmt.Errorf("not an integer between %d and %d", MinPayloadBytes, MaxPayloadLimit)
 		}
 		c.MaxPayloadBytes = n
 		return nil
 	}},
 	{"PRESENCE_TTL", "presence-ttl", "60s", "a connection not refreshed for this long counts as gone", durationInto(func(c *Config) *time.Duration { return &c.PresenceTTL }, false)},
 	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "20s", "how often the gateway refreshes its connections", durationInto(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, false)},
-	{"IDLE_TIMEOUT", "idle-timeout", "60s", "a client silent for this long is closed with 1001", durationInto(func(c *Config) *time.Duration { return &c.IdleTimeout }, false)},
+	{"IDLE_TIMEOUT", "idle-timeout", "", "a client silent for this long is closed with 1001; at least twice HEARTBEAT_INTERVAL (default: 3 x HEARTBEAT_INTERVAL, 60s)", func(c *Config, v string) error {
+		if v == "" {
+			return nil // derived from the heartbeat in Load
+		}
+		return durationInto(func(c *Config) *time.Duration { return &c.IdleTimeout }, false)(c, v)
+	}},
 	{"MAX_CONNECTIONS", "max-connections", "0", "per-process connection limit (0 = none); past it upgrades get 503", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -137,21 +163,48 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{"AUTH_JWT_SECRET", "auth-jwt-secret", "", "HS256 secret; when set a JWT is required", func(c *Config, v string) error {
+	{"AUTH_JWT_SECRET", "auth-jwt-secret", "", "HS256 secret; when set a JWT is required (prefer AUTH_JWT_SECRET_FILE)", func(c *Config, v string) error {
 		c.AuthJWTSecret = v
 		return nil
 	}},
-	{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-jwt-public-key-file", "", "PEM public key (RSA or ECDSA) for RS256/ES256; when set a JWT is required", func(c *Config, v string) error {
+	{"AUTH_JWT_SECRET_FILE", "auth-jwt-secret-file", "", "file holding the HS256 secret (a mounted Secret), re-read when it changes; when set a JWT is required", func(c *Config, v string) (err error) {
+		c.AuthJWTSecretFile, err = existingFile(v)
+		return
+	}},
+	{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-jwt-public-key-file", "", "PEM public key(s) (RSA or ECDSA P-256) for RS256/ES256, re-read when it changes; when set a JWT is required", func(c *Config, v string) (err error) {
+		c.AuthJWTPublicKeyFile, err = existingFile(v)
+		return
+	}},
+	{"AUTH_JWT_JWKS_URL", "auth-jwt-jwks-url", "", "an identity provider's JSON Web Key Set URL, fetched and refreshed; when set a JWT is required", func(c *Config, v string) error {
 		if v == "" {
 			return nil
 		}
-		if c.AuthJWTSecret != "" {
-			return errors.New("AUTH_JWT_SECRET is set too; use one of them")
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("not an http(s):// URL")
 		}
-		if _, err := os.Stat(v); err != nil {
+		c.AuthJWTJWKSURL = v
+		return nil
+	}},
+	{"AUTH_JWT_AUDIENCE", "auth-jwt-audience", "", "when set, a token's aud must include it", func(c *Config, v string) error {
+		c.AuthJWTAudience = v
+		return nil
+	}},
+	{"AUTH_JWT_ISSUER", "auth-jwt-issuer", "", "when set, a token's iss must equal it", func(c *Config, v string) error {
+		c.AuthJWTIssuer = v
+		return nil
+	}},
+	{"AUTH_JWT_REQUIRE_EXP", "auth-jwt-require-exp", "true", "refuse tokens without exp (false: such tokens never expire)", func(c *Config, v string) (err error) {
+		c.AuthJWTRequireExp, err = parseBool(v)
+		return
+	}},
+	{"AUTH_JWT_LEEWAY", "auth-jwt-leeway", "5s", "clock skew allowed on exp, nbf and iat; an open connection is closed with 4001 at exp plus this", func(c *Config, v string) error {
+		if err := durationInto(func(c *Config) *time.Duration { return &c.AuthJWTLeeway }, true)(c, v); err != nil {
 			return err
 		}
-		c.AuthJWTPublicKeyFile = v
+		if c.AuthJWTLeeway > MaxJWTLeeway {
+			return fmt.Errorf("at most %s", MaxJWTLeeway)
+		}
 		return nil
 	}},
 	{"MESSAGE_RATE", "message-rate", "20", "per-connection messages per second (token bucket)", func(c *Config, v string) error {
@@ -171,6 +224,10 @@ var settings = []setting{
 		return nil
 	}},
 	{"OFFLINE_GRACE", "offline-grace", "0s", "delay before an offline event, so a quick reconnect does not flap", durationInto(func(c *Config) *time.Duration { return &c.OfflineGrace }, true)},
+	{"PPROF_ENABLED", "pprof-enabled", "false", "serve /debug/pprof (heap, goroutine, CPU profiles) on the metrics port", func(c *Config, v string) (err error) {
+		c.PprofEnabled, err = parseBool(v)
+		return
+	}},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
 		return c.LogLevel.UnmarshalText([]byte(v))
 	}},
@@ -223,18 +280,78 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 			return Config{}, fmt.Errorf("%s=%q: %w", from, v, err)
 		}
 	}
-	if c.PresenceTTL <= 2*c.HeartbeatInterval {
-		return Config{}, fmt.Errorf("PRESENCE_TTL=%s must be above twice HEARTBEAT_INTERVAL=%s, so that one missed refresh does not expire a live connection",
-			c.PresenceTTL, c.HeartbeatInterval)
-	}
-	if c.WSPort == c.MetricsPort {
-		return Config{}, fmt.Errorf("WS_PORT and METRICS_PORT are both %d; /metrics needs its own port", c.WSPort)
+	if err := c.check(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
 
+// check refuses settings that are each valid but contradict each other,
+// with one line naming them.
+func (c *Config) check() error {
+	if c.PresenceTTL <= 2*c.HeartbeatInterval {
+		return fmt.Errorf("PRESENCE_TTL=%s must be above twice HEARTBEAT_INTERVAL=%s, so that one missed refresh does not expire a live connection",
+			c.PresenceTTL, c.HeartbeatInterval)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 3 * c.HeartbeatInterval
+	}
+	if c.IdleTimeout < 2*c.HeartbeatInterval {
+		return fmt.Errorf("IDLE_TIMEOUT=%s must be at least twice HEARTBEAT_INTERVAL=%s: clients are told to ping every heartbeat, and one late ping must not cut them",
+			c.IdleTimeout, c.HeartbeatInterval)
+	}
+	if c.WSPort == c.MetricsPort {
+		return fmt.Errorf("WS_PORT and METRICS_PORT are both %d; /metrics needs its own port", c.WSPort)
+	}
+	var sources []string
+	for _, s := range []struct{ name, value string }{
+		{"AUTH_JWT_SECRET", c.AuthJWTSecret}, {"AUTH_JWT_SECRET_FILE", c.AuthJWTSecretFile},
+		{"AUTH_JWT_PUBLIC_KEY_FILE", c.AuthJWTPublicKeyFile}, {"AUTH_JWT_JWKS_URL", c.AuthJWTJWKSURL},
+	} {
+		if s.value != "" {
+			sources = append(sources, s.name)
+		}
+	}
+	if len(sources) > 1 {
+		all := "all"
+		if len(sources) == 2 {
+			all = "both"
+		}
+		return fmt.Errorf("%s are %s set; give one JWT key source", strings.Join(sources, " and "), all)
+	}
+	if len(sources) == 0 {
+		for _, s := range []struct{ name, value string }{{"AUTH_JWT_AUDIENCE", c.AuthJWTAudience}, {"AUTH_JWT_ISSUER", c.AuthJWTIssuer}} {
+			if s.value != "" {
+				return fmt.Errorf("%s is set but no JWT key source is (AUTH_JWT_SECRET_FILE, AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_JWKS_URL or AUTH_JWT_SECRET), so no token would be checked", s.name)
+			}
+		}
+	}
+	return nil
+}
+
 // Auth reports whether a JWT is required.
-func (c Config) Auth() bool { return c.AuthJWTSecret != "" || c.AuthJWTPublicKeyFile != "" }
+func (c Config) Auth() bool {
+	return c.AuthJWTSecret != "" || c.AuthJWTSecretFile != "" || c.AuthJWTPublicKeyFile != "" || c.AuthJWTJWKSURL != ""
+}
+
+func parseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errors.New("not a boolean (true or false)")
+	}
+	return b, nil
+}
+
+// existingFile accepts an empty path or the path of a file that exists.
+func existingFile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
 
 func parsePort(v string) (int, error) {
 	n, err := strconv.Atoi(v)

@@ -25,6 +25,7 @@ func TestDefaults(t *testing.T) {
 		WSPort: 8080, MetricsPort: 9090, MaxPayloadBytes: 4096,
 		PresenceTTL: 60 * time.Second, HeartbeatInterval: 20 * time.Second, IdleTimeout: 60 * time.Second,
 		ShutdownGrace: 25 * time.Second, MessageRate: 20, MessageBurst: 40,
+		AuthJWTRequireExp: true, AuthJWTLeeway: 5 * time.Second,
 		LogLevel: slog.LevelInfo, LogFormat: "json",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -41,7 +42,7 @@ func TestEnvAndFlags(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load([]string{"--ws-port=7000", "--idle-timeout", "5s"}, env(map[string]string{
+	c, err := Load([]string{"--ws-port=7000", "--idle-timeout", "25s"}, env(map[string]string{
 		"WS_PORT": "6000", "METRICS_PORT": "6001", "REDIS_NODES": " redis-0:6379, 10.0.0.1:7000 ,[::1]:7001",
 		"REDIS_USERNAME": "gw", "REDIS_PASSWORD_FILE": pw, "REDIS_TLS": "true",
 		"WS_MAX_PAYLOAD_BYTES": "8192", "PRESENCE_TTL": "30s", "HEARTBEAT_INTERVAL": "10s",
@@ -52,7 +53,7 @@ func TestEnvAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.WSPort != 7000 || c.MetricsPort != 6001 || c.IdleTimeout != 5*time.Second {
+	if c.WSPort != 7000 || c.MetricsPort != 6001 || c.IdleTimeout != 25*time.Second {
 		t.Fatalf("flag must win over env: %+v", c)
 	}
 	if !reflect.DeepEqual(c.RedisNodes, []string{"redis-0:6379", "10.0.0.1:7000", "[::1]:7001"}) ||
@@ -97,6 +98,19 @@ func TestBadValues(t *testing.T) {
 		{env: map[string]string{"METRICS_PORT": "8080"}, want: `WS_PORT and METRICS_PORT are both 8080; /metrics needs its own port`},
 		{env: map[string]string{"REDIS_PASSWORD_FILE": "/nonexistent/pw"}, want: `REDIS_PASSWORD_FILE="/nonexistent/pw": open /nonexistent/pw: no such file or directory`},
 		{env: map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/k.pem"}, want: `AUTH_JWT_PUBLIC_KEY_FILE="/nonexistent/k.pem": stat /nonexistent/k.pem: no such file or directory`},
+		{env: map[string]string{"AUTH_JWT_SECRET_FILE": "/nonexistent/s"}, want: `AUTH_JWT_SECRET_FILE="/nonexistent/s": stat /nonexistent/s: no such file or directory`},
+		{env: map[string]string{"AUTH_JWT_JWKS_URL": "idp.example/keys"}, want: `AUTH_JWT_JWKS_URL="idp.example/keys": not an http(s):// URL`},
+		{env: map[string]string{"AUTH_JWT_SECRET": "k", "AUTH_JWT_JWKS_URL": "https://idp.example/keys"}, want: `AUTH_JWT_SECRET and AUTH_JWT_JWKS_URL are both set; give one JWT key source`},
+		{env: map[string]string{"AUTH_JWT_AUDIENCE": "presence"}, want: `AUTH_JWT_AUDIENCE is set but no JWT key source is (AUTH_JWT_SECRET_FILE, AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_JWKS_URL or AUTH_JWT_SECRET), so no token would be checked`},
+		{env: map[string]string{"AUTH_JWT_REQUIRE_EXP": "maybe"}, want: `AUTH_JWT_REQUIRE_EXP="maybe": not a boolean (true or false)`},
+		{env: map[string]string{"AUTH_JWT_LEEWAY": "10m"}, want: `AUTH_JWT_LEEWAY="10m": at most 5m0s`},
+		{env: map[string]string{"AUTH_JWT_LEEWAY": "-1s"}, want: `AUTH_JWT_LEEWAY="-1s": must not be negative`},
+		{env: map[string]string{"PPROF_ENABLED": "on"}, want: `PPROF_ENABLED="on": not a boolean (true or false)`},
+		{env: map[string]string{"WS_MAX_PAYLOAD_BYTES": "2097152"}, want: `WS_MAX_PAYLOAD_BYTES="2097152": not an integer between 64 and 1048576`},
+		// Settings valid alone that contradict each other (issue 9, defect 11).
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "2s", "IDLE_TIMEOUT": "1500ms"}, want: `IDLE_TIMEOUT=1.5s must be at least twice HEARTBEAT_INTERVAL=2s: clients are told to ping every heartbeat, and one late ping must not cut them`},
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "2s", "IDLE_TIMEOUT": "2s"}, want: `IDLE_TIMEOUT=2s must be at least twice HEARTBEAT_INTERVAL=2s: clients are told to ping every heartbeat, and one late ping must not cut them`},
+		{env: map[string]string{"HEARTBEAT_INTERVAL": "20s", "IDLE_TIMEOUT": "30s"}, want: `IDLE_TIMEOUT=30s must be at least twice HEARTBEAT_INTERVAL=20s: clients are told to ping every heartbeat, and one late ping must not cut them`},
 		{args: []string{"--nope=1"}, want: `flag provided but not defined: -nope`},
 		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags like --ws-port=8080 or environment variables)`},
 	}
@@ -111,6 +125,49 @@ func TestBadValues(t *testing.T) {
 	}
 	if _, err := Load(nil, env(map[string]string{"LOG_LEVEL": "loud"}), io.Discard); err == nil || !strings.HasPrefix(err.Error(), `LOG_LEVEL="loud": `) {
 		t.Errorf("LOG_LEVEL=loud: %v", err)
+	}
+}
+
+// TestIdleTimeoutFollowsTheHeartbeat: left unset, IDLE_TIMEOUT is three
+// heartbeats, so a longer heartbeat (the operator sets it from the CRD)
+// never contradicts the default.
+func TestIdleTimeoutFollowsTheHeartbeat(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"HEARTBEAT_INTERVAL": "40s", "PRESENCE_TTL": "90s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IdleTimeout != 2*time.Minute {
+		t.Fatalf("IDLE_TIMEOUT = %s; want 3 x 40s", c.IdleTimeout)
+	}
+	c, err = Load(nil, env(map[string]string{"HEARTBEAT_INTERVAL": "2s", "PRESENCE_TTL": "5s", "IDLE_TIMEOUT": "4s"}), io.Discard)
+	if err != nil || c.IdleTimeout != 4*time.Second {
+		t.Fatalf("IDLE_TIMEOUT of exactly two heartbeats: %v %v", c.IdleTimeout, err)
+	}
+}
+
+func TestAuthSettings(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(nil, env(map[string]string{
+		"AUTH_JWT_SECRET_FILE": secret, "AUTH_JWT_AUDIENCE": "presence", "AUTH_JWT_ISSUER": "https://idp.example",
+		"AUTH_JWT_REQUIRE_EXP": "false", "AUTH_JWT_LEEWAY": "0s", "PPROF_ENABLED": "true",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Auth() || c.AuthJWTSecretFile != secret || c.AuthJWTAudience != "presence" || c.AuthJWTIssuer != "https://idp.example" ||
+		c.AuthJWTRequireExp || c.AuthJWTLeeway != 0 || !c.PprofEnabled {
+		t.Fatalf("auth settings: %+v", c)
+	}
+	if c.AuthJWTSecret != "" {
+		t.Fatal("the secret's value must not be read into the config; the verifier reads (and re-reads) the file")
+	}
+	c, err = Load(nil, env(map[string]string{"AUTH_JWT_JWKS_URL": "https://idp.example/.well-known/jwks.json"}), io.Discard)
+	if err != nil || !c.Auth() || c.AuthJWTJWKSURL != "https://idp.example/.well-known/jwks.json" {
+		t.Fatalf("JWKS URL: %+v %v", c, err)
 	}
 }
 

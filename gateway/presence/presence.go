@@ -33,20 +33,21 @@ func (s Status) Settable() bool {
 	return s == StatusOnline || s == StatusAway || s == StatusBusy
 }
 
-// User is one user's presence: the "U" object of the protocol.
+// User is one user's presence. Its wire form (the "U" object of the
+// protocol) is decided by package protocol, not here.
 type User struct {
-	UserID      string `json:"userId"`
-	Online      bool   `json:"online"`
-	Status      Status `json:"status"`
-	Text        string `json:"text"`
-	Connections int    `json:"connections"`
+	UserID      string
+	Online      bool
+	Status      Status
+	Text        string
+	Connections int
 	// LastSeen is the unix time in milliseconds at which the user was last
 	// online (now, while online); 0 if never.
-	LastSeen int64 `json:"lastSeen"`
+	LastSeen int64
 	// Version grows with every change of the user (online, offline, status,
 	// connection count), so that a client receiving events from several
 	// replicas out of order keeps the newest.
-	Version int64 `json:"version"`
+	Version int64
 }
 
 // Conn identifies one client connection. ID is unique across all replicas.

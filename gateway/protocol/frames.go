@@ -15,12 +15,35 @@ type Welcome struct {
 	TTLMs        int64  `json:"ttlMs"`
 }
 
+// User is one user's presence on the wire: the "U" object of the
+// protocol, in presence frames and in the HTTP API's answer. The store's
+// presence.User carries no wire names; this is where they are decided.
+type User struct {
+	UserID      string          `json:"userId"`
+	Online      bool            `json:"online"`
+	Status      presence.Status `json:"status"`
+	Text        string          `json:"text"`
+	Connections int             `json:"connections"`
+	LastSeen    int64           `json:"lastSeen"`
+	Version     int64           `json:"version"`
+}
+
+// WireUsers maps the store's users to their wire form (never nil).
+func WireUsers(users []presence.User) []User {
+	out := make([]User, len(users))
+	for i, u := range users {
+		out[i] = User{UserID: u.UserID, Online: u.Online, Status: u.Status, Text: u.Text,
+			Connections: u.Connections, LastSeen: u.LastSeen, Version: u.Version}
+	}
+	return out
+}
+
 // Presence answers a query or subscribe (with the request's id) and
 // carries each change of a watched user (without id).
 type Presence struct {
 	Type  string          `json:"type"`
 	ID    json.RawMessage `json:"id,omitempty"`
-	Users []presence.User `json:"users"`
+	Users []User          `json:"users"`
 }
 
 // Reply is a pong or an ok.
@@ -47,10 +70,7 @@ func EncodeWelcome(userID, connID string, heartbeatMs, ttlMs int64) []byte {
 
 // EncodePresence renders a presence frame; id may be nil.
 func EncodePresence(id json.RawMessage, users []presence.User) []byte {
-	if users == nil {
-		users = []presence.User{}
-	}
-	return mustMarshal(Presence{Type: "presence", ID: id, Users: users})
+	return mustMarshal(Presence{Type: "presence", ID: id, Users: WireUsers(users)})
 }
 
 // EncodePong renders the JSON pong.

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecode checks that no frame makes Decode panic and that every frame
@@ -14,11 +15,17 @@ func FuzzDecode(f *testing.F) {
 		"ping", `{"type":"ping","id":1}`, `{"type":"query","userIds":["a","b"]}`,
 		`{"type":"subscribe","id":"s","userIds":["a"]}`, `{"type":"status","status":"away","text":"x"}`,
 		`{"type":"unsubscribe","userIds":["a"]}`, `{`, `[]`, `null`, `{"type":"status","status":"offline"}`,
+		`{"type":"refresh","id":1,"token":"a.b.c"}`, `{"TYPE":"ping"}`, `{"type":"ping","type":"ping"}`,
+		`{"type":1,"id":8}`, `{"id":"q","type":"ping",`, `{"type":"status","status":"away","text":"\ud800"}`,
+		"{\"type\":\"status\",\"status\":\"away\",\"text\":\"\xff\xfe\"}", `{"type":"ping","x":1,"x":2}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, e := Decode(data)
+		if e == nil && !utf8.Valid(data) {
+			t.Fatalf("accepted a frame that is not UTF-8: %q", data)
+		}
 		if e != nil {
 			if e.Code == "" || e.Message == "" {
 				t.Fatalf("error without code or message: %+v", e)
@@ -45,6 +52,10 @@ func FuzzDecode(f *testing.F) {
 		case TypeStatus:
 			if !r.Status.Settable() || len(r.Text) > MaxStatusTextLen {
 				t.Fatalf("accepted status %q text %d bytes", r.Status, len(r.Text))
+			}
+		case TypeRefresh:
+			if r.Token == "" {
+				t.Fatal("accepted a refresh without token")
 			}
 		default:
 			t.Fatalf("accepted unknown type %q", r.Type)

@@ -5,9 +5,14 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/userid"
 )
 
 // Limits of one request.
@@ -16,7 +21,7 @@ const (
 	// may name; past it the answer is a too_many_ids error.
 	MaxIDsPerRequest = 100
 	// MaxUserIDLen is the longest user id, in bytes.
-	MaxUserIDLen = 128
+	MaxUserIDLen = userid.MaxLen
 	// MaxStatusTextLen is the longest status text, in bytes.
 	MaxStatusTextLen = 256
 )
@@ -28,6 +33,8 @@ const (
 	TypeSubscribe   = "subscribe"
 	TypeUnsubscribe = "unsubscribe"
 	TypeStatus      = "status"
+	// TypeRefresh replaces the connection's token before it expires.
+	TypeRefresh = "refresh"
 )
 
 // Error codes of the error frame. Every one keeps the connection open.
@@ -39,6 +46,12 @@ const (
 	CodeRateLimited          = "rate_limited"
 	CodeInternal             = "internal"
 	CodeUnavailable          = "unavailable"
+	// CodeInvalidToken answers a refresh whose token does not verify
+	// (bad signature, expired, wrong audience...); the connection keeps
+	// its old token until that one expires.
+	CodeInvalidToken = "invalid_token"
+	// CodeForbidden answers a refresh whose token names another user.
+	CodeForbidden = "forbidden"
 )
 
 // Request is one decoded, validated client frame.
@@ -56,6 +69,8 @@ type Request struct {
 	// Status and Text (status).
 	Status presence.Status
 	Text   string
+	// Token (refresh): the new JWT, not yet verified.
+	Token string
 }
 
 // Error is a request that gets an error frame; the connection stays open.
@@ -67,30 +82,29 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// wireRequest is the JSON shape of a client frame.
-type wireRequest struct {
-	Type    *string          `json:"type"`
-	ID      json.RawMessage  `json:"id"`
-	UserIDs *json.RawMessage `json:"userIds"`
-	Status  *string          `json:"status"`
-	Text    *string          `json:"text"`
-}
-
 var textPing = []byte("ping")
 
-// Decode parses and validates one text frame.
+// Decode parses and validates one text frame. Decoding is strict: the
+// frame is valid UTF-8, one JSON object whose keys match case-sensitively
+// and appear at most once (unknown keys are ignored), and every string is
+// valid Unicode (no lone surrogate escapes). The request's "id" is echoed
+// in the error whenever it could be read, even when other fields are
+// wrong.
 func Decode(data []byte) (Request, *Error) {
 	if bytes.Equal(data, textPing) {
 		return Request{Type: TypePing, TextPing: true}, nil
 	}
+	if !utf8.Valid(data) {
+		// The server closes such a frame with 1007 before decoding it;
+		// this keeps Decode strict on its own.
+		return Request{}, &Error{Code: CodeBadRequest, Message: "frame is not valid UTF-8"}
+	}
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
 		return Request{}, &Error{Code: CodeBadRequest, Message: `frame is neither the text "ping" nor a JSON object`}
 	}
-	var w wireRequest
-	if err := json.Unmarshal(data, &w); err != nil {
-		return Request{}, &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON object: " + truncate(err.Error())}
-	}
-	id, err := validID(w.ID)
+	w, werr := readObject(data)
+	// The id first, so that every later error can carry it.
+	id, err := validID(w.fields[fieldID])
 	if err != nil {
 		return Request{}, &Error{Code: CodeBadRequest, Message: err.Error()}
 	}
@@ -100,27 +114,35 @@ func Decode(data []byte) (Request, *Error) {
 		// is unknown_type).
 		return Request{Type: r.Type}, &Error{ID: id, Code: code, Message: fmt.Sprintf(format, args...)}
 	}
-	if w.Type == nil {
+	if werr != nil {
+		return Request{}, &Error{ID: id, Code: CodeBadRequest, Message: werr.Error()}
+	}
+	if w.fields[fieldType] == nil {
 		return fail(CodeBadRequest, `missing "type"`)
 	}
-	r.Type = *w.Type
+	typ, err := stringField(w.fields[fieldType], "type")
+	if err != nil {
+		return fail(CodeBadRequest, "%v", err)
+	}
+	r.Type = typ
 	switch r.Type {
 	case TypePing:
 	case TypeQuery, TypeSubscribe, TypeUnsubscribe:
-		if w.UserIDs == nil {
+		raw := w.fields[fieldUserIDs]
+		if raw == nil {
 			return fail(CodeBadRequest, `%s needs "userIds", an array of user ids`, r.Type)
 		}
 		var ids []string
-		if err := json.Unmarshal(*w.UserIDs, &ids); err != nil || ids == nil {
+		if err := json.Unmarshal(raw, &ids); err != nil || ids == nil {
 			// The slow path only finds which element is wrong.
-			var raw []json.RawMessage
-			if err := json.Unmarshal(*w.UserIDs, &raw); err != nil || raw == nil {
+			var elems []json.RawMessage
+			if err := json.Unmarshal(raw, &elems); err != nil || elems == nil {
 				return fail(CodeBadRequest, `"userIds" must be an array of strings`)
 			}
-			if len(raw) > MaxIDsPerRequest {
-				return fail(CodeTooManyIDs, "%d user ids in one request; at most %d", len(raw), MaxIDsPerRequest)
+			if len(elems) > MaxIDsPerRequest {
+				return fail(CodeTooManyIDs, "%d user ids in one request; at most %d", len(elems), MaxIDsPerRequest)
 			}
-			for i, v := range raw {
+			for i, v := range elems {
 				var s string
 				if json.Unmarshal(v, &s) != nil {
 					return fail(CodeBadRequest, `"userIds"[%d] is not a string`, i)
@@ -137,7 +159,9 @@ func Decode(data []byte) (Request, *Error) {
 		seen := make(map[string]struct{}, len(ids))
 		r.UserIDs = ids[:0]
 		for i, s := range ids {
-			if err := ValidateUserID(s); err != nil {
+			// A lone surrogate escape decodes to U+FFFD, which the id rule
+			// refuses like any character outside its set.
+			if err := userid.Validate(s); err != nil {
 				return fail(CodeBadRequest, `"userIds"[%d]: %v`, i, err)
 			}
 			if _, dup := seen[s]; dup {
@@ -147,23 +171,141 @@ func Decode(data []byte) (Request, *Error) {
 			r.UserIDs = append(r.UserIDs, s)
 		}
 	case TypeStatus:
-		if w.Status == nil {
+		if w.fields[fieldStatus] == nil {
 			return fail(CodeBadRequest, `status needs "status": one of online, away, busy`)
 		}
-		r.Status = presence.Status(*w.Status)
-		if !r.Status.Settable() {
-			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, truncate(*w.Status))
+		st, err := stringField(w.fields[fieldStatus], "status")
+		if err != nil {
+			return fail(CodeBadRequest, "%v", err)
 		}
-		if w.Text != nil {
-			r.Text = *w.Text
+		r.Status = presence.Status(st)
+		if !r.Status.Settable() {
+			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, truncate(st))
+		}
+		if raw := w.fields[fieldText]; raw != nil {
+			if r.Text, err = stringField(raw, "text"); err != nil {
+				return fail(CodeBadRequest, "%v", err)
+			}
 		}
 		if len(r.Text) > MaxStatusTextLen {
 			return fail(CodeBadRequest, `"text" is %d bytes; at most %d`, len(r.Text), MaxStatusTextLen)
+		}
+	case TypeRefresh:
+		if w.fields[fieldToken] == nil {
+			return fail(CodeBadRequest, `refresh needs "token", the new JWT`)
+		}
+		if r.Token, err = stringField(w.fields[fieldToken], "token"); err != nil {
+			return fail(CodeBadRequest, "%v", err)
+		}
+		if r.Token == "" {
+			return fail(CodeBadRequest, `"token" is empty`)
 		}
 	default:
 		return fail(CodeUnknownType, "unknown message type %q", truncate(r.Type))
 	}
 	return r, nil
+}
+
+// The keys of a client frame, matched case-sensitively.
+const (
+	fieldType = iota
+	fieldID
+	fieldUserIDs
+	fieldStatus
+	fieldText
+	fieldToken
+	numFields
+)
+
+var fieldNames = [numFields]string{"type", "id", "userIds", "status", "text", "token"}
+
+// wireObject is a client frame's known keys and their raw values (nil
+// when absent).
+type wireObject struct {
+	fields [numFields]json.RawMessage
+}
+
+// readObject reads one JSON object, keeping the raw value of each known
+// key. Unlike json.Unmarshal it matches keys case-sensitively, refuses a
+// key given twice, and refuses anything after the object. On error the
+// fields read so far are kept (the id can still be echoed).
+func readObject(data []byte) (wireObject, error) {
+	var w wireObject
+	dec := json.NewDecoder(bytes.NewReader(data))
+	invalid := func(err error) error {
+		return fmt.Errorf("frame is not a valid JSON object: %s", truncate(err.Error()))
+	}
+	if _, err := dec.Token(); err != nil { // '{', checked by the caller
+		return w, invalid(err)
+	}
+	var others map[string]struct{} // unknown keys, for duplicates
+	var dup error                  // the first key given twice
+	idTwice := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return w, invalid(err)
+		}
+		key, _ := t.(string) // inside an object, More means a key
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return w, invalid(err)
+		}
+		known := -1
+		for i, name := range fieldNames {
+			if key == name {
+				known = i
+				break
+			}
+		}
+		switch {
+		case known >= 0 && w.fields[known] == nil:
+			w.fields[known] = raw
+		case known >= 0:
+			// Reading goes on, so that an id after the duplicate is echoed.
+			idTwice = idTwice || known == fieldID
+			if dup == nil {
+				dup = fmt.Errorf("key %q appears twice", key)
+			}
+		default:
+			if others == nil {
+				others = make(map[string]struct{})
+			}
+			if _, seen := others[key]; seen && dup == nil {
+				dup = fmt.Errorf("key %q appears twice", truncate(key))
+			}
+			others[key] = struct{}{}
+		}
+	}
+	if idTwice {
+		w.fields[fieldID] = nil // no way to tell which id to echo
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return w, invalid(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return w, errors.New("frame is not a valid JSON object: data after the object")
+	}
+	return w, dup
+}
+
+// stringField decodes a JSON string value strictly: a lone surrogate
+// escape ("\ud800"), which encoding/json turns into U+FFFD silently, is
+// refused.
+func stringField(raw json.RawMessage, name string) (string, error) {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", fmt.Errorf("%q must be a string", name)
+	}
+	if n := strings.Count(s, "\uFFFD"); n > 0 {
+		// Each U+FFFD in the result must be one the client wrote, as the
+		// character itself or as the escape \ufffd.
+		written := bytes.Count(raw, []byte("\uFFFD")) + bytes.Count(bytes.ToLower(raw), []byte(`\ufffd`))
+		if n > written {
+			return "", fmt.Errorf("%q is not valid Unicode (a lone surrogate escape)", name)
+		}
+	}
+	return s, nil
 }
 
 // validID accepts an absent or null id, a string or a number.
@@ -179,24 +321,8 @@ func validID(raw json.RawMessage) (json.RawMessage, error) {
 	return nil, fmt.Errorf(`"id" must be a string or a number`)
 }
 
-// ValidateUserID checks a user id: 1 to 128 bytes of [A-Za-z0-9._:@-].
-func ValidateUserID(id string) error {
-	if id == "" {
-		return fmt.Errorf("user id is empty")
-	}
-	if len(id) > MaxUserIDLen {
-		return fmt.Errorf("user id is %d bytes; at most %d", len(id), MaxUserIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == ':' || c == '@' || c == '-'
-		if !ok {
-			return fmt.Errorf("user id %q: character %q at byte %d is not one of [A-Za-z0-9._:@-]", truncate(id), c, i)
-		}
-	}
-	return nil
-}
+// ValidateUserID checks a user id with the rule of package userid.
+func ValidateUserID(id string) error { return userid.Validate(id) }
 
 // MetricType is the bounded label of messages_received_total for a frame.
 func MetricType(r Request, e *Error) string {

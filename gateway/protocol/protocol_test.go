@@ -63,6 +63,29 @@ func TestDecode(t *testing.T) {
 		{name: "status missing", in: `{"type":"status","text":"x"}`, code: CodeBadRequest},
 		{name: "status offline", in: `{"type":"status","status":"offline"}`, code: CodeBadRequest, message: "online, away, busy"},
 		{name: "status unknown", in: `{"type":"status","status":"sleepy"}`, code: CodeBadRequest},
+		{name: "refresh", in: `{"type":"refresh","id":2,"token":"a.b.c"}`, want: Request{Type: TypeRefresh, ID: json.RawMessage("2"), Token: "a.b.c"}},
+		{name: "refresh without token", in: `{"type":"refresh","id":2}`, code: CodeBadRequest, errID: "2", message: `"token"`},
+		{name: "refresh empty token", in: `{"type":"refresh","token":""}`, code: CodeBadRequest, message: "empty"},
+		{name: "refresh token not a string", in: `{"type":"refresh","token":5}`, code: CodeBadRequest, message: `"token" must be a string`},
+
+		// Strict decoding (issue 9, defect 7).
+		{name: "keys are case-sensitive", in: `{"TYPE":"ping"}`, code: CodeBadRequest, message: `missing "type"`},
+		{name: "a miscased key is unknown", in: `{"Type":"ping","id":4}`, code: CodeBadRequest, errID: "4", message: `missing "type"`},
+		{name: "miscased userIds", in: `{"type":"query","id":1,"userids":["a"]}`, code: CodeBadRequest, errID: "1", message: "userIds"},
+		{name: "duplicate type", in: `{"type":"ping","type":"query","id":3}`, code: CodeBadRequest, errID: "3", message: `"type" appears twice`},
+		{name: "duplicate unknown key", in: `{"type":"ping","x":1,"x":2}`, code: CodeBadRequest, message: `"x" appears twice`},
+		{name: "duplicate id echoes none", in: `{"type":"ping","id":1,"id":2}`, code: CodeBadRequest, message: `"id" appears twice`},
+		{name: "type a number echoes the id", in: `{"type":1,"id":8}`, code: CodeBadRequest, errID: "8", message: `"type" must be a string`},
+		{name: "id before a syntax error is echoed", in: `{"id":"q","type":"ping",`, code: CodeBadRequest, errID: `"q"`, message: "not a valid JSON"},
+		{name: "status not a string echoes the id", in: `{"type":"status","id":5,"status":true}`, code: CodeBadRequest, errID: "5", message: `"status" must be a string`},
+		{name: "text not a string", in: `{"type":"status","status":"away","text":1}`, code: CodeBadRequest, message: `"text" must be a string`},
+		{name: "invalid UTF-8 in the frame", in: "{\"type\":\"status\",\"status\":\"away\",\"text\":\"\xff\xfe\"}", code: CodeBadRequest, message: "UTF-8"},
+		{name: "lone surrogate in text", in: `{"type":"status","id":6,"status":"away","text":"a\ud800b"}`, code: CodeBadRequest, errID: "6", message: "not valid Unicode"},
+		{name: "escaped replacement character is fine", in: `{"type":"status","status":"away","text":"\ufffd"}`,
+			want: Request{Type: TypeStatus, Status: presence.StatusAway, Text: "\ufffd"}},
+		{name: "replacement character itself is fine", in: "{\"type\":\"status\",\"status\":\"away\",\"text\":\"\uFFFD\"}",
+			want: Request{Type: TypeStatus, Status: presence.StatusAway, Text: "\uFFFD"}},
+		{name: "lone surrogate in a user id", in: `{"type":"query","userIds":["\udc00"]}`, code: CodeBadRequest},
 		{name: "status text too long", in: `{"type":"status","status":"away","text":"` + strings.Repeat("t", 257) + `"}`, code: CodeBadRequest, message: "257 bytes"},
 	}
 	for _, tc := range tests {
@@ -86,25 +109,10 @@ func TestDecode(t *testing.T) {
 			}
 			if got.Type != tc.want.Type || got.TextPing != tc.want.TextPing || string(got.ID) != string(tc.want.ID) ||
 				strings.Join(got.UserIDs, ",") != strings.Join(tc.want.UserIDs, ",") ||
-				got.Status != tc.want.Status || got.Text != tc.want.Text {
+				got.Status != tc.want.Status || got.Text != tc.want.Text || got.Token != tc.want.Token {
 				t.Fatalf("Decode(%q) = %+v, want %+v", tc.in, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestValidateUserID(t *testing.T) {
-	good := []string{"a", "u1", "A.b_c:d@e-f", strings.Repeat("z", 128), "0"}
-	bad := []string{"", " ", "a/b", "a?b", "a&b", "ü", strings.Repeat("z", 129), "a\x00"}
-	for _, id := range good {
-		if err := ValidateUserID(id); err != nil {
-			t.Errorf("ValidateUserID(%q) = %v, want ok", id, err)
-		}
-	}
-	for _, id := range bad {
-		if err := ValidateUserID(id); err == nil {
-			t.Errorf("ValidateUserID(%q) = nil, want an error", id)
-		}
 	}
 }
 

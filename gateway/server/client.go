@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -54,7 +55,8 @@ type client struct {
 	raw net.Conn // the TCP connection under ws, cut when a close does not end in time
 	pc  presence.Conn
 
-	lastRead atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
+	lastRead   atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
+	tokenUntil atomic.Int64 // unix nanoseconds at which the token expires; 0 = never (token.go)
 
 	mu         sync.Mutex
 	q          sendQueue
@@ -127,6 +129,11 @@ func (c *client) readLoop() {
 			c.closeSync(statusUnsupportedData, "binary frames are not supported", "binary")
 			return
 		}
+		if !utf8.Valid(data) { // RFC 6455 section 8.1: fail the connection with 1007
+			c.s.metrics.MessagesReceivedTotal.WithLabelValues("invalid").Inc()
+			c.closeSync(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", "invalid_utf8")
+			return
+		}
 		if !c.msgs.AllowN(c.s.now(), 1) {
 			c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
 			if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
@@ -188,6 +195,8 @@ func (c *client) handle(req protocol.Request) *protocol.Error {
 		return nil
 	case protocol.TypeQuery:
 		return c.answerPresence(req)
+	case protocol.TypeRefresh:
+		return c.refresh(req)
 	case protocol.TypeSubscribe:
 		var fresh []string
 		for _, id := range req.UserIDs {

@@ -108,6 +108,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sweepIdle(bg) })
+	wg.Go(func() { s.sweepTokens(bg) })
 	wg.Go(func() { s.checkStore(bg) })
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -256,8 +257,8 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Users []presence.User `json:"users"`
-	}{users})
+		Users []protocol.User `json:"users"`
+	}{protocol.WireUsers(users)})
 }
 
 // apiError is the JSON body of every refusal.

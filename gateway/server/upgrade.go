@@ -43,7 +43,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q is not allowed", origin))
 		return
 	}
-	userID, status, code, msg := s.identify(r)
+	userID, tokenUntil, status, code, msg := s.identify(r)
 	if status != 0 {
 		s.refuse(w, status, code, msg)
 		return
@@ -114,6 +114,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
 	c = newClient(s, ws, raw, pc)
+	c.setTokenDeadline(tokenUntil)
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	s.noteConnections()
@@ -143,32 +144,33 @@ func (s *Server) serveClient(c *client) {
 	s.unregister(c)
 }
 
-// identify returns the connection's user id, or the refusal: 400 for a
-// missing or invalid id, 401 for a missing or bad token, 403 for a userId
-// that disagrees with the token's subject.
-func (s *Server) identify(r *http.Request) (userID string, status int, code, msg string) {
+// identify returns the connection's user id and when its token expires
+// (zero: never), or the refusal: 400 for a missing or invalid id, 401 for
+// a missing or bad token, 403 for a userId that disagrees with the
+// token's subject.
+func (s *Server) identify(r *http.Request) (userID string, tokenUntil time.Time, status int, code, msg string) {
 	q := r.URL.Query()
 	userID = q.Get("userId")
 	if len(q["userId"]) > 1 {
-		return "", http.StatusBadRequest, "invalid_user_id", "give one userId"
+		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", "give one userId"
 	}
 	if s.verifier != nil {
-		sub, err := s.verifier.Verify(r)
+		claims, err := s.verifier.Verify(r)
 		if err != nil {
-			return "", http.StatusUnauthorized, "unauthorized", err.Error()
+			return "", time.Time{}, http.StatusUnauthorized, "unauthorized", err.Error()
 		}
-		if userID != "" && userID != sub {
-			return "", http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", trunc(userID))
+		if userID != "" && userID != claims.Subject {
+			return "", time.Time{}, http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", trunc(userID))
 		}
-		return sub, 0, "", ""
+		return claims.Subject, claims.ValidUntil, 0, "", ""
 	}
 	if userID == "" {
-		return "", http.StatusBadRequest, "invalid_user_id", "missing userId: connect to /?userId=<id>"
+		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", "missing userId: connect to /?userId=<id>"
 	}
 	if err := protocol.ValidateUserID(userID); err != nil {
-		return "", http.StatusBadRequest, "invalid_user_id", err.Error()
+		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", err.Error()
 	}
-	return userID, 0, "", ""
+	return userID, time.Time{}, 0, "", ""
 }
 
 // refuse answers an upgrade with an error, counted by reason.

@@ -135,7 +135,7 @@ func hsToken(t *testing.T, secret string, claims jwt.MapClaims) string {
 }
 
 func TestAuthHS256(t *testing.T) {
-	v, err := auth.NewHS256("s3cret")
+	v, err := auth.NewHS256("s3cret", auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,12 +187,12 @@ func TestAuthES256(t *testing.T) {
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewFromPublicKeyFile(p)
+	v, err := auth.NewFromPublicKeyFile(p, auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := start(t, setup{verifier: v})
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "eve"}).SignedString(key)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "eve", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
 	if err != nil {
 		t.Fatal(err)
 	}
