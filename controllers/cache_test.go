@@ -79,7 +79,7 @@ func TestWatchNamespacesBoundTheCache(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); g.Expect(<-done).To(Succeed()) }()
 	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
 
 	var list presencev1alpha1.RedisClusterList

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -265,7 +264,7 @@ func managedSet(entries []metav1.ManagedFieldsEntry, manager string) (*fieldpath
 			continue
 		}
 		s := &fieldpath.Set{}
-		if err := s.FromJSON(bytes.NewReader(e.FieldsV1.Raw)); err != nil {
+		if err := s.FromJSON(e.FieldsV1.GetRawReader()); err != nil {
 			return nil, fmt.Errorf("decode the managed fields of %s: %w", manager, err)
 		}
 		return s, nil

@@ -38,11 +38,3 @@ func withAuth(d *gwspecs.Deps) {
 	d.RedisAuth = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{UID: "redis-auth-uid", ResourceVersion: "100"},
 		Data: map[string][]byte{"username": []byte("u"), "password": []byte("pw-1")}}
 }
-
-func envMap(env []corev1.EnvVar) map[string]corev1.EnvVar {
-	m := map[string]corev1.EnvVar{}
-	for _, e := range env {
-		m[e.Name] = e
-	}
-	return m
-}

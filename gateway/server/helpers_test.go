@@ -333,21 +333,3 @@ func idList(prefix string, n int) []string {
 func asCloseError(err error, ce *websocket.CloseError) bool {
 	return errors.As(err, ce)
 }
-
-// metricText returns the lines of the registry's families named name, as
-// the text format shows them (for failure messages).
-func (g *gateway) metricText(name string) string {
-	fams, err := g.reg.Gather()
-	if err != nil {
-		return err.Error()
-	}
-	var b strings.Builder
-	for _, f := range fams {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				fmt.Fprintf(&b, "%v=%v ", m.GetLabel(), m.GetCounter().GetValue())
-			}
-		}
-	}
-	return b.String()
-}

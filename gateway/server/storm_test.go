@@ -99,7 +99,10 @@ func TestMassDisconnectKeepsWatchers(t *testing.T) {
 			// All at once on a shared machine: a long bound on each step.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c, _, err := websocket.Dial(ctx, g.ws+"/?userId="+id, nil)
+			c, resp, err := websocket.Dial(ctx, g.ws+"/?userId="+id, nil)
+			if resp != nil && resp.Body != nil {
+				_ = resp.Body.Close()
+			}
 			if err != nil {
 				errs <- err
 				return

@@ -656,30 +656,37 @@ func clusterShards(ctx context.Context, nodes []string) ([]shard, error) {
 	var lastErr error
 	for _, n := range nodes {
 		c := redis.NewClient(&redis.Options{Addr: n, DialTimeout: time.Second, MaxRetries: -1})
-		slots, err := c.ClusterSlots(ctx).Result()
+		got, err := c.ClusterShards(ctx).Result()
 		_ = c.Close()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		byMaster := map[string]*shard{}
-		var out []string
-		for _, sl := range slots {
-			if len(sl.Nodes) < 2 {
-				return nil, fmt.Errorf("slots %d-%d have no replica", sl.Start, sl.End)
-			}
-			m := sl.Nodes[0].Addr
-			if byMaster[m] == nil {
-				byMaster[m] = &shard{master: m, replica: sl.Nodes[1].Addr}
-				out = append(out, m)
-			}
-			byMaster[m].ranges = append(byMaster[m].ranges, [2]int64{int64(sl.Start), int64(sl.End)})
-		}
-		sort.Strings(out)
 		var shards []shard
-		for _, m := range out {
-			shards = append(shards, *byMaster[m])
+		for _, cs := range got {
+			sh := shard{}
+			for _, node := range cs.Nodes {
+				addr := net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10))
+				switch {
+				case node.Health != "online":
+				case node.Role == "master":
+					sh.master = addr
+				case sh.replica == "":
+					sh.replica = addr
+				}
+			}
+			if len(cs.Slots) == 0 || sh.master == "" {
+				continue // a shard that serves no slot
+			}
+			if sh.replica == "" {
+				return nil, fmt.Errorf("the shard of master %s has no live replica", sh.master)
+			}
+			for _, r := range cs.Slots {
+				sh.ranges = append(sh.ranges, [2]int64{r.Start, r.End})
+			}
+			shards = append(shards, sh)
 		}
+		sort.Slice(shards, func(i, j int) bool { return shards[i].master < shards[j].master })
 		return shards, nil
 	}
 	return nil, lastErr
@@ -734,7 +741,7 @@ func (s *storm) failover(ctx, wctx context.Context) error {
 	n := s.o.stormClients
 	shards, err := clusterShards(ctx, s.o.redisNodes)
 	if err != nil || len(shards) < 2 {
-		return fmt.Errorf("CLUSTER SLOTS: %v (%d shards)", err, len(shards))
+		return fmt.Errorf("CLUSTER SHARDS: %w (%d shards)", err, len(shards))
 	}
 	target := shards[0]
 	s.logf("shard under test: master %s, replica %s, slots %v", target.master, target.replica, target.ranges)

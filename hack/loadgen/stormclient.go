@@ -347,7 +347,6 @@ func (w *watcher) runConn(ctx context.Context, k int, users []string) {
 			attempt++
 			continue
 		}
-		attempt = 0
 		err = w.serve(ctx, c, users, markReady)
 		_ = c.CloseNow()
 		if ctx.Err() != nil {
@@ -448,18 +447,17 @@ type prober struct {
 	timeout  time.Duration
 	cfg      *options
 
-	mu          sync.Mutex
-	pending     map[int64]probeWrite
-	fails       []time.Time // send time of each write that got an error or no answer in time
-	errs        map[string]int
-	ok          int
-	last        probeWrite // the newest acknowledged write
-	lastVersion int64
-	drops       []time.Time // when the prober's connection dropped
-	dropCodes   map[string]int
-	stopWrites  atomic.Bool
-	conn        atomic.Pointer[websocket.Conn]
-	nextID      atomic.Int64
+	mu         sync.Mutex
+	pending    map[int64]probeWrite
+	fails      []time.Time // send time of each write that got an error or no answer in time
+	errs       map[string]int
+	ok         int
+	last       probeWrite  // the newest acknowledged write
+	drops      []time.Time // when the prober's connection dropped
+	dropCodes  map[string]int
+	stopWrites atomic.Bool
+	conn       atomic.Pointer[websocket.Conn]
+	nextID     atomic.Int64
 }
 
 type probeWrite struct {
@@ -489,7 +487,6 @@ func (p *prober) run(ctx context.Context, ready chan<- struct{}) {
 			attempt++
 			continue
 		}
-		attempt = 0
 		p.conn.Store(c)
 		once.Do(func() { close(ready) })
 		for {

@@ -420,8 +420,6 @@ type truthReport struct {
 	Examples      []string `json:"examples,omitempty"`
 	Err           string   `json:"error,omitempty"`
 	present       map[string]presenceUser
-	stateMatched  bool
-	allMatched    bool
 	checkedWithin time.Duration
 }
 
