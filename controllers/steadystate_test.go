@@ -7,6 +7,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -61,12 +62,13 @@ func reconcileTotal(g Gomega, controller string) float64 {
 // TestIdleReconcilesWriteNothing: a reconcile that finds the objects as the
 // spec wants them sends no write at all, not even a server-side apply that
 // the API server would find to change nothing. Reconciles are woken here by
-// a change of the RedisCluster's labels, which changes nothing the gateway
-// renders.
+// another manager's annotation on the owned Service (Owns wakes the
+// controller; RedisCluster label changes no longer do, see
+// RedisClusterChanged), which changes nothing the operator owns.
 func TestIdleReconcilesWriteNothing(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
 	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4}
 		gw.Spec.Service.Annotations = map[string]string{"example.test/lb": "yes"}
@@ -85,11 +87,12 @@ func TestIdleReconcilesWriteNothing(t *testing.T) {
 	reconciles := reconcileTotal(NewWithT(t), "presencegateway")
 	for i := range 3 {
 		eventually(t, func() error {
-			if err := get(ctx, rc); err != nil {
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+			if err := get(ctx, svc); err != nil {
 				return err
 			}
-			rc.Labels = map[string]string{"touch": strconv.Itoa(i)}
-			return k8sClient.Update(ctx, rc)
+			metav1.SetMetaDataAnnotation(&svc.ObjectMeta, "example.test/touch", strconv.Itoa(i))
+			return k8sClient.Update(ctx, svc)
 		}).Should(Succeed())
 	}
 	eventually(t, func(g Gomega) float64 { return reconcileTotal(g, "presencegateway") }).Should(BeNumerically(">", reconciles))
