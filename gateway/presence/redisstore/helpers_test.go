@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
+	"github.com/presencekit/presence-operator/internal/redistest"
 )
 
 // testReplica is one store with its events, metrics and a running Run.
@@ -138,27 +138,6 @@ func clusterScript() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "redis-cluster.sh")
 }
 
-// freeBase returns the base port for a cluster of a test's own: the value
-// of the environment variable env if set, else one whose ports (and bus
-// ports) are free now, as hack/redis-cluster.sh free-base finds it, so that
-// two runs on one machine don't collide.
-func freeBase(env string) (int, error) {
-	if v := os.Getenv(env); v != "" {
-		base, err := strconv.Atoi(v)
-		if err != nil {
-			return 0, fmt.Errorf("%s=%q: %w", env, v, err)
-		}
-		return base, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "bash", clusterScript(), "free-base").Output()
-	if err != nil {
-		return 0, fmt.Errorf("hack/redis-cluster.sh free-base: %w", err)
-	}
-	return strconv.Atoi(strings.TrimSpace(string(out)))
-}
-
 // disruptableCluster starts (once per test binary) the cluster on
 // PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT (default: free ports); TestMain
 // stops it.
@@ -166,7 +145,7 @@ func disruptableCluster(t *testing.T) *ownCluster {
 	t.Helper()
 	testNodes(t) // same contract: the suite is meant to run under make test-redis
 	ownOnce.Do(func() {
-		base, err := freeBase("PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT")
+		base, err := redistest.FreeBase(clusterScript(), "PRESENCE_TEST_REDIS_DISRUPT_BASE_PORT")
 		if err != nil {
 			ownErr = err
 			return

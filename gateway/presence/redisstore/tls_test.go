@@ -19,6 +19,7 @@ import (
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
 	"github.com/presencekit/presence-operator/internal/poll"
+	"github.com/presencekit/presence-operator/internal/redistest"
 )
 
 // writeTLSFiles writes a self-signed certificate for 127.0.0.1 as
@@ -64,7 +65,7 @@ func TestTLS(t *testing.T) {
 	testNodes(t)
 	dir := t.TempDir()
 	writeTLSFiles(t, dir)
-	base, err := freeBase("PRESENCE_TEST_REDIS_TLS_BASE_PORT")
+	base, err := redistest.FreeBase(clusterScript(), "PRESENCE_TEST_REDIS_TLS_BASE_PORT")
 	if err != nil {
 		t.Fatal(err)
 	}

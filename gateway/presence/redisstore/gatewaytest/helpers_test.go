@@ -22,6 +22,7 @@ import (
 
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
 	"github.com/presencekit/presence-operator/internal/poll"
+	"github.com/presencekit/presence-operator/internal/redistest"
 )
 
 // repoRoot is the module root, from this file's path.
@@ -274,7 +275,7 @@ type ownCluster struct {
 func startOwnCluster(t *testing.T) *ownCluster {
 	t.Helper()
 	testNodes(t)
-	base, err := freeBase("PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT")
+	base, err := redistest.FreeBase(filepath.Join(repoRoot(), "hack", "redis-cluster.sh"), "PRESENCE_TEST_REDIS_GATEWAY_DISRUPT_BASE_PORT")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,27 +296,6 @@ func startOwnCluster(t *testing.T) *ownCluster {
 	})
 	c.mustRun(t, "up")
 	return c
-}
-
-// freeBase returns the base port for a cluster of the test's own: the value
-// of the environment variable env if set, else one whose ports (and bus
-// ports) are free now, as hack/redis-cluster.sh free-base finds it, so that
-// two runs on one machine don't collide.
-func freeBase(env string) (int, error) {
-	if v := os.Getenv(env); v != "" {
-		base, err := strconv.Atoi(v)
-		if err != nil {
-			return 0, fmt.Errorf("%s=%q: %w", env, v, err)
-		}
-		return base, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "hack", "redis-cluster.sh"), "free-base").Output()
-	if err != nil {
-		return 0, fmt.Errorf("hack/redis-cluster.sh free-base: %w", err)
-	}
-	return strconv.Atoi(strings.TrimSpace(string(out)))
 }
 
 // replication returns the Replication section of the node's INFO.
