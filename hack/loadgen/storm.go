@@ -667,8 +667,10 @@ func clusterShards(ctx context.Context, nodes []string) ([]shard, error) {
 			sh := shard{}
 			for _, node := range cs.Nodes {
 				addr := net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10))
+				// As CLUSTER SLOTS listed them: the master and its first
+				// replica, whatever their health (a replica still syncing
+				// right after the cluster forms says "loading").
 				switch {
-				case node.Health != "online":
 				case node.Role == "master":
 					sh.master = addr
 				case sh.replica == "":
@@ -679,7 +681,7 @@ func clusterShards(ctx context.Context, nodes []string) ([]shard, error) {
 				continue // a shard that serves no slot
 			}
 			if sh.replica == "" {
-				return nil, fmt.Errorf("the shard of master %s has no live replica", sh.master)
+				return nil, fmt.Errorf("the shard of master %s has no replica", sh.master)
 			}
 			for _, r := range cs.Slots {
 				sh.ranges = append(sh.ranges, [2]int64{r.Start, r.End})
