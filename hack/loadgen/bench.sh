@@ -6,7 +6,8 @@
 # two gateway replicas on it with the default TTL/heartbeat (60s/20s), and
 # hack/loadgen with CONNS_PER_REPLICA idle connections per replica. Prints
 # the loadgen report; saves heap and goroutine profiles of the first
-# gateway under $BENCH_OUT (default /tmp/presencekit-bench). Stops all it
+# gateway under $BENCH_OUT (default /tmp/presencekit-bench; the gateways run
+# with PPROF_ENABLED=true, pprof being opt-in). Stops all it
 # started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 for i in 0 1; do
-  WS_PORT=$((18080 + i)) METRICS_PORT=$((19090 + i)) REDIS_NODES="$nodes" LOG_LEVEL=warn \
+  WS_PORT=$((18080 + i)) METRICS_PORT=$((19090 + i)) REDIS_NODES="$nodes" LOG_LEVEL=warn PPROF_ENABLED=true \
     bin/presence-gateway 2>"$out/gateway-$i.log" &
   pids+=($!)
 done
