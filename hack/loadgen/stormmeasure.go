@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/procfs"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/presencekit/presence-operator/internal/gatewayproc"
 )
 
 // ---- gateway processes ----
@@ -85,7 +87,7 @@ func (g *gwProc) start(bin string, within time.Duration) error {
 			return fmt.Errorf("gateway %d exited at start (log %s)", g.index, g.logPath)
 		default:
 		}
-		if httpStatus(g.api()+"/readyz") == http.StatusOK {
+		if gatewayproc.Status(g.api()+"/readyz") == http.StatusOK {
 			select {
 			case <-exited:
 				return fmt.Errorf("gateway %d exited at start (log %s)", g.index, g.logPath)
@@ -114,21 +116,6 @@ func (g *gwProc) signal(sig syscall.Signal, within time.Duration) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-}
-
-func httpStatus(u string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return -1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
 }
 
 func startGateways(o options, n int, env []string) ([]*gwProc, error) {
