@@ -58,7 +58,7 @@ test: lint test-gateway test-js test-redis test-operator test-helm ## Run every 
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus; the docs' link check.
-	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/... ./clients/...
+	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/... ./client/... ./clients/...
 
 ##@ Client libraries
 
