@@ -111,6 +111,11 @@ func TestReconnectsAcrossARestartWithWatchlistAndStatus(t *testing.T) {
 	if err := alice.SetStatus(context.Background(), client.StatusAway, "lunch"); err != nil {
 		t.Fatal(err)
 	}
+	// A status the gateway refuses is not the one kept.
+	var refused *client.Error
+	if err := alice.SetStatus(context.Background(), "sleeping", ""); !errors.As(err, &refused) || refused.Code != "bad_request" {
+		t.Fatalf("SetStatus(sleeping): %v, want bad_request", err)
+	}
 	eventually(t, 10*time.Second, "the first snapshot", func() bool { _, ok := alice.Get("w149"); return ok })
 	snapshots := func() int {
 		n := 0

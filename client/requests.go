@@ -122,7 +122,8 @@ func (c *Client) Query(ctx context.Context, userIDs ...string) ([]User, error) {
 // SetStatus sets this user's status and text (user-wide: every connection
 // of the user shows it). The client keeps it and sends it again after every
 // reconnect. It returns once the gateway accepted it (at once when not
-// connected); if the gateway refuses it, the previous one is kept.
+// connected); if the gateway refuses it as a bad request, the previous one
+// is kept.
 func (c *Client) SetStatus(ctx context.Context, status Status, text string) error {
 	if status == "" {
 		return errors.New("client: SetStatus: the status is empty")
@@ -137,8 +138,11 @@ func (c *Client) SetStatus(ctx context.Context, status Status, text string) erro
 		return nil
 	}
 	_, err := c.request(ctx, clientFrame{Type: protocol.TypeStatus, Status: string(status), Text: text})
+	// A status the gateway refuses (bad_request: not one it knows, a text
+	// too long) would be refused again after a reconnect; after any other
+	// failure (rate_limited, a close) it is still what was asked.
 	var refused *Error
-	if errors.As(err, &refused) {
+	if errors.As(err, &refused) && refused.Code == protocol.CodeBadRequest {
 		c.mu.Lock()
 		if c.status == wanted {
 			c.status = previous

@@ -309,7 +309,8 @@ export class PresenceClient {
    * setStatus sets this user's status (online, away, busy, or any status the
    * gateway knows) and text. The client keeps it and sends it again after
    * every reconnect. It resolves when the gateway accepted it (at once when
-   * not connected); if the gateway refuses it, the previous one is kept.
+   * not connected); if the gateway refuses it as a bad request, the previous
+   * one is kept.
    */
   setStatus(status, text = "") {
     if (typeof status !== "string" || status === "") throw new TypeError("setStatus: status must be a non-empty string");
@@ -321,7 +322,10 @@ export class PresenceClient {
     return handled(this.#request({ type: "status", status, text }).then(
       () => undefined,
       (err) => {
-        if (err.code !== "disconnected" && err.code !== "closed" && err.code !== "timeout" && this.#status === wanted) this.#status = previous;
+        // A status the gateway refuses (bad_request: not one it knows, a text
+        // too long) would be refused again after a reconnect; after any
+        // other failure (rate_limited, a close) it is still what was asked.
+        if (err.code === "bad_request" && this.#status === wanted) this.#status = previous;
         throw err;
       },
     ));

@@ -78,6 +78,8 @@ test("reconnects across a gateway restart, re-sending the whole watchlist and th
   const ev = record(alice);
   await alice.connect();
   await alice.setStatus("away", "lunch");
+  // A status the gateway refuses is not the one kept.
+  await assert.rejects(alice.setStatus("sleeping"), (err) => err.code === "bad_request");
   await waitFor("the first snapshot", () => watch.every((id) => alice.get(id)));
   const snapshotsBefore = ev.presence.filter((p) => p.user.userId === "w149").length;
 
