@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -273,13 +272,11 @@ func TestClosePolicyViolationBacksOffAtLeastHalfThePolicyDelay(t *testing.T) {
 func TestQueryTimesOutWhenTheGatewayDoesNotAnswer(t *testing.T) {
 	g := startGateway(t)
 	c := dial(t, client.Options{URL: g.url(), UserID: "asker", DiscardEvents: true})
-	if err := g.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	g.freeze()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, err := c.Query(ctx, "bob")
 	cancel()
-	_ = g.cmd.Process.Signal(syscall.SIGCONT)
+	g.thaw()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Query of a stopped gateway: %v, want a deadline error", err)
 	}

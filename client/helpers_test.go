@@ -145,6 +145,33 @@ func (g *gateway) kill() {
 	<-g.exited
 }
 
+// freeze stops the gateway process (SIGSTOP) and waits until every one of
+// its threads is stopped: the signal is delivered asynchronously.
+func (g *gateway) freeze() {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		g.t.Fatal(err)
+	}
+	tasks := fmt.Sprintf("/proc/%d/task", g.cmd.Process.Pid)
+	eventually(g.t, 10*time.Second, "every thread of the gateway stopped", func() bool {
+		entries, err := os.ReadDir(tasks)
+		if err != nil {
+			return false
+		}
+		for _, e := range entries {
+			stat, err := os.ReadFile(tasks + "/" + e.Name() + "/stat")
+			// The state follows the command's closing parenthesis: "pid (comm) T ...".
+			if i := strings.LastIndexByte(string(stat), ')'); err != nil || i < 0 || !strings.HasPrefix(string(stat[i:]), ") T") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// thaw resumes a frozen gateway.
+func (g *gateway) thaw() { _ = g.cmd.Process.Signal(syscall.SIGCONT) }
+
 // restart stops the gateway and starts a new one, with an empty store, on the same port.
 func (g *gateway) restart() {
 	g.t.Helper()

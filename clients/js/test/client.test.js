@@ -165,10 +165,10 @@ test("query fails with timeout when the gateway does not answer", async (t) => {
   const gw = await startGateway(t);
   const c = newClient(t, { url: gw.url, userId: "asker" });
   await c.connect();
-  gw.proc.kill("SIGSTOP");
-  t.after(() => gw.proc.kill("SIGCONT"));
+  t.after(() => gw.thaw());
+  await gw.freeze();
   await assert.rejects(c.query(["bob"], { timeoutMs: 300 }), (err) => err.code === "timeout");
-  gw.proc.kill("SIGCONT");
+  gw.thaw();
   // The late answer is ignored; the next query gets its own.
   const [bob] = await c.query(["bob"]);
   assert.equal(bob.userId, "bob");

@@ -4,7 +4,7 @@
 // relay that sits between a client and a gateway and can hold frames back.
 import { spawn, execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -152,6 +152,21 @@ export class Gateway {
     const killer = setTimeout(() => proc.kill("SIGKILL"), 10000);
     await proc.exited;
     clearTimeout(killer);
+  }
+
+  // freeze stops the process (SIGSTOP) and waits until every one of its
+  // threads is stopped: the signal is delivered asynchronously.
+  async freeze() {
+    this.proc.kill("SIGSTOP");
+    const tasks = `/proc/${this.proc.pid}/task`;
+    await waitFor("every thread of the gateway stopped", () => readdirSync(tasks).every((task) => {
+      const stat = readFileSync(`${tasks}/${task}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")")).startsWith(") T");
+    }));
+  }
+
+  thaw() {
+    this.proc.kill("SIGCONT");
   }
 
   async restart() {
