@@ -27,8 +27,10 @@ func TestWatchesUsersSnapshotThenChanges(t *testing.T) {
 	if u, _ := alice.Get("bob"); u.Online {
 		t.Fatalf("bob %+v, want offline", u)
 	}
-	if p := all[*client.PresenceEvent](events); len(p) == 0 || !p[0].Snapshot {
-		t.Fatalf("first presence events %+v, want a snapshot", p)
+	// Events reach the recorder on its own goroutine: wait for them.
+	eventually(t, 10*time.Second, "bob's snapshot event", func() bool { return len(all[*client.PresenceEvent](events)) > 0 })
+	if p := all[*client.PresenceEvent](events); !p[0].Snapshot {
+		t.Fatalf("first presence event %+v, want a snapshot", p[0])
 	}
 
 	bob := dial(t, client.Options{URL: g.url(), UserID: "bob"})
@@ -41,8 +43,13 @@ func TestWatchesUsersSnapshotThenChanges(t *testing.T) {
 	if u, _ := alice.Get("bob"); u.Text != "in a call" {
 		t.Fatalf("bob's text %q", u.Text)
 	}
-	p := all[*client.PresenceEvent](events)
-	if last := p[len(p)-1]; last.Snapshot || last.Previous == nil || last.Previous.Status != client.StatusOnline {
+	var last *client.PresenceEvent
+	eventually(t, 10*time.Second, "the busy event", func() bool {
+		p := all[*client.PresenceEvent](events)
+		last = p[len(p)-1]
+		return last.User.Status == client.StatusBusy
+	})
+	if last.Snapshot || last.Previous == nil || last.Previous.Status != client.StatusOnline {
 		t.Fatalf("last event %+v, want a change from online", last)
 	}
 
@@ -316,12 +323,15 @@ func TestDropsAnEventWhoseVersionIsNotNewer(t *testing.T) {
 	}
 
 	var stale *client.StaleEvent
-	for _, s := range all[*client.StaleEvent](events) {
-		if s.User.Status == client.StatusAway {
-			stale = s
+	eventually(t, 10*time.Second, "a stale event for the away state", func() bool {
+		for _, s := range all[*client.StaleEvent](events) {
+			if s.User.Status == client.StatusAway {
+				stale = s
+			}
 		}
-	}
-	if stale == nil || stale.User.Version >= stale.Current.Version {
+		return stale != nil
+	})
+	if stale.User.Version >= stale.Current.Version {
 		t.Fatalf("stale event for away: %+v, want one older than the state held", stale)
 	}
 	if u, _ := alice.Get("bob"); u.Status != client.StatusBusy {
