@@ -54,11 +54,39 @@ $(GOLANGCI_LINT):
 
 # Every test of the repository. Each part below installs or starts what it needs.
 .PHONY: test
-test: lint test-gateway test-redis test-operator test-helm ## Run every test (what .ci/run calls).
+test: lint test-gateway test-js test-redis test-operator test-helm ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus; the docs' link check.
-	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/...
+	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/... ./client/... ./clients/...
+
+##@ Client libraries
+
+# The JavaScript client, the npm package @presencekit/client (clients/js). Its
+# devDependencies (ws, typescript) come from the committed package-lock.json
+# with `npm ci`, again only when package.json or the lockfile changes (the
+# stamp). The tests build cmd/presence-gateway and run it on free ports; they
+# run twice: with the ws package, and with the runtime's own WebSocket (the
+# browser's API; Node 20 needs --experimental-websocket for it).
+JS_CLIENT := clients/js
+JS_STAMP := $(JS_CLIENT)/node_modules/.npm-ci.stamp
+NODE ?= node
+NPM ?= npm
+NODE_WEBSOCKET_FLAG = $(shell $(NODE) -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null || echo --experimental-websocket)
+
+$(JS_STAMP): $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
+	cd $(JS_CLIENT) && $(NPM) ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+.PHONY: test-js
+test-js: $(JS_STAMP) ## JavaScript client tests (Node's test runner, a real gateway), its type declarations, and npm pack installed into an empty project.
+	cd $(JS_CLIENT) && $(NODE) --test test/*.test.js
+	cd $(JS_CLIENT) && PRESENCEKIT_TEST_WEBSOCKET=global $(NODE) $(NODE_WEBSOCKET_FLAG) --test test/client.test.js
+
+.PHONY: pack-js
+pack-js: ## npm pack the JavaScript client into dist/ (what npm publish would upload).
+	@mkdir -p dist
+	cd $(JS_CLIENT) && $(NPM) pack --pack-destination $(CURDIR)/dist
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.

@@ -3,9 +3,11 @@
 // connects back to the gateway that served it (ws(s)://<same host>/?userId=),
 // watches a few users and shows them come, go and change status in real time.
 //
-// The files live in web/; client.js holds the connection logic (reconnect
-// with backoff and jitter, the ping keep-alive) and is unit-tested under Node
-// (web/client.test.js), app.js draws the page.
+// The page's files live in web/: app.js draws the page. The connection logic
+// (reconnect with backoff and jitter, the ping keep-alive, token refresh,
+// version ordering) is the JavaScript client, the npm package
+// @presencekit/client in clients/js, served as presencekit.js from the bytes
+// package clients/js embeds: the page uses the package itself, not a copy.
 package demo
 
 import (
@@ -17,9 +19,11 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/presencekit/presence-operator/clients/js"
 )
 
-//go:embed web/index.html web/style.css web/app.js web/client.js web/favicon.svg
+//go:embed web/index.html web/style.css web/app.js web/favicon.svg
 var files embed.FS
 
 // asset is one embedded file, ready to serve.
@@ -36,19 +40,29 @@ var assets = mustLoad(map[string]struct{ file, contentType string }{
 	"index.html":  {"web/index.html", "text/html; charset=utf-8"},
 	"style.css":   {"web/style.css", "text/css; charset=utf-8"},
 	"app.js":      {"web/app.js", "text/javascript; charset=utf-8"},
-	"client.js":   {"web/client.js", "text/javascript; charset=utf-8"},
 	"favicon.svg": {"web/favicon.svg", "image/svg+xml"},
+}, map[string]asset{
+	"presencekit.js": {body: js.Module, contentType: "text/javascript; charset=utf-8"},
 })
 
-func mustLoad(spec map[string]struct{ file, contentType string }) map[string]asset {
-	out := make(map[string]asset, len(spec))
+// mustLoad reads the files of spec from web/ and adds the assets given as
+// bytes, computing every ETag.
+func mustLoad(spec map[string]struct{ file, contentType string }, given map[string]asset) map[string]asset {
+	out := make(map[string]asset, len(spec)+len(given))
 	for name, s := range spec {
 		body, err := files.ReadFile(s.file)
 		if err != nil {
 			panic(fmt.Sprintf("demo: embedded file %s: %v", s.file, err)) // a build mistake, caught by the tests
 		}
-		sum := sha256.Sum256(body)
-		out[name] = asset{body: body, contentType: s.contentType, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		out[name] = asset{body: body, contentType: s.contentType}
+	}
+	for name, a := range given {
+		out[name] = a
+	}
+	for name, a := range out {
+		sum := sha256.Sum256(a.body)
+		a.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
+		out[name] = a
 	}
 	return out
 }

@@ -5,10 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/presencekit/presence-operator/gateway/demo"
 )
@@ -65,8 +66,8 @@ func TestServesFilesWithTheirContentTypes(t *testing.T) {
 		{"/demo/", "text/html; charset=utf-8", `<script type="module" src="app.js">`},
 		{"/demo/?userId=alice&watch=bob&autoconnect=1", "text/html; charset=utf-8", `id="users"`},
 		{"/demo/index.html", "text/html; charset=utf-8", "<title>presencekit: live presence</title>"},
-		{"/demo/app.js", "text/javascript; charset=utf-8", `from "./client.js"`},
-		{"/demo/client.js", "text/javascript; charset=utf-8", "export class PresenceClient"},
+		{"/demo/app.js", "text/javascript; charset=utf-8", `from "./presencekit.js"`},
+		{"/demo/presencekit.js", "text/javascript; charset=utf-8", "export class PresenceClient"},
 		{"/demo/style.css", "text/css; charset=utf-8", ".users"},
 		{"/demo/favicon.svg", "image/svg+xml", "<svg"},
 	} {
@@ -118,9 +119,9 @@ func TestRefusesWhatItDoesNotServe(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown file: status %d, want 404", resp.StatusCode)
 	}
-	resp, _ = get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+"/demo/client.test.js"))
+	resp, _ = get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+"/demo/index.test.js"))
 	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("test file: status %d, want 404 (it is not embedded)", resp.StatusCode)
+		t.Errorf("a test file name: status %d, want 404 (nothing but the page's files is served)", resp.StatusCode)
 	}
 	resp, _ = get(t, srv.Client(), newRequest(t, http.MethodPost, srv.URL+"/demo/"))
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
@@ -166,22 +167,29 @@ func TestContentSecurityPolicyAllowsOnlyTheServingGateway(t *testing.T) {
 	}
 }
 
-// TestClientScript runs the page's JavaScript unit tests (web/client.test.js:
-// backoff, keep-alive, resubscription, version ordering) under Node, which
-// every machine of this project has (it is also what npm needs for the e2e
-// browser driver).
-func TestClientScript(t *testing.T) {
-	node, err := exec.LookPath("node")
+// TestThePageUsesTheClientPackage checks that presencekit.js is the npm
+// package's module (clients/js/src/index.js) byte for byte, and that every
+// module app.js imports is served: the page runs on the package, and its
+// tests are the package's (make test-js).
+func TestThePageUsesTheClientPackage(t *testing.T) {
+	srv := newServer(t)
+	want, err := os.ReadFile(filepath.Join("..", "..", "clients", "js", "src", "index.js"))
 	if err != nil {
-		t.Fatalf("node not found (%v): install Node.js 20 or later (apt-get install -y nodejs) to run the demo page's tests", err)
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, "--test", "web/").CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test web/: %v\n%s", err, out)
+	_, body := get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+"/demo/presencekit.js"))
+	if body != string(want) {
+		t.Errorf("/demo/presencekit.js (%d bytes) is not clients/js/src/index.js (%d bytes)", len(body), len(want))
 	}
-	if !strings.Contains(string(out), "# fail 0") {
-		t.Fatalf("node --test web/ did not report \"# fail 0\":\n%s", out)
+	_, app := get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+"/demo/app.js"))
+	imports := regexp.MustCompile(`(?m)^import .* from "\./([^"]+)";$`).FindAllStringSubmatch(app, -1)
+	if len(imports) == 0 {
+		t.Fatal("app.js imports nothing: the page must use the client package")
+	}
+	for _, m := range imports {
+		resp, _ := get(t, srv.Client(), newRequest(t, http.MethodGet, srv.URL+"/demo/"+m[1]))
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("app.js imports ./%s, served with status %d", m[1], resp.StatusCode)
+		}
 	}
 }

@@ -1,11 +1,13 @@
-// The demo page: draws a PresenceClient (client.js) and wires the forms to it.
+// The demo page: draws a PresenceClient and wires the forms to it. The client
+// is the npm package @presencekit/client (clients/js in the repository): the
+// gateway serves its src/index.js, embedded in the binary, as presencekit.js.
 //
 // Query parameters make it scriptable (the e2e test drives it in headless
 // Chromium):  /demo/?userId=alice&watch=bob,carol&autoconnect=1&status=away&text=lunch
 //
 // Everything user-supplied is put in the page with textContent, never as HTML.
 
-import { PresenceClient, gatewayURL, isValidUserId, parseUserList } from "./client.js";
+import { PresenceClient, isValidUserId } from "./presencekit.js";
 
 const $ = (id) => document.getElementById(id);
 const LOG_LINES = 50;
@@ -22,13 +24,14 @@ function main() {
 
   $("connect-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    if (client && client.state !== "stopped") disconnect();
+    if (client && client.state !== "closed") disconnect();
     else connect();
   });
   $("status-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (!client) return;
-    client.setStatus($("status").value, $("status-text").value.trim());
+    client.setStatus($("status").value, $("status-text").value.trim())
+      .catch((err) => log(`status not set: ${err.code}: ${err.message}`));
   });
   $("add-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -38,7 +41,9 @@ function main() {
     showFormError("");
     $("add-id").value = "";
     if (client) {
-      for (const id of client.watch(ids)) drawUser(id);
+      const added = ids.filter((id) => !client.watchlist.includes(id));
+      client.subscribe(added).catch((err) => log(`not watching ${(err.userIds ?? added).join(", ")}: ${err.code}: ${err.message}`));
+      for (const id of added) drawUser(id);
     } else {
       $("watch").value = parseUserList(`${$("watch").value},${ids.join(",")}`).join(", ");
     }
@@ -46,7 +51,7 @@ function main() {
   });
   // Back online (laptop lid, wifi): retry now rather than at the end of the backoff.
   window.addEventListener("online", () => {
-    if (client && client.state === "waiting") client.start();
+    if (client && client.state === "waiting") client.connect();
   });
   // Refresh the "last seen ... ago" lines.
   setInterval(() => {
@@ -60,6 +65,16 @@ function main() {
 
 const STATUS_VALUES = new Set(["online", "away", "busy"]);
 
+// parseUserList turns "bob, carol  dave,bob" into ["bob", "carol", "dave"]:
+// split on commas and spaces, drop empties and duplicates, keep the order.
+function parseUserList(text) {
+  const seen = new Set();
+  for (const part of String(text ?? "").split(/[\s,]+/)) {
+    if (part !== "") seen.add(part);
+  }
+  return [...seen];
+}
+
 function connect() {
   const userId = $("user-id").value.trim();
   const watch = parseUserList($("watch").value);
@@ -68,17 +83,19 @@ function connect() {
   if (bad !== undefined) return showFormError(`"${bad}" is not a valid user id to watch`);
   showFormError("");
 
-  client = new PresenceClient({ url: gatewayURL(location, userId), userId, watch: watch.filter((id) => id !== userId) });
-  window.presenceDemo = client; // for the console, and for the e2e test
-  // Remember the chosen status so that it is sent as soon as we are online.
+  // The chosen status is sent as soon as we are online (and after every
+  // reconnect). We watch ourselves too, to show how others see us.
   const status = $("status").value;
   const text = $("status-text").value.trim();
-  if (status !== "online" || text !== "") client.myStatus = { status, text };
+  const chosen = status !== "online" || text !== "" ? { status, statusText: text } : {};
+  // "/" is the gateway that served this page (ws: or wss: like the page).
+  client = new PresenceClient({ url: "/", userId, watch: [userId, ...watch.filter((id) => id !== userId)], ...chosen });
+  window.presenceDemo = client; // for the console, and for the e2e test
 
-  client.addEventListener("state", (ev) => drawState(ev.detail));
-  client.addEventListener("welcome", (ev) => log(`connected as ${ev.detail.userId} (heartbeat ${ev.detail.heartbeatMs} ms)`));
-  client.addEventListener("presence", (ev) => onPresence(ev.detail));
-  client.addEventListener("error", (ev) => log(`gateway error ${ev.detail.code}: ${ev.detail.message}`));
+  client.on("state", drawState);
+  client.on("welcome", (w) => log(`connected as ${w.userId} (heartbeat ${w.heartbeatMs} ms)`));
+  client.on("presence", onPresence);
+  client.on("error", (err) => log(`gateway error ${err.code}: ${err.message}`));
 
   $("users").replaceChildren();
   for (const id of client.watchlist) drawUser(id);
@@ -87,14 +104,14 @@ function connect() {
   $("watch").disabled = true;
   $("connect-button").textContent = "Disconnect";
   history.replaceState(null, "", `?${new URLSearchParams({ userId, watch: watch.join(",") })}`);
-  client.start();
+  client.connect();
 }
 
 function disconnect() {
-  client.stop();
+  client.close();
   $("user-id").disabled = false;
   $("watch").disabled = false;
-  $("watch").value = client.watchlist.join(", ");
+  $("watch").value = client.watchlist.filter((id) => id !== client.userId).join(", ");
   $("connect-button").textContent = "Connect";
   log("disconnected");
   drawMe();
@@ -130,7 +147,7 @@ function onPresence({ user, previous, snapshot }) {
     return;
   }
   drawUser(user.userId, true);
-  if (snapshot || !previous || previous.version < 0) {
+  if (snapshot || !previous) {
     log(user.online ? `${user.userId} is ${describe(user)}` : `${user.userId} is offline (${lastSeen(user)})`);
   } else if (user.online && !previous.online) {
     log(user.status === "online" && !user.text ? `${user.userId} came online` : `${user.userId} came online (${describe(user)})`);
@@ -146,7 +163,7 @@ function onPresence({ user, previous, snapshot }) {
 // drawUser creates or updates the card of one watched user.
 function drawUser(userId, flash = false) {
   if (!client || userId === client.userId || !client.watchlist.includes(userId)) return;
-  const user = client.book.get(userId);
+  const user = client.get(userId);
   let li = document.querySelector(`#users li[data-user-id="${CSS.escape(userId)}"]`);
   if (!li) {
     li = document.createElement("li");
@@ -163,7 +180,7 @@ function drawUser(userId, flash = false) {
     remove.title = `stop watching ${userId}`;
     remove.textContent = "×";
     remove.addEventListener("click", () => {
-      client.unwatch([userId]);
+      client.unsubscribe([userId]).catch(() => {}); // already off the watchlist
       li.remove();
       renderEmpty();
     });
@@ -187,11 +204,11 @@ function drawUser(userId, flash = false) {
 }
 
 function drawMe() {
-  const me = client && client.state !== "stopped" ? client.book.get(client.userId) : undefined;
+  const me = client && client.state !== "closed" ? client.get(client.userId) : undefined;
   const status = me && me.online ? me.status : "offline";
   document.querySelector("#me .dot").dataset.status = status;
   $("me").dataset.status = status;
-  $("me-line").textContent = !client || client.state === "stopped"
+  $("me-line").textContent = !client || client.state === "closed"
     ? "Connect to appear online."
     : me ? `Others see ${me.userId} as ${me.online ? describe(me) : "offline"}${me.online ? ` (${plural(me.connections, "connection")})` : ""}.`
     : "Connecting...";
