@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/procfs"
 )
 
 // BenchmarkIdleConnectionRSS measures the gateway's resident memory per
@@ -67,21 +67,13 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 
 // rss reads a process's VmRSS in bytes.
 func rss(b *testing.B, pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Fatal("no VmRSS")
-	return 0
+	return int64(st.VmRSS)
 }
