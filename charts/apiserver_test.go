@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // apiServer is a real kube-apiserver and etcd (envtest) for one test. It runs
@@ -112,36 +114,19 @@ func (a *apiServer) get(o *unstructured.Unstructured) (*unstructured.Unstructure
 func (a *apiServer) waitEstablished(t *testing.T, crds []*unstructured.Unstructured) {
 	t.Helper()
 	for _, crd := range crds {
-		eventually(t, 30*time.Second, func() error {
+		poll.Eventually(t, 30*time.Second, "CRD "+crd.GetName()+" Established", func() (bool, string) {
 			live, err := a.get(crd)
 			if err != nil {
-				return err
+				return false, err.Error()
 			}
 			conditions, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
 			for _, c := range conditions {
 				if m, _ := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
-					return nil
+					return true, ""
 				}
 			}
-			return fmt.Errorf("CRD %s not Established: %v", crd.GetName(), conditions)
+			return false, fmt.Sprintf("conditions %v", conditions)
 		})
-	}
-}
-
-// eventually polls check every 100ms until it returns nil, failing the test
-// with check's last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/procfs"
+
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // BenchmarkIdleConnectionRSS measures the gateway's resident memory per
@@ -51,13 +53,10 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 		conns = append(conns, c)
 	}
 	want := fmt.Sprintf("presence_gateway_connections %d", n)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(scrape(b, p.Metrics), want) {
-		if time.Now().After(deadline) {
-			b.Fatalf("/metrics never showed %q", want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.Eventually(b, 30*time.Second, "/metrics shows "+want, func() (bool, string) {
+		body := scrape(b, p.Metrics)
+		return strings.Contains(body, want), grep(body, "presence_gateway_connections")
+	})
 	after := rss(b, p.Cmd.Process.Pid)
 	for b.Loop() {
 	}
