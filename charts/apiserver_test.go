@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -16,6 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"errors"
+	"github.com/presencekit/presence-operator/internal/envtestenv"
+	"github.com/presencekit/presence-operator/internal/needs"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
 
@@ -26,36 +28,26 @@ type apiServer struct {
 	kubeconfig string // a kubeconfig file for helm
 }
 
-// kubebuilderAssets returns the directory holding kube-apiserver and etcd:
-// $KUBEBUILDER_ASSETS, else the bin/k8s/<version>/ that `make envtest`
-// builds. The test fails, naming the make target, when they are missing.
+// kubebuilderAssets returns the directory holding kube-apiserver and etcd
+// (envtestenv.Assets: $KUBEBUILDER_ASSETS, else what `make envtest` builds).
+// When they are missing the test skips (fails in CI), naming the make target.
 func kubebuilderAssets(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		found, _ := filepath.Glob(filepath.Join("..", "bin", "k8s", "*", "kube-apiserver"))
-		if len(found) == 0 {
-			t.Fatal("no kube-apiserver: set KUBEBUILDER_ASSETS or run `make test-helm` (it builds bin/k8s/<version>/ with `make envtest`)")
-		}
-		sort.Strings(found)
-		dir = filepath.Dir(found[len(found)-1])
+	dir, err := envtestenv.Assets("..")
+	if errors.Is(err, envtestenv.ErrNotInstalled) {
+		needs.Missing(t, err.Error())
 	}
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			t.Fatalf("KUBEBUILDER_ASSETS=%s: %v (run `make test-helm`, which builds them with `make envtest`)", dir, err)
-		}
-	}
-	abs, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return abs
+	return dir
 }
 
 // startAPIServer starts kube-apiserver and etcd for the test and stops them
 // when it ends.
 func startAPIServer(t *testing.T) *apiServer {
 	t.Helper()
+	helmBin(t) // every test on an API server runs helm too: skip before starting it
 	assets := kubebuilderAssets(t)
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
 	cfg, err := env.Start()

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"fmt"
 	"github.com/presencekit/presence-operator/gateway/demo"
+	"github.com/presencekit/presence-operator/internal/needs"
 )
 
 // newServer mounts the page the way the gateway does.
@@ -173,7 +175,7 @@ func TestContentSecurityPolicyAllowsOnlyTheServingGateway(t *testing.T) {
 func TestClientScript(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("node not found (%v): install Node.js 20 or later (apt-get install -y nodejs) to run the demo page's tests", err)
+		needs.Missing(t, fmt.Sprintf("needs Node.js 20 or later, not found (%v): apt-get install -y nodejs, then `make test-gateway`", err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -5,6 +5,7 @@
 package envtestenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,11 @@ import (
 // KubernetesVersion is the version `make envtest` builds kube-apiserver and
 // etcd for, in bin/k8s/<version>.
 const KubernetesVersion = "1.37.2"
+
+// ErrNotInstalled is returned (wrapped, with the directory and the make
+// target) when kube-apiserver or etcd is not where Assets looks: the tests
+// skip, or fail in CI (package internal/needs).
+var ErrNotInstalled = errors.New("needs kube-apiserver and etcd (envtest)")
 
 // Env is a running control plane.
 type Env struct {
@@ -30,7 +36,7 @@ type Env struct {
 // from $KUBEBUILDER_ASSETS, else from what `make envtest` builds; when they
 // are missing the error names the make target that provides them.
 func Start(repoRoot string) (*Env, error) {
-	assets, err := assetsDir(repoRoot)
+	assets, err := Assets(repoRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -54,14 +60,18 @@ func (e *Env) Stop() error {
 	return nil
 }
 
-func assetsDir(repoRoot string) (string, error) {
+// Assets returns the absolute directory of kube-apiserver and etcd:
+// $KUBEBUILDER_ASSETS, else the bin/k8s/<KubernetesVersion> that
+// `make envtest` builds. When a binary is missing the error wraps
+// ErrNotInstalled and names the make target, in one line.
+func Assets(repoRoot string) (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
 		dir = filepath.Join(repoRoot, "bin", "k8s", KubernetesVersion)
 	}
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run `make envtest` or `make test-operator`, which build it", b, dir)
+			return "", fmt.Errorf("%w: %s not found in %s (KUBEBUILDER_ASSETS): run `make test-operator` or `make test-helm`, which build it", ErrNotInstalled, b, dir)
 		}
 	}
 	return filepath.Abs(dir)
