@@ -2,6 +2,7 @@ package charts_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"errors"
 	"github.com/presencekit/presence-operator/internal/envtestenv"
 	"github.com/presencekit/presence-operator/internal/needs"
 	"github.com/presencekit/presence-operator/internal/poll"

@@ -29,7 +29,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
-	"errors"
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/internal/envtestenv"
 	"github.com/presencekit/presence-operator/internal/needs"
@@ -63,10 +62,6 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
 	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(testScheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
@@ -76,37 +71,23 @@ func runSuite(m *testing.M) int {
 
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
+	os.Exit(envtestenv.Main(m, "..", startOperator))
+}
 
-	env, err := envtestenv.Start("..")
-	if errors.Is(err, envtestenv.ErrNotInstalled) {
-		envtestMissing = err.Error()
-		return m.Run() // the tests on the API server skip (fail in CI); the others run
-	}
+// startOperator makes the test client and starts a manager running both
+// reconcilers, as the operator does; stop stops the manager.
+func startOperator(env *envtestenv.Env) (stop func(), err error) {
+	testConfig = env.Config
+	k8sClient, err = client.New(env.Config, client.Options{Scheme: testScheme})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	cfg := env.Config
-	testConfig = cfg
-
-	k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "client:", err)
-		return 1
-	}
-	testConfig = cfg
 	// The manager runs as a user bound to config/rbac/role.yaml only, the
 	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
 	// reconcilers need but the markers lack fails the tests.
 	operatorCfg, err := operatorUserConfig(env)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
 		Scheme:                 testScheme,
@@ -116,35 +97,30 @@ func runSuite(m *testing.M) int {
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
-		return 1
+		return nil, fmt.Errorf("manager: %w", err)
 	}
 	testCache = mgr.GetCache()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	if err := (&PresenceGatewayReconciler{
 		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: testGatewayImage,
 	}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
 		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
 	}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
-	}()
-	return m.Run()
+	}, nil
 }
 
 // operatorUserConfig creates the user presence-operator, bound to the
@@ -274,18 +250,12 @@ func (c *countingStatusWriter) Patch(ctx context.Context, obj client.Object, pat
 	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
-// envtestMissing says why TestMain started no API server, when its
-// binaries are not installed.
-var envtestMissing string
-
 // requireAPIServer skips the test (fails it in CI) when there is no API
 // server: its binaries are not installed. newNamespace calls it, so every
 // test on the API server does.
 func requireAPIServer(t *testing.T) {
 	t.Helper()
-	if envtestMissing != "" {
-		needs.Missing(t, envtestMissing)
-	}
+	envtestenv.Require(t)
 }
 
 // requireRedisCluster skips the test (fails it in CI) when the six-node

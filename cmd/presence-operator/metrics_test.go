@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	"errors"
 	"github.com/presencekit/presence-operator/internal/envtestenv"
 	"github.com/presencekit/presence-operator/internal/needs"
 	"github.com/presencekit/presence-operator/internal/poll"

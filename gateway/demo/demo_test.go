@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"fmt"
 	"github.com/presencekit/presence-operator/gateway/demo"
 	"github.com/presencekit/presence-operator/internal/needs"
 )

@@ -1,7 +1,8 @@
 // Package envtestenv starts the control plane the operator's tests run on: a
 // real kube-apiserver and etcd (envtest, no controllers, no garbage
 // collector) with the repository's CRDs installed. It is the one place that
-// knows where the binaries and the CRDs are.
+// knows where the binaries and the CRDs are, and the one TestMain (Main) of
+// the packages that share a control plane.
 package envtestenv
 
 import (
@@ -9,9 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/presencekit/presence-operator/internal/needs"
 )
 
 // KubernetesVersion is the version `make envtest` builds kube-apiserver and
@@ -22,6 +26,51 @@ const KubernetesVersion = "1.37.2"
 // target) when kube-apiserver or etcd is not where Assets looks: the tests
 // skip, or fail in CI (package internal/needs).
 var ErrNotInstalled = errors.New("needs kube-apiserver and etcd (envtest)")
+
+// notInstalled is why Main started no control plane, when the binaries are
+// not installed.
+var notInstalled error
+
+// Main is the TestMain of a package whose tests share one control plane: it
+// starts it, calls setup (the package's clients, a manager; stop, if not nil,
+// runs after the tests), runs the tests and stops it. It returns the exit
+// code. When the binaries are not installed it runs the tests without a
+// control plane: those that need one call Require and skip (fail in CI); the
+// others run.
+func Main(m *testing.M, repoRoot string, setup func(*Env) (stop func(), err error)) int {
+	env, err := Start(repoRoot)
+	if errors.Is(err, ErrNotInstalled) {
+		notInstalled = err
+		return m.Run()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	stop, err := setup(env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if stop != nil {
+		defer stop()
+	}
+	return m.Run()
+}
+
+// Require skips tb (fails it in CI, see package internal/needs) when Main
+// started no control plane because its binaries are not installed.
+func Require(tb testing.TB) {
+	tb.Helper()
+	if notInstalled != nil {
+		needs.Missing(tb, notInstalled.Error())
+	}
+}
 
 // Env is a running control plane.
 type Env struct {

@@ -10,9 +10,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"time"
-
 	"testing"
+	"time"
 
 	"github.com/presencekit/presence-operator/internal/needs"
 )
