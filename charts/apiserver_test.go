@@ -2,10 +2,10 @@ package charts_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -15,6 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/presencekit/presence-operator/internal/envtestenv"
+	"github.com/presencekit/presence-operator/internal/needs"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // apiServer is a real kube-apiserver and etcd (envtest) for one test. It runs
@@ -24,36 +28,26 @@ type apiServer struct {
 	kubeconfig string // a kubeconfig file for helm
 }
 
-// kubebuilderAssets returns the directory holding kube-apiserver and etcd:
-// $KUBEBUILDER_ASSETS, else the bin/k8s/<version>/ that `make envtest`
-// builds. The test fails, naming the make target, when they are missing.
+// kubebuilderAssets returns the directory holding kube-apiserver and etcd
+// (envtestenv.Assets: $KUBEBUILDER_ASSETS, else what `make envtest` builds).
+// When they are missing the test skips (fails in CI), naming the make target.
 func kubebuilderAssets(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		found, _ := filepath.Glob(filepath.Join("..", "bin", "k8s", "*", "kube-apiserver"))
-		if len(found) == 0 {
-			t.Fatal("no kube-apiserver: set KUBEBUILDER_ASSETS or run `make test-helm` (it builds bin/k8s/<version>/ with `make envtest`)")
-		}
-		sort.Strings(found)
-		dir = filepath.Dir(found[len(found)-1])
+	dir, err := envtestenv.Assets("..")
+	if errors.Is(err, envtestenv.ErrNotInstalled) {
+		needs.Missing(t, err.Error())
 	}
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			t.Fatalf("KUBEBUILDER_ASSETS=%s: %v (run `make test-helm`, which builds them with `make envtest`)", dir, err)
-		}
-	}
-	abs, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return abs
+	return dir
 }
 
 // startAPIServer starts kube-apiserver and etcd for the test and stops them
 // when it ends.
 func startAPIServer(t *testing.T) *apiServer {
 	t.Helper()
+	helmBin(t) // every test on an API server runs helm too: skip before starting it
 	assets := kubebuilderAssets(t)
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
 	cfg, err := env.Start()
@@ -112,36 +106,19 @@ func (a *apiServer) get(o *unstructured.Unstructured) (*unstructured.Unstructure
 func (a *apiServer) waitEstablished(t *testing.T, crds []*unstructured.Unstructured) {
 	t.Helper()
 	for _, crd := range crds {
-		eventually(t, 30*time.Second, func() error {
+		poll.Eventually(t, 30*time.Second, "CRD "+crd.GetName()+" Established", func() (bool, string) {
 			live, err := a.get(crd)
 			if err != nil {
-				return err
+				return false, err.Error()
 			}
 			conditions, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
 			for _, c := range conditions {
 				if m, _ := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
-					return nil
+					return true, ""
 				}
 			}
-			return fmt.Errorf("CRD %s not Established: %v", crd.GetName(), conditions)
+			return false, fmt.Sprintf("conditions %v", conditions)
 		})
-	}
-}
-
-// eventually polls check every 100ms until it returns nil, failing the test
-// with check's last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/presencekit/presence-operator/internal/needs"
 )
 
 // The chart under test and the release the tests render or install.
@@ -47,8 +49,8 @@ func TestMain(m *testing.M) {
 }
 
 // helmBin returns the helm binary to test with: $HELM, else the bin/helm-*
-// that `make helm` builds. The test fails, naming the make target, when there
-// is none.
+// that `make helm` builds. When there is none the test skips (fails in CI),
+// naming the make target.
 func helmBin(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("HELM"); p != "" {
@@ -59,7 +61,7 @@ func helmBin(t *testing.T) string {
 	}
 	found, _ := filepath.Glob(filepath.Join("..", "bin", "helm-v*"))
 	if len(found) == 0 {
-		t.Fatal("no helm binary: set HELM or run `make helm` (make test-helm builds it and runs these tests)")
+		needs.Missing(t, "needs helm, not in bin/ (HELM): run `make test-helm`, which builds it and runs these tests")
 	}
 	sort.Strings(found)
 	p, err := filepath.Abs(found[len(found)-1])

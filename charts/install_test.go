@@ -2,7 +2,6 @@ package charts_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +12,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // TestRenderedObjectsApplyToAPIServer server-side dry-runs what each toggle
@@ -186,16 +187,12 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	mustHelm(t, api.kubeconfig, "install", releaseName, chartDir, "--namespace", releaseNS, "--set", "crds.keep=false")
 	mustHelm(t, api.kubeconfig, "uninstall", releaseName, "--namespace", releaseNS)
 	for _, crd := range crds {
-		eventually(t, time.Minute, func() error {
+		poll.Eventually(t, time.Minute, "crds.keep=false: CRD "+crd.GetName()+" gone after helm uninstall", func() (bool, string) {
 			_, err := api.get(crd)
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case err == nil:
-				return fmt.Errorf("crds.keep=false: CRD %s still exists after helm uninstall", crd.GetName())
-			default:
-				return err
+			if err == nil {
+				return false, "it still exists"
 			}
+			return apierrors.IsNotFound(err), err.Error()
 		})
 	}
 }

@@ -233,6 +233,7 @@ var toggles = []toggle{
 // TestTemplate renders the chart with each toggle and checks what a user of
 // that toggle relies on.
 func TestTemplate(t *testing.T) {
+	helmBin(t) // skip once, not in every subtest
 	for _, tc := range toggles {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, tc.args...)
@@ -248,6 +249,7 @@ func TestTemplate(t *testing.T) {
 
 // TestLint runs `helm lint --strict` with each toggle.
 func TestLint(t *testing.T) {
+	helmBin(t) // skip once, not in every subtest
 	for _, tc := range toggles {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"lint", "--strict", chartDir, "--namespace", releaseNS}, tc.args...)
@@ -441,6 +443,7 @@ func operatorContainer(t *testing.T, dep *unstructured.Unstructured) container {
 // templates' own checks) turn a bad value into an error naming it, instead of
 // a chart that renders something else.
 func TestValuesSchemaRejectsBadValues(t *testing.T) {
+	helmBin(t) // skip once, not in every subtest
 	for _, tc := range []struct {
 		name string
 		args []string

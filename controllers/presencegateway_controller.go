@@ -138,7 +138,7 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 	}
 	if rc.Spec.Auth != nil {
 		name := rc.Spec.Auth.SecretRef.Name
-		s, problem, err := r.getSecret(ctx, gw.Namespace, name, secretKeyPassword,
+		s, problem, err := getSecret(ctx, r.Client, gw.Namespace, name, secretKeyPassword,
 			fmt.Sprintf("RedisCluster %q spec.auth.secretRef", ref))
 		if problem != nil || err != nil {
 			return deps, problem, nil, err
@@ -146,7 +146,7 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		deps.RedisAuth = s
 	}
 	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTSecretRef != nil {
-		s, problem, err := r.getSecret(ctx, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")
+		s, problem, err := getSecret(ctx, r.Client, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")
 		if problem != nil && problem.reason == presencev1alpha1.ReasonSecretNotFound {
 			problem.reason = presencev1alpha1.ReasonJWTSecretNotFound
 		}
@@ -156,24 +156,6 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		deps.JWT = s
 	}
 	return deps, nil, nil, nil
-}
-
-// getSecret reads a Secret that must hold key; field names the reference in
-// the messages.
-func (r *PresenceGatewayReconciler) getSecret(ctx context.Context, namespace, name, key, field string) (*corev1.Secret, *conditionResult, error) {
-	s := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonSecretNotFound,
-				message: fmt.Sprintf("Secret %q (%s) not found in namespace %s", name, field, namespace)}, nil
-		}
-		return nil, nil, fmt.Errorf("get Secret %s: %w", name, err)
-	}
-	if _, ok := s.Data[key]; !ok {
-		return nil, &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSecret,
-			message: fmt.Sprintf("Secret %q (%s) has no key %q", name, field, key)}, nil
-	}
-	return s, nil, nil
 }
 
 // applyAll creates or corrects every owned object and returns the gateway

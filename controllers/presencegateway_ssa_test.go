@@ -44,6 +44,7 @@ func withEveryOptionalField(gw *presencev1alpha1.PresenceGateway) {
 // TestRemovedSpecFieldsLeaveTheObjects: removing an optional field from a
 // PresenceGateway removes it from the Deployment or Service, and only it.
 func TestRemovedSpecFieldsLeaveTheObjects(t *testing.T) {
+	requireAPIServer(t)
 	tests := []struct {
 		name   string
 		remove func(*presencev1alpha1.PresenceGateway)

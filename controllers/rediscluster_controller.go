@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -140,21 +139,11 @@ func (r *RedisClusterReconciler) credentials(ctx context.Context, rc *presencev1
 	if rc.Spec.Auth == nil {
 		return redisCredentials{}, nil, nil
 	}
-	name := rc.Spec.Auth.SecretRef.Name
-	s := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: rc.Namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return redisCredentials{}, &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonSecretNotFound,
-				fmt.Sprintf("Secret %q (spec.auth.secretRef) not found in namespace %s", name, rc.Namespace)}, nil
-		}
-		return redisCredentials{}, nil, fmt.Errorf("get Secret %s: %w", name, err)
+	s, problem, err := getSecret(ctx, r.Client, rc.Namespace, rc.Spec.Auth.SecretRef.Name, secretKeyPassword, "spec.auth.secretRef")
+	if problem != nil || err != nil {
+		return redisCredentials{}, problem, err
 	}
-	pw, ok := s.Data[secretKeyPassword]
-	if !ok {
-		return redisCredentials{}, &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
-			fmt.Sprintf("Secret %q (spec.auth.secretRef) has no key %q", name, secretKeyPassword)}, nil
-	}
-	return redisCredentials{username: string(s.Data[secretKeyUsername]), password: string(pw)}, nil, nil
+	return redisCredentials{username: string(s.Data[secretKeyUsername]), password: string(s.Data[secretKeyPassword])}, nil, nil
 }
 
 // writeStatus publishes a check; h is nil when no check could run. Degraded

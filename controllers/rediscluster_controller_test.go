@@ -25,7 +25,7 @@ func TestRedisClusterReadyOnRealCluster(t *testing.T) {
 	g.Expect(get(ctx, rc)).To(Succeed())
 	g.Expect(rc.Status.ClusterState).To(Equal("ok"))
 	g.Expect(rc.Status.SlotsCovered).To(Equal(int32(16384)))
-	// One seed is enough: the six nodes are discovered from CLUSTER SLOTS.
+	// One seed is enough: the six nodes are discovered from CLUSTER SHARDS.
 	g.Expect(rc.Status.Nodes).To(ConsistOf(testRedisNodes))
 	g.Expect(rc.Status.ObservedGeneration).To(Equal(rc.Generation))
 

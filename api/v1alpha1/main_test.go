@@ -1,7 +1,6 @@
 package v1alpha1_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,28 +23,19 @@ var k8sClient client.Client
 var repoRoot = filepath.Join("..", "..")
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
+	os.Exit(envtestenv.Main(m, repoRoot, func(env *envtestenv.Env) (func(), error) {
+		var err error
+		k8sClient, err = client.New(env.Config, client.Options{Scheme: scheme})
+		return nil, err
+	}))
+}
 
-	env, err := envtestenv.Start(repoRoot)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	k8sClient, err = client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "client:", err)
-		return 1
-	}
-	return m.Run()
+// requireAPIServer skips the test (fails it in CI) when there is no API
+// server: its binaries are not installed.
+func requireAPIServer(t *testing.T) {
+	t.Helper()
+	envtestenv.Require(t)
 }

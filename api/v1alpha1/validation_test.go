@@ -29,6 +29,7 @@ func gateway(name string, mutate func(*presencev1alpha1.PresenceGatewaySpec)) *p
 }
 
 func TestPresenceGatewayDefaults(t *testing.T) {
+	requireAPIServer(t)
 	g := NewWithT(t)
 	ctx := context.Background()
 	gw := gateway("defaults", nil)
@@ -57,6 +58,7 @@ func TestPresenceGatewayDefaults(t *testing.T) {
 }
 
 func TestPresenceGatewayValidation(t *testing.T) {
+	requireAPIServer(t)
 	tests := []struct {
 		name    string
 		mutate  func(*presencev1alpha1.PresenceGatewaySpec)
@@ -134,6 +136,7 @@ func TestPresenceGatewayValidation(t *testing.T) {
 }
 
 func TestPresenceGatewayBadDurationString(t *testing.T) {
+	requireAPIServer(t)
 	g := NewWithT(t)
 	// A typed client cannot send a bad duration: send raw JSON.
 	u := &unstructuredGateway{name: "bad-ttl", ttl: "one minute"}
@@ -143,6 +146,7 @@ func TestPresenceGatewayBadDurationString(t *testing.T) {
 }
 
 func TestRedisClusterValidation(t *testing.T) {
+	requireAPIServer(t)
 	tests := []struct {
 		name    string
 		spec    presencev1alpha1.RedisClusterSpec
@@ -182,6 +186,7 @@ func TestRedisClusterValidation(t *testing.T) {
 }
 
 func TestScaleSubresourceSchema(t *testing.T) {
+	requireAPIServer(t)
 	g := NewWithT(t)
 	ctx := context.Background()
 	gw := gateway("scale", nil)
@@ -202,6 +207,7 @@ func TestScaleSubresourceSchema(t *testing.T) {
 // label value, so a name those cannot carry is refused with a message, not
 // left to fail later in the reconciler.
 func TestPresenceGatewayNameLimits(t *testing.T) {
+	requireAPIServer(t)
 	longest := "g" + strings.Repeat("a", 54)
 	for name, ok := range map[string]bool{
 		longest: true, longest + "a": false, "1chat": false, "chat.example": false, "chat-2": true,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -64,13 +66,10 @@ func TestSIGTERMDrain(t *testing.T) {
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Second)
-	for gatewayproc.Status(p.API+"/readyz") != http.StatusServiceUnavailable {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz did not turn 503 within 1s of SIGTERM")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Eventually(t, time.Second, "/readyz 503 after SIGTERM", func() (bool, string) {
+		code := gatewayproc.Status(p.API + "/readyz")
+		return code == http.StatusServiceUnavailable, fmt.Sprint("HTTP ", code)
+	})
 	if got := gatewayproc.Status(p.API + "/?userId=late"); got != http.StatusUpgradeRequired && got != http.StatusServiceUnavailable && got != -1 {
 		t.Fatalf("plain GET during the drain: %d", got)
 	}

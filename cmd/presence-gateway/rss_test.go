@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +10,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/procfs"
+
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // BenchmarkIdleConnectionRSS measures the gateway's resident memory per
@@ -51,13 +53,10 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 		conns = append(conns, c)
 	}
 	want := fmt.Sprintf("presence_gateway_connections %d", n)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(scrape(b, p.Metrics), want) {
-		if time.Now().After(deadline) {
-			b.Fatalf("/metrics never showed %q", want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.Eventually(b, 30*time.Second, "/metrics shows "+want, func() (bool, string) {
+		body := scrape(b, p.Metrics)
+		return strings.Contains(body, want), grep(body, "presence_gateway_connections")
+	})
 	after := rss(b, p.Cmd.Process.Pid)
 	for b.Loop() {
 	}
@@ -67,21 +66,13 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 
 // rss reads a process's VmRSS in bytes.
 func rss(b *testing.B, pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Fatal("no VmRSS")
-	return 0
+	return int64(st.VmRSS)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/presencekit/presence-operator/internal/envtestenv"
+	"github.com/presencekit/presence-operator/internal/needs"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
 
@@ -31,12 +34,12 @@ import (
 // (403), and one bound to config/rbac/metrics_reader_role.yaml gets the
 // metrics.
 func TestMetricsNeedAnAuthorizedToken(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join("..", "..", "bin", "k8s", "1.37.2")
+	assets, err := envtestenv.Assets(filepath.Join("..", ".."))
+	if errors.Is(err, envtestenv.ErrNotInstalled) {
+		needs.Missing(t, err.Error())
 	}
-	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
-		t.Fatalf("envtest binaries not found in %s (KUBEBUILDER_ASSETS): run `make test-operator`, which builds them", assets)
+	if err != nil {
+		t.Fatal(err)
 	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},

@@ -369,22 +369,32 @@ func parseNodes(v string) ([]string, error) {
 		if n == "" {
 			continue
 		}
-		host, port, err := net.SplitHostPort(n)
-		if err != nil {
-			if strings.Contains(err.Error(), "missing port") {
-				return nil, fmt.Errorf("entry %q: missing port", n)
-			}
-			return nil, fmt.Errorf("entry %q: not host:port", n)
-		}
-		if host == "" {
-			return nil, fmt.Errorf("entry %q: missing host", n)
-		}
-		if _, err := parsePort(port); err != nil {
-			return nil, fmt.Errorf("entry %q: port %q is not a port number (1-65535)", n, port)
+		if err := ValidateRedisNode(n); err != nil {
+			return nil, fmt.Errorf("entry %q: %w", n, err)
 		}
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// ValidateRedisNode checks one Redis seed node: host:port with a host and a
+// port from 1 to 65535. It is the rule for REDIS_NODES, which the Redis
+// store checks again for callers that do not go through Load.
+func ValidateRedisNode(n string) error {
+	host, port, err := net.SplitHostPort(n)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return errors.New("missing port")
+		}
+		return errors.New("not host:port")
+	}
+	if host == "" {
+		return errors.New("missing host")
+	}
+	if _, err := parsePort(port); err != nil {
+		return fmt.Errorf("port %q is not a port number (1-65535)", port)
+	}
+	return nil
 }
 
 // durationInto parses a Go duration ("60s", "1m30s") into a field; zero

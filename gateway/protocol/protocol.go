@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/presencekit/presence-operator/gateway/excerpt"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/userid"
 )
@@ -180,7 +181,7 @@ func Decode(data []byte) (Request, *Error) {
 		}
 		r.Status = presence.Status(st)
 		if !r.Status.Settable() {
-			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, truncate(st))
+			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, excerpt.Of(st))
 		}
 		if raw := w.fields[fieldText]; raw != nil {
 			if r.Text, err = stringField(raw, "text"); err != nil {
@@ -201,7 +202,7 @@ func Decode(data []byte) (Request, *Error) {
 			return fail(CodeBadRequest, `"token" is empty`)
 		}
 	default:
-		return fail(CodeUnknownType, "unknown message type %q", truncate(r.Type))
+		return fail(CodeUnknownType, "unknown message type %q", excerpt.Of(r.Type))
 	}
 	return r, nil
 }
@@ -233,7 +234,7 @@ func readObject(data []byte) (wireObject, error) {
 	var w wireObject
 	dec := json.NewDecoder(bytes.NewReader(data))
 	invalid := func(err error) error {
-		return fmt.Errorf("frame is not a valid JSON object: %s", truncate(err.Error()))
+		return fmt.Errorf("frame is not a valid JSON object: %s", excerpt.Of(err.Error()))
 	}
 	if _, err := dec.Token(); err != nil { // '{', checked by the caller
 		return w, invalid(err)
@@ -272,7 +273,7 @@ func readObject(data []byte) (wireObject, error) {
 				others = make(map[string]struct{})
 			}
 			if _, seen := others[key]; seen && dup == nil {
-				dup = fmt.Errorf("key %q appears twice", truncate(key))
+				dup = fmt.Errorf("key %q appears twice", excerpt.Of(key))
 			}
 			others[key] = struct{}{}
 		}
@@ -335,11 +336,4 @@ func MetricType(r Request, e *Error) string {
 		return "ping_text"
 	}
 	return r.Type
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/server"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestOversizedFrameCloses1009(t *testing.T) {
@@ -24,8 +26,9 @@ func TestOversizedFrameCloses1009(t *testing.T) {
 	c.expectError("bad_request")
 	c.sendText(`{"type":"ping","pad":"` + strings.Repeat("x", 300) + `"}`)
 	c.expectClose(websocket.StatusMessageTooBig, "")
-	eventually(t, 5*time.Second, "disconnection counted", func() bool {
-		return g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("message_too_big")) == 1
+	poll.Eventually(t, 5*time.Second, "disconnection counted", func() (bool, string) {
+		n := g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("message_too_big"))
+		return n == 1, fmt.Sprintf("message_too_big disconnections = %v", n)
 	})
 }
 
@@ -63,15 +66,12 @@ func TestIdleTimeoutCloses1001(t *testing.T) {
 	g := start(t, setup{cfg: func(c *config.Config) { c.IdleTimeout = 300 * time.Millisecond }})
 	busy := g.dialWelcome("busy")
 	idle := g.dialWelcome("idle")
-	start := time.Now()
 	// The busy client keeps pinging past the idle timeout and stays.
-	for time.Since(start) < 600*time.Millisecond {
+	poll.Consistently(t, 600*time.Millisecond, "the busy client's pings answered", func() (bool, string) {
 		busy.sendText("ping")
-		if _, b, err := busy.readRaw(); err != nil || string(b) != "pong" {
-			t.Fatalf("busy client: %q %v", b, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		_, b, err := busy.readRaw()
+		return err == nil && string(b) == "pong", fmt.Sprintf("busy client: %q %v", b, err)
+	})
 	idle.expectClose(websocket.StatusGoingAway, "idle")
 	busy.alive()
 }
@@ -84,20 +84,20 @@ func TestControlPingsKeepTheConnection(t *testing.T) {
 		_, _, err := c.c.Read(context.Background())
 		readErr <- err
 	}()
-	for start := time.Now(); time.Since(start) < 900*time.Millisecond; {
+	poll.Consistently(t, 900*time.Millisecond, "the connection kept while it sends control pings", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := c.c.Ping(ctx)
 		cancel()
 		if err != nil {
-			t.Fatalf("control ping: %v", err)
+			return false, fmt.Sprintf("control ping: %v", err)
 		}
 		select {
 		case err := <-readErr:
-			t.Fatalf("connection ended while pinging: %v", err)
+			return false, fmt.Sprintf("connection ended while pinging: %v", err)
 		default:
+			return true, ""
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
 	// Silent from now on: the idle timeout applies.
 	select {
 	case err := <-readErr:
@@ -200,18 +200,20 @@ func TestFrozenClientGoesOfflineSoon(t *testing.T) {
 	t.Cleanup(server.SetSendTimeouts(10*time.Second, 100*time.Millisecond, 300*time.Millisecond))
 	g := start(t, setup{cfg: func(c *config.Config) { c.IdleTimeout = 300 * time.Millisecond }})
 	rawUpgrade(t, g, "frozen")
-	online := func() bool {
-		us, err := g.store.Get(t.Context(), []string{"frozen"})
-		if err != nil {
-			t.Fatal(err)
+	online := func(want bool) func() (bool, string) {
+		return func() (bool, string) {
+			us, err := g.store.Get(t.Context(), []string{"frozen"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return us[0].Online == want, fmt.Sprintf("%+v", us[0])
 		}
-		return us[0].Online
 	}
 	// The store records the connection just after the 101.
-	eventually(t, 5*time.Second, "frozen online after its upgrade", online)
+	poll.Eventually(t, 5*time.Second, "frozen online after its upgrade", online(true))
 	// Idle timeout 300ms + a sweep + the 300ms bound on the close: well
 	// under 3s; the library alone would wait 5s for the reply.
-	eventually(t, 3*time.Second, "frozen offline", func() bool { return !online() })
+	poll.Eventually(t, 3*time.Second, "frozen offline", online(false))
 }
 
 // TestDrainCutsClientsThatNeverAnswer: at the drain's deadline the TCP

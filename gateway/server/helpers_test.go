@@ -299,18 +299,6 @@ func (g *gateway) get(path string, header http.Header) (reply, map[string]any) {
 	return reply{resp.StatusCode, resp.Header}, m
 }
 
-// eventually polls cond every 10ms for at most d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (g *gateway) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 func upgradeHeaders() http.Header {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestPresenceAPI(t *testing.T) {
@@ -82,9 +84,9 @@ func TestDrain(t *testing.T) {
 	clients = append(clients, g.dialWelcome("x"))
 	began := time.Now()
 	g.stop()
-	eventually(t, time.Second, "/readyz 503 at once", func() bool {
+	poll.Eventually(t, time.Second, "/readyz 503 at once", func() (bool, string) {
 		resp, body := g.get("/readyz", nil)
-		return resp.StatusCode == http.StatusServiceUnavailable && body["error"] == "draining"
+		return resp.StatusCode == http.StatusServiceUnavailable && body["error"] == "draining", fmt.Sprint(resp.StatusCode, " ", body)
 	})
 	refusal(t, g, "/?userId=late", nil, http.StatusServiceUnavailable, "draining")
 	for _, c := range append(clients, watcher) {
@@ -156,7 +158,10 @@ func TestReadyzAtMaxConnections(t *testing.T) {
 	}
 	closeOne := func(c *client, left int) {
 		_ = c.c.Close(websocket.StatusNormalClosure, "")
-		eventually(t, 5*time.Second, "the connection to end", func() bool { return g.srv.Connections() == left })
+		poll.Eventually(t, 5*time.Second, "the connection to end", func() (bool, string) {
+			n := g.srv.Connections()
+			return n == left, fmt.Sprint(n, " connections")
+		})
 	}
 	closeOne(cs[0], 39)
 	if code, _ := ready(); code != http.StatusServiceUnavailable {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestTextPing(t *testing.T) {
@@ -256,21 +258,14 @@ func TestOfflineGraceNoFlap(t *testing.T) {
 		t.Fatalf("after the reconnect: %v", u)
 	}
 	// Past the grace, the watcher has still seen no offline event.
-	end := time.Now().Add(grace + 300*time.Millisecond)
-	for time.Now().Before(end) {
+	poll.Consistently(t, grace+300*time.Millisecond, "no frame but pongs after a reconnect within the grace", func() (bool, string) {
 		w.sendText("ping")
-		for {
-			_, b, err := w.readRaw()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(b) == "pong" {
-				break
-			}
-			t.Fatalf("unexpected frame after a reconnect within the grace: %s", b)
+		_, b, err := w.readRaw()
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return string(b) == "pong", fmt.Sprintf("unexpected frame: %s", b)
+	})
 	// And a disconnect with no reconnect does go offline after the grace.
 	g2 := g.dialWelcome("gone")
 	w.send(map[string]any{"type": "subscribe", "userIds": []string{"gone"}})

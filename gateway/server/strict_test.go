@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // TestStrictDecoding: keys match case-sensitively, a key given twice is
@@ -38,8 +41,9 @@ func TestInvalidUTF8ClosesWith1007(t *testing.T) {
 	c := g.dialWelcome("u1")
 	c.sendText("{\"type\":\"status\",\"status\":\"away\",\"text\":\"\xff\xfe\"}")
 	c.expectClose(websocket.StatusInvalidFramePayloadData, "UTF-8")
-	eventually(t, 5*time.Second, "the disconnection counted as invalid_utf8", func() bool {
-		return g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("invalid_utf8")) == 1
+	poll.Eventually(t, 5*time.Second, "the disconnection counted as invalid_utf8", func() (bool, string) {
+		n := g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("invalid_utf8"))
+		return n == 1, fmt.Sprintf("invalid_utf8 disconnections = %v", n)
 	})
 	// The status was not set.
 	stays.send(map[string]any{"type": "query", "userIds": []string{"u1"}})

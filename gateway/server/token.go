@@ -6,6 +6,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/presencekit/presence-operator/gateway/excerpt"
 	"github.com/presencekit/presence-operator/gateway/protocol"
 )
 
@@ -44,7 +45,7 @@ func (c *client) refresh(req protocol.Request) *protocol.Error {
 	}
 	claims, err := c.s.verifier.VerifyToken(req.Token)
 	if err != nil {
-		return &protocol.Error{ID: req.ID, Code: protocol.CodeInvalidToken, Message: trunc(err.Error())}
+		return &protocol.Error{ID: req.ID, Code: protocol.CodeInvalidToken, Message: excerpt.Of(err.Error())}
 	}
 	if claims.Subject != c.pc.UserID {
 		return &protocol.Error{ID: req.ID, Code: protocol.CodeForbidden,

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/auth/authtest"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // soon is an exp three to four seconds ahead (exp has whole seconds):
@@ -47,8 +49,9 @@ func TestTokenExpiryClosesWith4001(t *testing.T) {
 	}
 	c.expectType("welcome")
 	c.expectClose(4001, "token expired")
-	eventually(t, 5*time.Second, "the disconnection counted as token_expired", func() bool {
-		return g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("token_expired")) == 1
+	poll.Eventually(t, 5*time.Second, "the disconnection counted as token_expired", func() (bool, string) {
+		n := g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("token_expired"))
+		return n == 1, fmt.Sprintf("token_expired disconnections = %v", n)
 	})
 }
 
@@ -217,22 +220,22 @@ func TestKeyRotationWithoutRestart(t *testing.T) {
 
 			r.overlap()
 			newToken := r.signNew(jwt.MapClaims{"sub": "alice", "exp": later()})
-			eventually(t, 10*time.Second, "an upgrade with the new key accepted", func() bool {
+			poll.Eventually(t, 10*time.Second, "an upgrade with the new key accepted", func() (bool, string) {
 				c, err := g.dialRaw("/?token="+newToken, nil)
 				if err != nil {
-					return false
+					return false, err.Error()
 				}
 				_ = c.c.CloseNow()
-				return true
+				return true, ""
 			})
 			conn.send(map[string]any{"type": "refresh", "id": "r", "token": newToken})
 			conn.expectType("ok")
 
 			r.final()
 			oldToken := r.signOld(jwt.MapClaims{"sub": "alice", "exp": later()})
-			eventually(t, 10*time.Second, "an upgrade with the withdrawn key refused", func() bool {
+			poll.Eventually(t, 10*time.Second, "an upgrade with the withdrawn key refused", func() (bool, string) {
 				resp, _ := g.get("/v1/presence?userId=alice&token="+oldToken, nil)
-				return resp.StatusCode == http.StatusUnauthorized
+				return resp.StatusCode == http.StatusUnauthorized, fmt.Sprint("HTTP ", resp.StatusCode)
 			})
 			refusal(t, g, "/?token="+oldToken, nil, http.StatusUnauthorized, "unauthorized")
 			conn.alive()

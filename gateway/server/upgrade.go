@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/presencekit/presence-operator/gateway/excerpt"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
 )
@@ -160,7 +161,7 @@ func (s *Server) identify(r *http.Request) (userID string, tokenUntil time.Time,
 			return "", time.Time{}, http.StatusUnauthorized, "unauthorized", err.Error()
 		}
 		if userID != "" && userID != claims.Subject {
-			return "", time.Time{}, http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", trunc(userID))
+			return "", time.Time{}, http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", excerpt.Of(userID))
 		}
 		return claims.Subject, claims.ValidUntil, 0, "", ""
 	}
@@ -213,11 +214,4 @@ func newConnID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func trunc(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 // refusal checks an upgrade answered with plain HTTP and the JSON error.
@@ -109,7 +111,10 @@ func TestRefuseAtMaxConnections(t *testing.T) {
 	}
 	// A slot frees when a connection closes.
 	_ = a.c.Close(websocket.StatusNormalClosure, "")
-	eventually(t, 5*time.Second, "a slot to free up", func() bool { return g.srv.Connections() < 2 })
+	poll.Eventually(t, 5*time.Second, "a slot to free up", func() (bool, string) {
+		n := g.srv.Connections()
+		return n < 2, fmt.Sprint(n, " connections")
+	})
 	g.dialWelcome("c")
 }
 

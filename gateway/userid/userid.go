@@ -3,7 +3,11 @@
 // another just to validate an id.
 package userid
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/presencekit/presence-operator/gateway/excerpt"
+)
 
 // MaxLen is the longest user id, in bytes.
 const MaxLen = 128
@@ -21,15 +25,8 @@ func Validate(id string) error {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '.' || c == '_' || c == ':' || c == '@' || c == '-'
 		if !ok {
-			return fmt.Errorf("user id %q: character %q at byte %d is not one of [A-Za-z0-9._:@-]", truncate(id), c, i)
+			return fmt.Errorf("user id %q: character %q at byte %d is not one of [A-Za-z0-9._:@-]", excerpt.Of(id), c, i)
 		}
 	}
 	return nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

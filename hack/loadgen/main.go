@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/procfs"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -320,34 +321,27 @@ type workerReport struct {
 }
 
 type procSample struct {
-	rssKB int64
-	ticks int64 // utime+stime in clock ticks
+	rssKB      int64
+	cpuSeconds float64 // user + system
 }
 
+// sampleProc reads a gateway's VmRSS (/proc/<pid>/status) and CPU time
+// (/proc/<pid>/stat) with procfs.
 func sampleProc(pid int) (procSample, error) {
-	var s procSample
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return s, err
+		return procSample{}, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			s.rssKB, _ = strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-		}
-	}
-	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	status, err := p.NewStatus()
 	if err != nil {
-		return s, err
+		return procSample{}, err
 	}
-	// Fields after the ")" of the command name: utime is field 14, stime 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	s.ticks = ut + st
-	return s, nil
+	stat, err := p.Stat()
+	if err != nil {
+		return procSample{}, err
+	}
+	return procSample{rssKB: int64(status.VmRSS >> 10), cpuSeconds: stat.CPUTime()}, nil
 }
-
-const clockTicks = 100 // USER_HZ on Linux
 
 // redisCounts are INFO's counters summed over the nodes.
 type redisCounts struct {
@@ -542,7 +536,7 @@ func runMain(o options) error {
 		if err != nil {
 			return err
 		}
-		rep.IdleCPUPercent[pid] = 100 * float64(s.ticks-idleStart[pid].ticks) / clockTicks / el.Seconds()
+		rep.IdleCPUPercent[pid] = 100 * (s.cpuSeconds - idleStart[pid].cpuSeconds) / el.Seconds()
 	}
 	if len(o.redisNodes) > 0 {
 		r1, err := redisTotal(ctx, o.redisNodes)

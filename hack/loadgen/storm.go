@@ -646,7 +646,7 @@ func (s *storm) rollingRestart(ctx, wctx context.Context) error {
 	return nil
 }
 
-// shard is one master's slot ranges and its replica, from CLUSTER SLOTS.
+// shard is one master's slot ranges and its replica, from CLUSTER SHARDS.
 type shard struct {
 	master, replica string
 	ranges          [][2]int64

@@ -292,14 +292,10 @@ func testRunKeepsAlive(t *testing.T, h *harness) {
 	s.start(t)
 	id := h.user("kim")
 	h.connect(s, h.conn(id, "c1"))
-	end := time.Now().Add(3 * 600 * time.Millisecond)
-	for time.Now().Before(end) {
+	poll.Consistently(t, 3*600*time.Millisecond, "with Run refreshing, the user stays online for 3 TTLs", func() (bool, string) {
 		u := h.get(s, id)
-		if !u.Online || u.Connections != 1 {
-			t.Fatalf("with Run refreshing, the user went %+v within 3 TTLs", u)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return u.Online && u.Connections == 1, fmt.Sprintf("%+v", u)
+	})
 }
 
 func testOfflineGrace(t *testing.T, h *harness) {
@@ -326,13 +322,10 @@ func testOfflineGrace(t *testing.T, h *harness) {
 	h.waitEvent(s.rec, marker, "online", func(u presence.User) bool { return u.Online })
 	if h.cfg.RealTime {
 		// Let a real grace period pass while the user is connected.
-		deadline := time.Now().Add(h.grace + 200*time.Millisecond)
-		for time.Now().Before(deadline) {
-			if g := h.get(s, id); !g.Online {
-				t.Fatalf("reconnected user went offline: %+v", g)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		poll.Consistently(t, h.grace+200*time.Millisecond, "the reconnected user stays online", func() (bool, string) {
+			g := h.get(s, id)
+			return g.Online, fmt.Sprintf("%+v", g)
+		})
 	}
 	for _, e := range s.rec.Of(id) {
 		if !e.Online {

@@ -38,7 +38,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{Config{}, "REDIS_NODES is empty"},
-		{Config{Nodes: []string{"redis-0"}}, `"redis-0": want host:port`},
+		{Config{Nodes: []string{"redis-0"}}, `"redis-0": missing port`},
 		{Config{Nodes: []string{"a:1"}, Namespace: "x{y}"}, "braces"},
 		{Config{Nodes: []string{"a:1"}, TLS: true, TLSCAFile: "/nonexistent/ca.pem"}, "REDIS_TLS_CA_FILE"},
 	} {

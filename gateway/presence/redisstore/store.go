@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/redisstore/shardsub"
@@ -121,8 +122,8 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		return nil, errors.New("redisstore: REDIS_NODES is empty")
 	}
 	for _, n := range cfg.Nodes {
-		if i := strings.LastIndexByte(n, ':'); i <= 0 || i == len(n)-1 {
-			return nil, fmt.Errorf("redisstore: REDIS_NODES entry %q: want host:port", n)
+		if err := config.ValidateRedisNode(n); err != nil {
+			return nil, fmt.Errorf("redisstore: REDIS_NODES entry %q: %w", n, err)
 		}
 	}
 	var tlsConfig *tls.Config

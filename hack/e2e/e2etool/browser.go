@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/url"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -40,36 +38,22 @@ func checkBrowser(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	// Console messages and errors of the pages, labelled, for the log.
-	var labelsMu sync.Mutex
-	labels := map[string]string{}
-	onEvent := func(m cdpMessage) {
-		labelsMu.Lock()
-		label := labels[m.SessionID]
-		labelsMu.Unlock()
-		if line := describeEvent(m); line != "" && label != "" {
-			fmt.Fprintf(os.Stderr, "  [%s] %s\n", label, line)
-		}
-	}
-	b, err := launchChromium(ctx, *chromium, onEvent)
+	b, err := launchChromium(ctx, *chromium)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	okf("chromium started (pid %d)", b.cmd.Process.Pid)
+	okf("chromium started (pid %d)", b.pid())
 
 	suffix := randomSuffix()
 	watcherID, subjectID := "page-watcher-"+suffix, "page-subject-"+suffix
 	open := func(label, base, userID, watch string) (*page, error) {
 		u := strings.TrimRight(base, "/") + "/demo/?" + url.Values{"userId": {userID}, "watch": {watch}, "autoconnect": {"1"}}.Encode()
-		p, err := b.openPage(ctx, label, u)
+		p, err := b.openPage(label, u)
 		if err != nil {
 			return nil, err
 		}
-		labelsMu.Lock()
-		labels[p.session] = label
-		labelsMu.Unlock()
-		if _, err := p.waitFor(ctx, *step, "connection state", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
+		if _, err := p.waitFor(*step, "connection state", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
 			return nil, err
 		}
 		okf("%s: %s connected (%s)", label, userID, u)
@@ -83,7 +67,7 @@ func checkBrowser(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := watcher.waitFor(ctx, *step, subjectID+" card", card(subjectID, "online"), "false"); err != nil {
+	if _, err := watcher.waitFor(*step, subjectID+" card", card(subjectID, "online"), "false"); err != nil {
 		return err
 	}
 	okf("watcher on %s shows %s offline", gw[0], subjectID)
@@ -92,18 +76,18 @@ func checkBrowser(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	took, err := watcher.waitFor(ctx, *step, subjectID+" online", card(subjectID, "online"), "true")
+	took, err := watcher.waitFor(*step, subjectID+" online", card(subjectID, "online"), "true")
 	if err != nil {
 		return err
 	}
 	okf("watcher on %s saw %s (on %s) come online (%s after the subject's page connected)", gw[0], subjectID, gw[1], took.Round(time.Millisecond))
-	if _, err := subject.waitFor(ctx, *step, watcherID+" online", card(watcherID, "online"), "true"); err != nil {
+	if _, err := subject.waitFor(*step, watcherID+" online", card(watcherID, "online"), "true"); err != nil {
 		return err
 	}
 	okf("subject on %s sees the watcher online too", gw[1])
 
 	// Change the status through the page's own form.
-	if _, err := subject.eval(ctx, `(() => {
+	if _, err := subject.eval(`(() => {
 		document.getElementById("status").value = "busy";
 		document.getElementById("status-text").value = "in the e2e";
 		document.getElementById("status-form").requestSubmit();
@@ -111,26 +95,22 @@ func checkBrowser(ctx context.Context, args []string) error {
 	})()`); err != nil {
 		return err
 	}
-	took, err = watcher.waitFor(ctx, *step, subjectID+" busy", card(subjectID, "status"), "busy")
+	took, err = watcher.waitFor(*step, subjectID+" busy", card(subjectID, "status"), "busy")
 	if err != nil {
 		return err
 	}
-	detail, err := watcher.eval(ctx, fmt.Sprintf(`document.querySelector('#users li[data-user-id=%q] .detail').textContent`, subjectID))
+	detailText, err := watcher.eval(fmt.Sprintf(`document.querySelector('#users li[data-user-id=%q] .detail').textContent`, subjectID))
 	if err != nil {
 		return err
 	}
-	var detailText string
-	_ = json.Unmarshal(detail, &detailText)
 	if !strings.Contains(detailText, "in the e2e") {
 		return fmt.Errorf("watcher: %s card says %q, want the status text \"in the e2e\"", subjectID, detailText)
 	}
 	okf("watcher saw the status change to busy %q after %s", detailText, took.Round(time.Millisecond))
 
 	// Closing the tab closes its WebSocket: the subject goes offline.
-	if err := subject.close(ctx); err != nil {
-		return err
-	}
-	took, err = watcher.waitFor(ctx, *step, subjectID+" offline", card(subjectID, "online"), "false")
+	subject.close()
+	took, err = watcher.waitFor(*step, subjectID+" offline", card(subjectID, "online"), "false")
 	if err != nil {
 		return err
 	}
@@ -140,7 +120,7 @@ func checkBrowser(ctx context.Context, args []string) error {
 		if _, err := open("subject again", gw[1], subjectID, watcherID); err != nil {
 			return err
 		}
-		if _, err := watcher.waitFor(ctx, *step, subjectID+" online again", card(subjectID, "online"), "true"); err != nil {
+		if _, err := watcher.waitFor(*step, subjectID+" online again", card(subjectID, "online"), "true"); err != nil {
 			return err
 		}
 		if err := checkReconnect(ctx, watcher, *restartPidfile, *restartCmd, card(subjectID, "online")); err != nil {
@@ -149,7 +129,7 @@ func checkBrowser(ctx context.Context, args []string) error {
 	}
 
 	if *screenshot != "" {
-		if err := watcher.screenshot(ctx, *screenshot); err != nil {
+		if err := watcher.screenshot(*screenshot); err != nil {
 			return err
 		}
 		okf("screenshot of the watcher page: %s", *screenshot)
@@ -173,10 +153,10 @@ func checkReconnect(ctx context.Context, watcher *page, pidfile, restartCmd, sub
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("stop the watcher's gateway (pid %d): %w", pid, err)
 	}
-	if _, err := watcher.waitFor(ctx, 30*time.Second, "connection state after its gateway stopped", `document.getElementById("conn")?.dataset.state === "open" ? "open" : "not open"`, "not open"); err != nil {
+	if _, err := watcher.waitFor(30*time.Second, "connection state after its gateway stopped", `document.getElementById("conn")?.dataset.state === "open" ? "open" : "not open"`, "not open"); err != nil {
 		return err
 	}
-	okf("watcher: gateway pid %d stopped (SIGTERM); the page says %q", pid, evalString(ctx, watcher, `document.getElementById("conn").textContent`))
+	okf("watcher: gateway pid %d stopped (SIGTERM); the page says %q", pid, watcher.evalString(`document.getElementById("conn").textContent`))
 	// Wait for the process to be gone so that its port is free again.
 	deadline := time.Now().Add(30 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
@@ -192,77 +172,13 @@ func checkReconnect(ctx context.Context, watcher *page, pidfile, restartCmd, sub
 	}
 	start := time.Now()
 	// The backoff is at most 30 s; after a few failed attempts it is ~4-8 s.
-	if _, err := watcher.waitFor(ctx, 45*time.Second, "reconnection", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
+	if _, err := watcher.waitFor(45*time.Second, "reconnection", `document.getElementById("conn")?.dataset.state ?? ""`, "open"); err != nil {
 		return err
 	}
-	if _, err := watcher.waitFor(ctx, 10*time.Second, "the subject after the resubscription", subjectOnline, "true"); err != nil {
+	if _, err := watcher.waitFor(10*time.Second, "the subject after the resubscription", subjectOnline, "true"); err != nil {
 		return err
 	}
 	okf("watcher reconnected by itself %s after its gateway was back, and shows the subject online again (activity: %s)",
-		since(start), evalString(ctx, watcher, `[...document.querySelectorAll("#log li")].slice(0, 4).map(li => li.querySelector("time").textContent + " " + li.lastChild.textContent).join(" | ")`))
+		since(start), watcher.evalString(`[...document.querySelectorAll("#log li")].slice(0, 4).map(li => li.querySelector("time").textContent + " " + li.lastChild.textContent).join(" | ")`))
 	return nil
-}
-
-func evalString(ctx context.Context, p *page, expr string) string {
-	v, err := p.eval(ctx, expr)
-	if err != nil {
-		return err.Error()
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return string(v)
-	}
-	return s
-}
-
-// describeEvent turns the page events worth seeing into one line.
-func describeEvent(m cdpMessage) string {
-	switch m.Method {
-	case "Runtime.consoleAPICalled":
-		var p struct {
-			Type string `json:"type"`
-			Args []struct {
-				Value       any    `json:"value"`
-				Description string `json:"description"`
-			} `json:"args"`
-		}
-		if json.Unmarshal(m.Params, &p) != nil {
-			return ""
-		}
-		parts := make([]string, 0, len(p.Args))
-		for _, a := range p.Args {
-			if a.Value != nil {
-				parts = append(parts, fmt.Sprint(a.Value))
-			} else {
-				parts = append(parts, a.Description)
-			}
-		}
-		return "console." + p.Type + ": " + strings.Join(parts, " ")
-	case "Runtime.exceptionThrown":
-		var p struct {
-			ExceptionDetails struct {
-				Text      string `json:"text"`
-				Exception struct {
-					Description string `json:"description"`
-				} `json:"exception"`
-			} `json:"exceptionDetails"`
-		}
-		if json.Unmarshal(m.Params, &p) != nil {
-			return ""
-		}
-		return "exception: " + p.ExceptionDetails.Text + " " + p.ExceptionDetails.Exception.Description
-	case "Log.entryAdded":
-		var p struct {
-			Entry struct {
-				Level string `json:"level"`
-				Text  string `json:"text"`
-				URL   string `json:"url"`
-			} `json:"entry"`
-		}
-		if json.Unmarshal(m.Params, &p) != nil {
-			return ""
-		}
-		return "log " + p.Entry.Level + ": " + p.Entry.Text + " " + p.Entry.URL
-	}
-	return ""
 }

@@ -31,14 +31,11 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
 }
 
+// testNodes returns the shared test cluster's seed nodes as REDIS_NODES;
+// without one the test skips (fails in CI).
 func testNodes(t *testing.T) string {
 	t.Helper()
-	v := os.Getenv("PRESENCE_TEST_REDIS_NODES")
-	if v == "" {
-		t.Fatal("PRESENCE_TEST_REDIS_NODES is not set: run `make redis-up` and export " +
-			"PRESENCE_TEST_REDIS_NODES=127.0.0.1:7000,...,127.0.0.1:7005, or run `make test-redis`")
-	}
-	return v
+	return strings.Join(redistest.Nodes(t), ",")
 }
 
 // Short durations so that expiry and reaping happen within a test.
