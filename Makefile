@@ -184,7 +184,9 @@ $(HELM):
 	rm -rf $(BIN)/.helm-build
 
 # promtool checks and unit-tests the chart's alert rules (charts/alerts_test.go).
-# Prometheus' module tags its v3 releases v0.3xx; only cmd/promtool is built.
+# Prometheus' module tags its v3 releases v0.3xx; only cmd/promtool is built,
+# without the service-discovery plugins (remove_all_sd: promtool needs none to
+# check and test rules, and they are most of its build).
 PROMTOOL_VERSION ?= v0.316.0
 PROMTOOL := $(BIN)/promtool-$(PROMTOOL_VERSION)
 
@@ -193,7 +195,7 @@ promtool: $(PROMTOOL) ## Build the pinned promtool (PROMTOOL_VERSION) into bin/ 
 
 $(PROMTOOL):
 	@mkdir -p $(BIN)
-	GOBIN=$(BIN)/.promtool-build $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	GOBIN=$(BIN)/.promtool-build $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 	mv $(BIN)/.promtool-build/promtool $@
 	rm -rf $(BIN)/.promtool-build
 
