@@ -218,9 +218,25 @@ $(HELM):
 	mv $(BIN)/.helm-build/helm $@
 	rm -rf $(BIN)/.helm-build
 
+# promtool checks and unit-tests the chart's alert rules (charts/alerts_test.go).
+# Prometheus' module tags its v3 releases v0.3xx; only cmd/promtool is built,
+# without the service-discovery plugins (remove_all_sd: promtool needs none to
+# check and test rules, and they are most of its build).
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL := $(BIN)/promtool-$(PROMTOOL_VERSION)
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build the pinned promtool (PROMTOOL_VERSION) into bin/ from the Go module proxy.
+
+$(PROMTOOL):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.promtool-build $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(BIN)/.promtool-build/promtool $@
+	rm -rf $(BIN)/.promtool-build
+
 .PHONY: test-helm
-test-helm: $(HELM) envtest ## Chart tests: lint, template with every toggle, dry-run and helm install/upgrade/uninstall on envtest, chart copies of config/ in sync, dashboard, Dockerfiles.
-	HELM=$(HELM) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -timeout 10m ./charts/...
+test-helm: $(HELM) $(PROMTOOL) envtest ## Chart tests: lint, template with every toggle, dry-run and helm install/upgrade/uninstall on envtest, alert rules (promtool), chart copies of config/ in sync, dashboard, Dockerfiles.
+	HELM=$(HELM) PROMTOOL=$(PROMTOOL) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -timeout 10m ./charts/...
 
 .PHONY: helm-crds
 helm-crds: manifests ## Regenerate the CRDs and ClusterRole (make manifests) and copy them into the chart.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/presencekit/presence-operator/internal/envtestenv"
+	"github.com/presencekit/presence-operator/internal/gomod"
 	"github.com/presencekit/presence-operator/internal/needs"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
@@ -130,4 +131,28 @@ func decodeFile(t *testing.T, path string) []*unstructured.Unstructured {
 		t.Fatal(err)
 	}
 	return decodeObjects(t, string(b))
+}
+
+// prometheus-operator's CRDs, taken from its Go module at a pinned version
+// (never imported, so it stays out of go.mod): the chart's ServiceMonitor
+// and PrometheusRule validate against what a real install has.
+const (
+	prometheusOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
+	prometheusOperatorVersion = "v0.85.0"
+)
+
+// monitoringCRDs returns prometheus-operator's CRDs of the given plurals
+// (servicemonitors, prometheusrules, podmonitors, ...).
+func monitoringCRDs(t *testing.T, plurals ...string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	for _, plural := range plurals {
+		p, err := gomod.File(context.Background(), prometheusOperatorModule, prometheusOperatorVersion,
+			"example/prometheus-operator-crd/monitoring.coreos.com_"+plural+".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, decodeFile(t, p)...)
+	}
+	return out
 }

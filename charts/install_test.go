@@ -27,9 +27,9 @@ func TestRenderedObjectsApplyToAPIServer(t *testing.T) {
 	api.createNamespace(t, "team-a")     // the watchNamespaces toggle's
 	api.createNamespace(t, "team-b")
 
-	// Custom resources (the samples, the ServiceMonitor) validate against
-	// their CRDs, so those are created for real first.
-	crds := append(find(render(t), "CustomResourceDefinition"), decodeFile(t, filepath.Join("testdata", "servicemonitor-crd.yaml"))...)
+	// Custom resources (the samples, the ServiceMonitor, the PrometheusRule)
+	// validate against their CRDs, so those are created for real first.
+	crds := append(find(render(t), "CustomResourceDefinition"), monitoringCRDs(t, "servicemonitors", "prometheusrules")...)
 	if err := api.apply(crds, false); err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +90,8 @@ func TestRenderedObjectsApplyToAPIServer(t *testing.T) {
 // decides whether the CRDs and the custom resources stay.
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	api := startAPIServer(t)
-	// The ServiceMonitor toggle needs prometheus-operator's CRD.
-	smCRD := decodeFile(t, filepath.Join("testdata", "servicemonitor-crd.yaml"))
+	// The ServiceMonitor and PrometheusRule toggles need prometheus-operator's CRDs.
+	smCRD := monitoringCRDs(t, "servicemonitors", "prometheusrules")
 	if err := api.apply(smCRD, false); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	install := []string{"install", releaseName, chartDir, "--namespace", releaseNS, "--create-namespace",
 		"--set", "samples.enabled=true", "--set-json", sampleRedisSpec, "--set", "samples.presenceGateway.name=chat",
-		"--set", "dashboard.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"}
+		"--set", "dashboard.enabled=true", "--set", "metrics.serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"}
 	notes := mustHelm(t, api.kubeconfig, install...)
 	if want := "kubectl -n " + releaseNS + " wait --for=condition=Ready pgw/chat"; !strings.Contains(notes, want) {
 		t.Errorf("install notes do not say how to wait for the gateway (%q):\n%s", want, notes)
@@ -107,7 +107,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	// Every object of the release exists.
 	manifest := decodeObjects(t, mustHelm(t, api.kubeconfig, "get", "manifest", releaseName, "--namespace", releaseNS))
-	for _, kind := range []string{"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ServiceMonitor", "ConfigMap"} {
+	for _, kind := range []string{"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ServiceMonitor", "PrometheusRule", "ConfigMap"} {
 		if len(find(manifest, kind)) == 0 {
 			t.Errorf("the release has no %s: %v", kind, kinds(manifest))
 		}

@@ -100,6 +100,39 @@ var toggles = []toggle{
 		},
 	},
 	{
+		name: "prometheusRule",
+		args: []string{"--set", "prometheusRule.enabled=true", "--set", "prometheusRule.namespace=monitoring",
+			"--set", "prometheusRule.labels.release=prometheus", "--set", "prometheusRule.notReadyFor=3m",
+			"--set", "prometheusRule.runbookURL=https://wiki.example.test/presence/"},
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			rule := one(t, objs, "PrometheusRule")
+			if rule.GetNamespace() != "monitoring" || rule.GetLabels()["release"] != "prometheus" {
+				t.Errorf("PrometheusRule in %q with labels %v: want prometheusRule.namespace and .labels", rule.GetNamespace(), rule.GetLabels())
+			}
+			groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+			notReady := 0
+			for _, g := range groups {
+				rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+				for _, r := range rules {
+					r := r.(map[string]any)
+					url, _, _ := unstructured.NestedString(r, "annotations", "runbook_url")
+					if !strings.HasPrefix(url, "https://wiki.example.test/presence#") {
+						t.Errorf("%s: runbook_url %q does not follow prometheusRule.runbookURL", r["alert"], url)
+					}
+					if strings.HasSuffix(r["alert"].(string), "NotReady") {
+						notReady++
+						if r["for"] != "3m" {
+							t.Errorf("%s: for %v, want prometheusRule.notReadyFor", r["alert"], r["for"])
+						}
+					}
+				}
+			}
+			if notReady != 2 {
+				t.Errorf("want the gateway and RedisCluster not-ready alerts, found %d", notReady)
+			}
+		},
+	},
+	{
 		name: "samples",
 		args: []string{"--set", "samples.enabled=true", "--set-json", sampleRedisSpec, "--set", "samples.presenceGateway.name=chat", "--set", "samples.presenceGateway.spec.replicas=3"},
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {

@@ -110,6 +110,7 @@ func run(cfg config.Config) error {
 	slog.SetDefault(log)
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
+	m.MaxConnections.Set(float64(cfg.MaxConnections))
 
 	// The JWKS refresh lives as long as run.
 	authCtx, stopAuth := context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -182,6 +185,9 @@ func run(ctx context.Context, args []string) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the RedisCluster controller: %w", err)
 	}
+	if err := registerConditionMetrics(&controllers.ConditionCollector{Reader: mgr.GetCache()}); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add healthz check: %w", err)
 	}
@@ -191,6 +197,21 @@ func run(ctx context.Context, args []string) error {
 	log.Info("starting manager", "gatewayImage", o.gatewayImage, "leaderElect", o.leaderElect,
 		"watchNamespaces", o.watchNamespaces, "metricsSecure", o.metricsSecure)
 	return mgr.Start(ctx)
+}
+
+// registerConditionMetrics serves c on the manager's /metrics (controller-
+// runtime's registry), replacing one an earlier run in this process left.
+func registerConditionMetrics(c prometheus.Collector) error {
+	err := ctrlmetrics.Registry.Register(c)
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		ctrlmetrics.Registry.Unregister(already.ExistingCollector)
+		err = ctrlmetrics.Registry.Register(c)
+	}
+	if err != nil {
+		return fmt.Errorf("register the condition metrics: %w", err)
+	}
+	return nil
 }
 
 // restConfig loads --kubeconfig, or else what ctrl.GetConfig finds.

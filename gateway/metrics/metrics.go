@@ -13,6 +13,7 @@ const namespace = "presence_gateway"
 // use New(prometheus.NewRegistry()).
 type Metrics struct {
 	Connections             prometheus.Gauge
+	MaxConnections          prometheus.Gauge
 	ConnectionsTotal        prometheus.Counter
 	DisconnectionsTotal     *prometheus.CounterVec // reason
 	MessagesReceivedTotal   *prometheus.CounterVec // type
@@ -39,6 +40,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "connections",
 			Help: "Open WebSocket connections on this replica."}),
+		MaxConnections: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "max_connections",
+			Help: "MAX_CONNECTIONS of this replica: the open connections at which it refuses upgrades and reports not ready (0: no limit)."}),
 		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "connections_total",
 			Help: "WebSocket connections accepted."}),
 		DisconnectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "disconnections_total",
@@ -75,7 +78,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Presence events that replaced a pending event about the same user in a client's send queue (latest state wins)."}),
 	}
 	reg.MustRegister(
-		m.Connections, m.ConnectionsTotal, m.DisconnectionsTotal, m.MessagesReceivedTotal,
+		m.Connections, m.MaxConnections, m.ConnectionsTotal, m.DisconnectionsTotal, m.MessagesReceivedTotal,
 		m.MessagesSentTotal, m.UpgradeRejectionsTotal, m.EventsPublishedTotal, m.EventsDeliveredTotal,
 		m.RedisCommandDuration, m.RedisErrorsTotal, m.HeartbeatBatchDuration, m.OnlineUsersLocal,
 		m.TransitionsTotal, m.ReapedConnectionsTotal, m.WatchedUsers, m.SlowConsumerDisconnects,
