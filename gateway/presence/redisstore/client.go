@@ -153,14 +153,20 @@ func (s *Store) reseed(ctx context.Context) {
 		s.mu.Unlock()
 		return
 	}
-	old := s.cc.Swap(next)
-	s.log.Info("Redis seed nodes changed; now using a client bootstrapped from them",
-		"nodes", strings.Join(seeds, ","), "previous", strings.Join(s.seeds, ","))
 	s.mu.Lock()
+	if s.closed { // Close ran meanwhile: it closes the client it finds, not this one
+		s.mu.Unlock()
+		_ = next.Close()
+		return
+	}
+	previous := s.seeds
+	old := s.cc.Swap(next)
 	s.seeds, s.seedsFailed = seeds, nil
 	s.retired = append(s.retired, retiredClient{cc: old, closeAt: time.Now().Add(retireAfter)})
 	s.mu.Unlock()
 	s.m.Store.RedisReseedsTotal.Inc()
+	s.log.Info("Redis seed nodes changed; now using a client bootstrapped from them",
+		"nodes", strings.Join(seeds, ","), "previous", strings.Join(previous, ","))
 }
 
 // closeRetired closes the replaced clients that are due (all when all).
