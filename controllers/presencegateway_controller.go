@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -49,7 +50,15 @@ type PresenceGatewayReconciler struct {
 	// limit when zero.
 	MaxConcurrentRollouts int
 
-	rollouts *rolloutLimiter
+	rolloutsOnce sync.Once
+	rollouts     *rolloutLimiter // see limiter
+}
+
+// limiter is the reconciler's rollout limiter, made on first use (so that a
+// reconciler built without SetupWithManager, as tests do, has one too).
+func (r *PresenceGatewayReconciler) limiter() *rolloutLimiter {
+	r.rolloutsOnce.Do(func() { r.rollouts = newRolloutLimiter(r.MaxConcurrentRollouts) })
+	return r.rollouts
 }
 
 // queuedRequeue is how often a gateway whose rollout waits for a slot is
@@ -77,8 +86,8 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// Whatever happened but a RolloutQueued, gw no longer waits for a
 		// rollout slot (it got one, needs none, is blocked, paused or
 		// gone); if it was in line, the next one may go.
-		if obs.queued == nil && r.rollouts.release(req.NamespacedName) {
-			r.rollouts.wakeWaiting(ctx, r.Client)
+		if obs.queued == nil && r.limiter().release(req.NamespacedName) {
+			r.limiter().wakeWaiting(ctx, r.Client)
 		}
 	}()
 	gw := &presencev1alpha1.PresenceGateway{}
@@ -234,7 +243,7 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 			return nil, nil, err
 		}
 		if cause == causeShared {
-			r.rollouts.applied(client.ObjectKeyFromObject(gw), dep.Generation)
+			r.limiter().applied(client.ObjectKeyFromObject(gw), dep.Generation)
 		}
 	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), &corev1.Service{}); err != nil {
@@ -366,7 +375,6 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := setupGatewayIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	r.rollouts = newRolloutLimiter(r.MaxConcurrentRollouts)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("presencegateway").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
@@ -381,6 +389,6 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).
 		// A freed rollout slot wakes the gateways first in line.
 		Watches(&appsv1.Deployment{}, r.slotFreed()).
-		WatchesRawSource(source.Channel(r.rollouts.wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.limiter().wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }

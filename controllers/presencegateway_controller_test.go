@@ -228,8 +228,8 @@ func TestMissingRedisCluster(t *testing.T) {
 
 	// Creating the RedisCluster is enough: the watch maps it back.
 	createRedisCluster(t, ns, "nowhere", seedNodes, "")
-	dep := waitDeployment(t, ns, "chat")
-	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+	waitDeployment(t, ns, "chat")
+	g.Expect(seedsOf(t, ns, "chat")).To(Equal(strings.Join(seedNodes, ",")))
 }
 
 func TestMissingRedisSecret(t *testing.T) {

@@ -253,12 +253,12 @@ func (r *PresenceGatewayReconciler) slotFreed() handler.TypedEventHandler[client
 	return handler.Funcs{
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			if holdsRolloutSlot(asDeployment(e.ObjectOld)) && !holdsRolloutSlot(asDeployment(e.ObjectNew)) {
-				r.rollouts.wakeWaiting(ctx, r.Client)
+				r.limiter().wakeWaiting(ctx, r.Client)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			if holdsRolloutSlot(asDeployment(e.Object)) {
-				r.rollouts.wakeWaiting(ctx, r.Client)
+				r.limiter().wakeWaiting(ctx, r.Client)
 			}
 		},
 	}
@@ -296,7 +296,7 @@ func (r *PresenceGatewayReconciler) prepareRollout(ctx context.Context, gw *pres
 		return cause, nil, nil
 	}
 	desired.Annotations[annotationRolloutCause] = string(causeShared)
-	granted, message, err := r.rollouts.acquire(ctx, r.Client, client.ObjectKeyFromObject(gw))
+	granted, message, err := r.limiter().acquire(ctx, r.Client, client.ObjectKeyFromObject(gw))
 	if err != nil || granted {
 		return cause, nil, err
 	}

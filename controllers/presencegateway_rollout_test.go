@@ -119,12 +119,13 @@ func TestSharedRedisChangesRestartNoPod(t *testing.T) {
 // looked at; each goes when the one before it finishes, and all end on the
 // new image.
 func TestSharedRolloutsTakeTurns(t *testing.T) {
+	requireRedisCluster(t) // a Ready RedisCluster, so that the gateways can be Ready
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
 	const v1, v2 = "example.test/presence-gateway:v1", "example.test/presence-gateway:v2"
 	restartOperator(t, operatorSettings{defaultImage: v1, maxRollouts: 1, watchNamespaces: []string{ns}})
-	createRedisCluster(t, ns, "shared", seedNodes, "")
+	createRedisCluster(t, ns, "shared", testRedisNodes, "")
 	names := []string{"chat", "feed", "games"}
 	for _, name := range names {
 		createGateway(t, ns, name, "shared", nil)
@@ -178,6 +179,8 @@ func TestSharedRolloutsTakeTurns(t *testing.T) {
 	for _, name := range names {
 		eventually(t, gatewayCondition(ns, name, presencev1alpha1.ConditionProgressing)).
 			Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRolloutComplete))
+		eventually(t, gatewayCondition(ns, name, presencev1alpha1.ConditionReady)).
+			Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonReady))
 	}
 }
 
