@@ -173,7 +173,7 @@ func startOperator(s operatorSettings) error {
 	defer syncCancel()
 	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
 		cancel()
-		return fmt.Errorf("the operator's cache did not sync: %v", <-done)
+		return fmt.Errorf("the operator's cache did not sync: %w", <-done)
 	}
 	testCache = mgr.GetCache()
 	operatorStop = func() error {
