@@ -45,7 +45,7 @@ const (
 	annotationTemplateHash = "presence.presencekit.io/template-hash"
 	// annotationSpec is "<generation>/<hash>": the PresenceGateway's
 	// generation and the hash of the template it renders with its own
-	// image (the default image left out), at the last template apply.
+	// image (the default image left out), at the last template change.
 	annotationSpec = "presence.presencekit.io/spec"
 	// annotationRolloutCause is why the template last changed: causeSpec
 	// or causeShared. A Deployment rolling out for causeShared holds a slot.
@@ -285,10 +285,13 @@ func (r *PresenceGatewayReconciler) prepareRollout(ctx context.Context, gw *pres
 	cause = classifyRollout(live, desired, spec)
 	switch cause {
 	case causeNone:
-		// The template stays: so does the cause of the rollout that made
-		// it, which may still hold a slot.
-		if c := live.Annotations[annotationRolloutCause]; c != "" {
-			desired.Annotations[annotationRolloutCause] = c
+		// The template stays: so do the record of the spec that made it
+		// (a spec edit that leaves the template alone writes nothing on the
+		// Deployment) and the cause of its rollout, which may hold a slot.
+		for _, a := range []string{annotationSpec, annotationRolloutCause} {
+			if v, ok := live.Annotations[a]; ok {
+				desired.Annotations[a] = v
+			}
 		}
 		return cause, nil, nil
 	case causeSpec:

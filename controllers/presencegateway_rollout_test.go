@@ -237,3 +237,34 @@ func TestOwnSpecEditSkipsTheQueue(t *testing.T) {
 }
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+
+// TestSpecEditOutsideThePodsLeavesTheDeployment: an edit of the spec that
+// does not reach the pods (the Service's port) writes nothing on the
+// Deployment, not even the annotations that record why its template last
+// changed.
+func TestSpecEditOutsideThePodsLeavesTheDeployment(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "shared", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "shared", nil)
+	dep := waitDeployment(t, ns, "chat")
+	eventually(t, func(g Gomega) {
+		g.Expect(get(ctx, gw)).To(Succeed())
+		g.Expect(gw.Status.ObservedGeneration).To(Equal(gw.Generation))
+	}).Should(Succeed())
+	g.Expect(get(ctx, dep)).To(Succeed())
+	rv := dep.ResourceVersion
+
+	gw.Spec.Service.Port = 8081
+	g.Expect(k8sClient.Update(ctx, gw)).To(Succeed())
+	svc := &corev1.Service{}
+	eventually(t, func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, keyOf(ns, "chat"), svc)).To(Succeed())
+		g.Expect(svc.Spec.Ports[0].Port).To(Equal(int32(8081)))
+		g.Expect(get(ctx, gw)).To(Succeed())
+		g.Expect(gw.Status.ObservedGeneration).To(Equal(gw.Generation), "the reconcile of the edit is over")
+	}).Should(Succeed())
+	g.Expect(get(ctx, dep)).To(Succeed())
+	g.Expect(dep.ResourceVersion).To(Equal(rv), "the Deployment was written: %v", dep.Annotations)
+}
