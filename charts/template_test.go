@@ -241,14 +241,15 @@ var toggles = []toggle{
 	{
 		name: "operator knobs",
 		args: []string{"--set", "replicaCount=2", "--set", "gatewayImage.tag=9.9.9", "--set", "leaderElection.enabled=false",
-			"--set", "extraArgs={--zap-log-level=debug}", "--set", "image.tag=1.2.3"},
+			"--set", "extraArgs={--zap-log-level=debug}", "--set", "image.tag=1.2.3", "--set", "maxConcurrentRollouts=3"},
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			dep := one(t, objs, "Deployment")
 			if r := nestedNumber(dep, "spec", "replicas"); r != 2 {
 				t.Errorf("replicas = %v, want replicaCount 2", r)
 			}
 			c := operatorContainer(t, dep)
-			for _, arg := range []string{"--gateway-image=ghcr.io/presencekit/presence-gateway:9.9.9", "--leader-elect=false", "--zap-log-level=debug"} {
+			for _, arg := range []string{"--gateway-image=ghcr.io/presencekit/presence-gateway:9.9.9", "--leader-elect=false", "--zap-log-level=debug",
+				"--max-concurrent-rollouts=3"} {
 				if !slices.Contains(c.Args, arg) {
 					t.Errorf("operator args %v lack %s", c.Args, arg)
 				}
@@ -340,6 +341,7 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--redis-check-heartbeat=5m",
 		"--max-concurrent-reconciles-presencegateway=2",
 		"--max-concurrent-reconciles-rediscluster=8",
+		"--max-concurrent-rollouts=1",
 		"--gateway-image=ghcr.io/presencekit/presence-gateway:" + version,
 	} {
 		if !slices.Contains(c.Args, arg) {
@@ -495,6 +497,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"bad digest", []string{"--set", "image.digest=latest"}, "digest"},
 		{"bad log level", []string{"--set", "logLevel=loud"}, "logLevel"},
 		{"zero workers", []string{"--set", "maxConcurrentReconciles.redisCluster=0"}, "redisCluster"},
+		{"negative rollouts", []string{"--set", "maxConcurrentRollouts=-1"}, "maxConcurrentRollouts"},
 		{"samples without a Redis spec", []string{"--set", "samples.enabled=true"}, "samples.redisCluster.spec"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,7 @@ func CacheOptions(watchNamespaces []string) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}:                     owned,
 			&corev1.Service{}:                        owned,
+			&corev1.ConfigMap{}:                      owned,
 			&autoscalingv2.HorizontalPodAutoscaler{}: owned,
 			&policyv1.PodDisruptionBudget{}:          owned,
 		},

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -106,6 +107,15 @@ func envOf(dep *appsv1.Deployment, name string) (corev1.EnvVar, bool) {
 		}
 	}
 	return corev1.EnvVar{}, false
+}
+
+// seedsOf returns the seed nodes in the gateway's ConfigMap, comma-separated
+// (what its pods read as REDIS_NODES_FILE), once the ConfigMap exists.
+func seedsOf(t *testing.T, ns, gateway string) string {
+	t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: gateway + "-redis-nodes"}}
+	eventually(t, func() error { return get(context.Background(), cm) }).Should(Succeed())
+	return strings.Join(strings.Fields(cm.Data["nodes"]), ",")
 }
 
 func envValue(dep *appsv1.Deployment, name string) string {

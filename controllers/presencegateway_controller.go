@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
@@ -41,7 +44,27 @@ type PresenceGatewayReconciler struct {
 	// MaxConcurrentReconciles is how many PresenceGateways are reconciled
 	// at once (--max-concurrent-reconciles-presencegateway); 1 when zero.
 	MaxConcurrentReconciles int
+	// MaxConcurrentRollouts is how many fleets may roll out a pod template
+	// change they did not ask for in their own spec at once
+	// (--max-concurrent-rollouts; see presencegateway_rollout.go); no
+	// limit when zero.
+	MaxConcurrentRollouts int
+
+	rolloutsOnce sync.Once
+	rollouts     *rolloutLimiter // see limiter
 }
+
+// limiter is the reconciler's rollout limiter, made on first use (so that a
+// reconciler built without SetupWithManager, as tests do, has one too).
+func (r *PresenceGatewayReconciler) limiter() *rolloutLimiter {
+	r.rolloutsOnce.Do(func() { r.rollouts = newRolloutLimiter(r.MaxConcurrentRollouts) })
+	return r.rollouts
+}
+
+// queuedRequeue is how often a gateway whose rollout waits for a slot is
+// looked at again even if no wake-up reached it (the wake-up channel was
+// full); a freed slot normally wakes the next in line at once.
+const queuedRequeue = time.Minute
 
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=patch
@@ -49,6 +72,7 @@ type PresenceGatewayReconciler struct {
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
@@ -57,6 +81,15 @@ type PresenceGatewayReconciler struct {
 // Reconcile reads the PresenceGateway, resolves its RedisCluster and Secrets,
 // applies the owned objects, and writes status last.
 func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obs := gatewayObservation{}
+	defer func() {
+		// Whatever happened but a RolloutQueued, gw no longer waits for a
+		// rollout slot (it got one, needs none, is blocked, paused or
+		// gone); if it was in line, the next one may go.
+		if obs.queued == nil && r.limiter().release(req.NamespacedName) {
+			r.limiter().wakeWaiting(ctx, r.Client)
+		}
+	}()
 	gw := &presencev1alpha1.PresenceGateway{}
 	if err := r.Get(ctx, req.NamespacedName, gw); err != nil {
 		// Deleted: the owned objects go with it through their owner references.
@@ -69,7 +102,6 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 
-	obs := gatewayObservation{}
 	deps, redisProblem, jwtProblem, err := r.resolveDeps(ctx, gw)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -98,7 +130,7 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			message: "spec.image is empty and the operator has no default image (--gateway-image)"}
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	default:
-		dep, err := r.applyAll(ctx, gw, deps, image)
+		dep, queued, err := r.applyAll(ctx, gw, deps, image)
 		if err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 				// A race with another writer or with our cache: back to the
@@ -112,9 +144,15 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			}
 			return ctrl.Result{}, err
 		}
-		obs.deployment, obs.deploymentKnown = dep, true
+		obs.deployment, obs.deploymentKnown, obs.queued = dep, true, queued
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, gw, &obs)
+	if err := r.writeStatus(ctx, gw, &obs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if obs.queued != nil {
+		return ctrl.Result{RequeueAfter: queuedRequeue}, nil
+	}
+	return ctrl.Result{}, nil
 }
 
 // resolveDeps reads the RedisCluster and the Secrets gw depends on. A missing
@@ -161,55 +199,72 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 // applyAll creates or corrects every owned object and returns the gateway
 // Deployment as the API server last returned it (or as cached when it
 // needed no write): status is computed from it, never from a cache that may
-// not have seen the write yet.
-func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) (*appsv1.Deployment, error) {
+// not have seen the write yet. When its pod template change waits for a
+// rollout slot, the Deployment is left as it is and queued says so.
+func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) (dep *appsv1.Deployment, queued *conditionResult, err error) {
 	a := newApplier(r.Client, r.Scheme)
-	dep, err := r.applyDeployment(ctx, a, gw, gwspecs.Deployment(gw, deps, image))
+	// Before the Deployment: its pods mount it.
+	if err := r.applyOne(ctx, a, gw, gwspecs.RedisNodesConfigMap(gw, deps), &corev1.ConfigMap{}); err != nil {
+		return nil, nil, err
+	}
+	desired := gwspecs.Deployment(gw, deps, image)
+	live := &appsv1.Deployment{}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(desired), live); err != nil && !apierrors.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("get Deployment %s: %w", desired.Name, err)
+	}
+	cause, queued, err := r.prepareRollout(ctx, gw, deps, desired, live)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if queued != nil {
+		if live.UID != "" {
+			dep = live
+		}
+	} else {
+		if dep, err = r.applyDeployment(ctx, a, gw, desired, live); err != nil {
+			return nil, nil, err
+		}
+		if cause == causeShared {
+			r.limiter().applied(client.ObjectKeyFromObject(gw), dep.Generation)
+		}
 	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), &corev1.Service{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if hpa := gwspecs.HPA(gw); hpa != nil {
 		if err := r.applyOne(ctx, a, gw, hpa, &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else if err := r.deleteOwned(ctx, gw, "HorizontalPodAutoscaler", &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if pdb := gwspecs.PDB(gw); pdb != nil {
 		if err := r.applyOne(ctx, a, gw, pdb, &policyv1.PodDisruptionBudget{}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else if err := r.deleteOwned(ctx, gw, "PodDisruptionBudget", &policyv1.PodDisruptionBudget{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return dep, nil
+	return dep, queued, nil
 }
 
-// applyDeployment applies the gateway Deployment. With autoscaling the HPA
-// owns spec.replicas: the operator sets it only when it creates the
-// Deployment (at minReplicas), then hands it over (replicasHandoverManager)
-// and leaves it out of every later apply.
-func (r *PresenceGatewayReconciler) applyDeployment(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, desired *appsv1.Deployment) (*appsv1.Deployment, error) {
-	live := &appsv1.Deployment{}
+// applyDeployment applies the gateway Deployment; live is the cached one
+// (empty when there is none), replaced by what the API server returned.
+// With autoscaling the HPA owns spec.replicas: the operator sets it only
+// when it creates the Deployment (at minReplicas), then hands it over
+// (replicasHandoverManager) and leaves it out of every later apply.
+func (r *PresenceGatewayReconciler) applyDeployment(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, desired, live *appsv1.Deployment) (*appsv1.Deployment, error) {
 	autoscaling := gw.Spec.Autoscaling != nil
-	known := false
 	if autoscaling {
-		err := r.Get(ctx, client.ObjectKeyFromObject(desired), live)
-		switch {
-		case apierrors.IsNotFound(err):
+		if live.UID == "" {
 			res, err := a.apply(ctx, gw, desired.DeepCopy(), live, false, true)
 			if err != nil {
 				return nil, err
 			}
 			r.recordApply(gw, res, "Deployment", desired.Name)
-		case err != nil:
-			return nil, fmt.Errorf("get Deployment %s: %w", desired.Name, err)
 		}
 		owns, err := ownsField(live, FieldManager, "spec", "replicas")
 		if err != nil {
@@ -227,9 +282,8 @@ func (r *PresenceGatewayReconciler) applyDeployment(ctx context.Context, a *appl
 				return nil, fmt.Errorf("hand spec.replicas of Deployment %s to the HPA: %w", desired.Name, err)
 			}
 		}
-		known = true
 	}
-	res, err := a.apply(ctx, gw, desired, live, autoscaling, known)
+	res, err := a.apply(ctx, gw, desired, live, autoscaling, true)
 	if err != nil {
 		return nil, err
 	}
@@ -309,10 +363,14 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Our own status writes do not change the generation: no self-trigger.
 		For(&presencev1alpha1.PresenceGateway{}, builder.WithPredicates(specOrPauseChanged())).
 		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster), builder.WithPredicates(RedisClusterChanged())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).
+		// A freed rollout slot wakes the gateways first in line.
+		Watches(&appsv1.Deployment{}, r.slotFreed()).
+		WatchesRawSource(source.Channel(r.limiter().wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }

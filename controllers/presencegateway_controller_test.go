@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
-	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // seedNodes are loopback ports nothing listens on: the RedisCluster check
@@ -42,16 +41,23 @@ func TestGatewayCreatesOwnedObjects(t *testing.T) {
 	g.Expect(get(ctx, gw)).To(Succeed())
 	expectControlledBy(g, dep, gw)
 	g.Expect(*dep.Spec.Replicas).To(Equal(int32(3)), "created at minReplicas")
-	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+	g.Expect(envValue(dep, "REDIS_NODES_FILE")).To(Equal("/etc/presence/redis-nodes/nodes"))
 	g.Expect(envValue(dep, "REDIS_PASSWORD_FILE")).To(Equal("/etc/presence/redis/password"))
+	g.Expect(envValue(dep, "REDIS_USERNAME_FILE")).To(Equal("/etc/presence/redis/username"))
 	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
 		g.Expect(e.Value).NotTo(ContainSubstring("s3cret-pw"), "env %s carries the password", e.Name)
 	}
-	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElements(
+		HaveField("VolumeSource.Secret.SecretName", "redis-auth"),
+		HaveField("VolumeSource.ConfigMap.Name", "chat-redis-nodes")))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/scrape", "true"))
 	g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("prometheus.io/port", "9090"))
-	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(gwspecs.ConfigHashAnnotation))
 	g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage), "--gateway-image default")
+
+	nodes := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-redis-nodes"}}
+	eventually(t, func() error { return get(ctx, nodes) }).Should(Succeed())
+	expectControlledBy(g, nodes, gw)
+	g.Expect(nodes.Data).To(Equal(map[string]string{"nodes": strings.Join(seedNodes, "\n") + "\n"}))
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
 	eventually(t, func() error { return get(ctx, svc) }).Should(Succeed())
@@ -137,44 +143,6 @@ func TestGatewayReadyOnRealRedisCluster(t *testing.T) {
 	NewWithT(t).Expect(gw.Status.Replicas).To(Equal(int32(2)))
 }
 
-func TestRedisClusterChangeRollsDeployment(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ns := newNamespace(t)
-	secret := createSecret(t, ns, "redis-auth", map[string]string{"password": "one"})
-	rc := createRedisCluster(t, ns, "presence-redis", seedNodes, "redis-auth")
-	createGateway(t, ns, "chat", "presence-redis", nil)
-	dep := waitDeployment(t, ns, "chat")
-	hash0 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
-	g.Expect(hash0).NotTo(BeEmpty())
-
-	// New seed nodes: REDIS_NODES and the hash change.
-	g.Expect(get(ctx, rc)).To(Succeed())
-	rc.Spec.External.Nodes = []string{"127.0.0.1:4", "127.0.0.1:5"}
-	g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
-	eventually(t, func(g Gomega) {
-		g.Expect(get(ctx, dep)).To(Succeed())
-		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal("127.0.0.1:4,127.0.0.1:5"))
-		g.Expect(dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]).NotTo(Equal(hash0))
-	}).Should(Succeed())
-	eventually(t, func(g Gomega) []string {
-		g.Expect(get(ctx, rc)).To(Succeed())
-		gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
-		g.Expect(get(ctx, gw)).To(Succeed())
-		return gw.Status.RedisNodes
-	}).Should(Equal([]string{"127.0.0.1:4", "127.0.0.1:5"}))
-	hash1 := dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
-
-	// A new password in the Secret rolls the pods too (they read it at start).
-	g.Expect(get(ctx, secret)).To(Succeed())
-	secret.Data["password"] = []byte("two")
-	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
-	eventually(t, func(g Gomega) string {
-		g.Expect(get(ctx, dep)).To(Succeed())
-		return dep.Spec.Template.Annotations[gwspecs.ConfigHashAnnotation]
-	}).ShouldNot(Equal(hash1))
-}
-
 func TestDriftIsCorrected(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -183,7 +151,7 @@ func TestDriftIsCorrected(t *testing.T) {
 	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Replicas = ptr.To[int32](3) })
 	dep := waitDeployment(t, ns, "chat")
 
-	// Someone edits the Deployment: another image, REDIS_NODES gone, an env
+	// Someone edits the Deployment: another image, REDIS_NODES_FILE gone, an env
 	// var of their own added, other size. What the operator owns comes back.
 	eventually(t, func() error {
 		if err := get(ctx, dep); err != nil {
@@ -193,7 +161,7 @@ func TestDriftIsCorrected(t *testing.T) {
 		c.Image = "example.test/someone-else:latest"
 		var env []corev1.EnvVar
 		for _, e := range c.Env {
-			if e.Name != "REDIS_NODES" {
+			if e.Name != "REDIS_NODES_FILE" {
 				env = append(env, e)
 			}
 		}
@@ -204,7 +172,7 @@ func TestDriftIsCorrected(t *testing.T) {
 	eventually(t, func(g Gomega) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testGatewayImage))
-		g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+		g.Expect(envValue(dep, "REDIS_NODES_FILE")).To(Equal("/etc/presence/redis-nodes/nodes"))
 		// Server-side apply: what another manager set is theirs, as the
 		// HPA's replicas and `kubectl rollout restart`'s annotation are.
 		_, kept := envOf(dep, "DEBUG")
@@ -260,8 +228,8 @@ func TestMissingRedisCluster(t *testing.T) {
 
 	// Creating the RedisCluster is enough: the watch maps it back.
 	createRedisCluster(t, ns, "nowhere", seedNodes, "")
-	dep := waitDeployment(t, ns, "chat")
-	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(seedNodes, ",")))
+	waitDeployment(t, ns, "chat")
+	g.Expect(seedsOf(t, ns, "chat")).To(Equal(strings.Join(seedNodes, ",")))
 }
 
 func TestMissingRedisSecret(t *testing.T) {

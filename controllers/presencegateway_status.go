@@ -32,8 +32,12 @@ type gatewayObservation struct {
 	// deploymentKnown, else as cached.
 	deployment      *appsv1.Deployment
 	deploymentKnown bool
-	// redisNodes is the REDIS_NODES the pods get (nil when unresolved).
+	// redisNodes are the seed nodes the pods read from their ConfigMap
+	// (nil when unresolved).
 	redisNodes []string
+	// queued, when set, is the RolloutQueued Progressing condition: the
+	// Deployment's new pod template waits for a rollout slot.
+	queued *conditionResult
 }
 
 // redisReadiness is the RedisReady condition: the problem resolving the
@@ -113,6 +117,9 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 	if dep := obs.deployment; dep != nil {
 		st.Replicas, st.ReadyReplicas = dep.Status.Replicas, dep.Status.ReadyReplicas
 		available, progressing, stuck = rolloutState(dep)
+		if obs.queued != nil && !stuck && progressing.status != metav1.ConditionTrue {
+			progressing = *obs.queued
+		}
 	} else {
 		why := "the Deployment has not been created"
 		if obs.blocked != nil {

@@ -39,7 +39,7 @@ func TestSamples(t *testing.T) {
 
 	eventually(t, clusterCondition(ns, rc.Name, presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
 	dep := waitDeployment(t, ns, gw.Name)
-	g.Expect(envValue(dep, "REDIS_NODES")).To(Equal(strings.Join(testRedisNodes[:3], ",")))
+	g.Expect(seedsOf(t, ns, gw.Name)).To(Equal(strings.Join(testRedisNodes[:3], ",")))
 	eventually(t, gatewayCondition(ns, gw.Name, presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady))
 	eventually(t, gatewayCondition(ns, gw.Name, presencev1alpha1.ConditionReady)).Should(And(
 		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRolloutInProgress),

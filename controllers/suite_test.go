@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -20,9 +21,11 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -71,12 +74,12 @@ func TestMain(m *testing.M) {
 
 	testRedisNodes = strings.Split(envOr("PRESENCE_TEST_REDIS_NODES",
 		"127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"), ",")
-	os.Exit(envtestenv.Main(m, "..", startOperator))
+	os.Exit(envtestenv.Main(m, "..", setupSuite))
 }
 
-// startOperator makes the test client and starts a manager running both
-// reconcilers, as the operator does; stop stops the manager.
-func startOperator(env *envtestenv.Env) (stop func(), err error) {
+// setupSuite makes the test client and starts the suite's operator: a
+// manager running both reconcilers, as the operator does.
+func setupSuite(env *envtestenv.Env) (stop func(), err error) {
 	testConfig = env.Config
 	k8sClient, err = client.New(env.Config, client.Options{Scheme: testScheme})
 	if err != nil {
@@ -85,42 +88,117 @@ func startOperator(env *envtestenv.Env) (stop func(), err error) {
 	// The manager runs as a user bound to config/rbac/role.yaml only, the
 	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
 	// reconcilers need but the markers lack fails the tests.
-	operatorCfg, err := operatorUserConfig(env)
+	operatorConfig, err = operatorUserConfig(env)
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
+	if err := startOperator(suiteOperator); err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := stopOperator(); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}, nil
+}
+
+// operatorSettings are the operator flags the tests vary.
+type operatorSettings struct {
+	defaultImage    string   // --gateway-image
+	maxRollouts     int      // --max-concurrent-rollouts
+	watchNamespaces []string // --watch-namespaces
+}
+
+// suiteOperator is the operator most tests run against: every namespace,
+// and no rollout limit, so that a test's leftover rollouts (envtest runs no
+// Deployment controller to finish them) never hold up another test. The
+// rollout tests run operators of their own (restartOperator).
+var suiteOperator = operatorSettings{defaultImage: testGatewayImage}
+
+// The running operator: its manager's stop function and settings.
+var (
+	operatorConfig  *rest.Config
+	operatorStop    func() error
+	operatorRunning operatorSettings
+)
+
+// startOperator starts a manager running both reconcilers with s, as the
+// operator's main does, and waits for its cache.
+func startOperator(s operatorSettings) error {
+	mgr, err := ctrl.NewManager(operatorConfig, ctrl.Options{
 		Scheme:                 testScheme,
-		Cache:                  CacheOptions(nil),
+		Cache:                  CacheOptions(s.watchNamespaces),
 		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// The controllers' names are registered once per process; a
+		// restarted operator registers them again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("manager: %w", err)
+		return fmt.Errorf("manager: %w", err)
 	}
-	testCache = mgr.GetCache()
 	if err := (&PresenceGatewayReconciler{
 		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites}, Scheme: mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: testGatewayImage,
+		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: s.defaultImage,
+		MaxConcurrentRollouts: s.maxRollouts,
 	}).SetupWithManager(mgr); err != nil {
-		return nil, err
+		return err
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
 		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
 	}).SetupWithManager(mgr); err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	return func() {
+	syncCtx, syncCancel := context.WithTimeout(ctx, waitTimeout)
+	defer syncCancel()
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
 		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}, nil
+		return fmt.Errorf("the operator's cache did not sync: %w", <-done)
+	}
+	testCache = mgr.GetCache()
+	operatorStop = func() error {
+		cancel()
+		return <-done
+	}
+	operatorRunning = s
+	return nil
+}
+
+func stopOperator() error {
+	if operatorStop == nil {
+		return nil
+	}
+	err := operatorStop()
+	operatorStop = nil
+	return err
+}
+
+// restartOperator stops the running operator and starts one with s, as a
+// new operator version or flag value does in a cluster. The test's cleanup
+// brings the suite's operator back.
+func restartOperator(t *testing.T, s operatorSettings) {
+	t.Helper()
+	if reflect.DeepEqual(operatorRunning, suiteOperator) {
+		t.Cleanup(func() {
+			if err := stopOperator(); err != nil {
+				t.Errorf("stop the test's operator: %v", err)
+			}
+			if err := startOperator(suiteOperator); err != nil {
+				t.Fatalf("start the suite's operator again: %v", err)
+			}
+		})
+	}
+	if err := stopOperator(); err != nil {
+		t.Fatalf("stop the operator: %v", err)
+	}
+	if err := startOperator(s); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // operatorUserConfig creates the user presence-operator, bound to the

@@ -60,6 +60,11 @@ const (
 	ReasonRolloutInProgress = "RolloutInProgress"
 	// ReasonRolloutComplete: every pod runs the current template.
 	ReasonRolloutComplete = "RolloutComplete"
+	// ReasonRolloutQueued: a new pod template caused by something the
+	// PresenceGateway shares with others (the operator's default image or
+	// version, the RedisCluster's spec.auth) waits for one of the
+	// --max-concurrent-rollouts slots; the pods keep their current template.
+	ReasonRolloutQueued = "RolloutQueued"
 	// ReasonProgressDeadlineExceeded: the Deployment stopped making progress.
 	ReasonProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	// ReasonMinimumReplicasAvailable: Available=True.

@@ -37,7 +37,7 @@ type PresenceGatewaySpec struct {
 	// +optional
 	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 
-	// Redis names the RedisCluster whose nodes become REDIS_NODES.
+	// Redis names the RedisCluster whose seed nodes the pods read (REDIS_NODES_FILE).
 	Redis RedisSpec `json:"redis"`
 
 	// Presence tunes how long a connection counts as online without a refresh.
@@ -113,7 +113,7 @@ type PresenceGatewaySpec struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, SHUTDOWN_GRACE): use the matching spec field"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, SHUTDOWN_GRACE): use the matching spec field"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
 
@@ -296,7 +296,8 @@ type PresenceGatewayStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 
-	// RedisNodes is the REDIS_NODES value given to the gateways.
+	// RedisNodes are the seed nodes the gateways read, from their ConfigMap
+	// <name>-redis-nodes (REDIS_NODES_FILE).
 	// +optional
 	// +listType=atomic
 	RedisNodes []string `json:"redisNodes,omitempty"`

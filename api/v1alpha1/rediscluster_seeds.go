@@ -28,7 +28,7 @@ func QualifyRedisNode(node, namespace string) string {
 	return net.JoinHostPort(host+"."+namespace+".svc", port)
 }
 
-// SeedNodes is the list of seed nodes both the gateways (REDIS_NODES) and
+// SeedNodes is the list of seed nodes both the gateways (REDIS_NODES_FILE) and
 // the operator's health check use: spec.external.nodes, qualified with the
 // RedisCluster's namespace (QualifyRedisNode), or without them the nodes
 // the cluster announced (addresses, unchanged).

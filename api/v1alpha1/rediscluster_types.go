@@ -22,7 +22,7 @@ type RedisClusterSpec struct {
 // ExternalRedisCluster lists the seed nodes of an existing Redis Cluster.
 type ExternalRedisCluster struct {
 	// Nodes are host:port seed nodes; the gateways discover the rest of the
-	// cluster from them. They become the gateways' REDIS_NODES.
+	// cluster from them. They become the gateways' seed nodes (their ConfigMap <name>-redis-nodes).
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64

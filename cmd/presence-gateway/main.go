@@ -54,10 +54,16 @@ func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) 
 		return memstore.New(opts)
 	}
 	host, _ := os.Hostname() // the pod name: names this replica's lease
-	return redisstore.New(redisstore.Config{
-		Nodes: cfg.RedisNodes, Username: cfg.RedisUsername, Password: cfg.RedisPassword,
+	c := redisstore.Config{
+		Nodes: cfg.RedisNodes, NodesFile: cfg.RedisNodesFile,
+		Username: cfg.RedisUsername, UsernameFile: cfg.RedisUsernameFile,
+		Password: cfg.RedisPassword, PasswordFile: cfg.RedisPasswordFile,
 		TLS: cfg.RedisTLS, TLSCAFile: cfg.RedisTLSCAFile, ReplicaName: host,
-	}, opts)
+	}
+	if c.NodesFile != "" {
+		c.Nodes = nil // the file is read by the store, and re-read
+	}
+	return redisstore.New(c, opts)
 }
 
 // newVerifier returns the JWT verifier of the configured key source, or

@@ -58,6 +58,7 @@ type options struct {
 	checkHeartbeat  time.Duration
 	gatewayWorkers  int
 	redisWorkers    int
+	maxRollouts     int
 	watchNamespaces []string
 	zap             zap.Options
 }
@@ -79,6 +80,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.checkHeartbeat, "redis-check-heartbeat", controllers.DefaultRedisCheckHeartbeat, "how old a RedisCluster's status.lastCheckTime may grow before a check that found nothing new writes it again")
 	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", 2, "PresenceGateways reconciled at once")
 	fs.IntVar(&o.redisWorkers, "max-concurrent-reconciles-rediscluster", controllers.DefaultRedisClusterWorkers, "RedisClusters reconciled (and health-checked) at once; a Redis that does not answer holds one worker for up to --redis-check-timeout")
+	fs.IntVar(&o.maxRollouts, "max-concurrent-rollouts", 1, "gateway fleets that may roll out at once a new pod template they did not ask for in their own spec (the default image changed, a new operator version): the others wait in line (Progressing=False, RolloutQueued); 0 = no limit. An edit of a PresenceGateway's own spec rolls it at once")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +100,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.redisWorkers < 1 {
 		return nil, fmt.Errorf("--max-concurrent-reconciles-rediscluster=%d: must be at least 1", o.redisWorkers)
+	}
+	if o.maxRollouts < 0 {
+		return nil, fmt.Errorf("--max-concurrent-rollouts=%d: must be at least 0 (0 = no limit)", o.maxRollouts)
 	}
 	namespaces, err := parseNamespaces(*watch)
 	if err != nil {
@@ -172,6 +177,7 @@ func run(ctx context.Context, args []string) error {
 		Recorder:                mgr.GetEventRecorder("presencegateway-controller"),
 		DefaultImage:            o.gatewayImage,
 		MaxConcurrentReconciles: o.gatewayWorkers,
+		MaxConcurrentRollouts:   o.maxRollouts,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the PresenceGateway controller: %w", err)
 	}

@@ -17,6 +17,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--redis-check-heartbeat=10s"}, "--redis-check-heartbeat=10s: must be at least --redis-check-interval"},
 		{[]string{"--max-concurrent-reconciles-presencegateway=0"}, "--max-concurrent-reconciles-presencegateway=0: must be at least 1"},
 		{[]string{"--max-concurrent-reconciles-rediscluster=-1"}, "--max-concurrent-reconciles-rediscluster=-1: must be at least 1"},
+		{[]string{"--max-concurrent-rollouts=-1"}, "--max-concurrent-rollouts=-1: must be at least 0 (0 = no limit)"},
 		{[]string{"--watch-namespaces=team-a,Team_B"}, `--watch-namespaces entry "Team_B"`},
 		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 	}

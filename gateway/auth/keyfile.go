@@ -8,12 +8,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"sync"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/presencekit/presence-operator/gateway/filewatch"
 )
 
 // keySet is the parsed content of a key file.
@@ -127,88 +125,24 @@ func parsePublicKeys(b []byte) (keySet, error) {
 	return ks, nil
 }
 
-// watchedFile is a key file re-read when it changes. The first
-// verification after FileCheckInterval stats the file; a new size,
-// modification time or inode (a Kubernetes Secret volume swaps a symlink)
-// makes it re-read. A file that cannot be read or parsed keeps the keys
-// that were last good, and the failure is logged.
+// watchedFile is a key file re-read when it changes (see
+// gateway/filewatch: the first verification after FileCheckInterval stats
+// it; a file that cannot be used keeps the keys that were last good).
 type watchedFile struct {
-	what, path string
-	parse      func([]byte) (keySet, error)
-	algs       []string
-	every      time.Duration
-	now        func() time.Time
-
-	mu      sync.Mutex
-	checked time.Time
-	info    os.FileInfo
-	set     keySet
-	failed  bool // the last reload failed (logged once per change)
+	file *filewatch.File[keySet]
+	algs []string
 }
 
 func newWatchedFile(what, path string, parse func([]byte) (keySet, error), algs []string, o Options) (*watchedFile, error) {
-	f := &watchedFile{what: what, path: path, parse: parse, algs: algs, every: o.FileCheckInterval, now: o.Now}
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	set, err := f.read()
+	f, err := filewatch.New(what, path, parse, filewatch.Options{Every: o.FileCheckInterval, Now: o.Now})
 	if err != nil {
 		return nil, err
 	}
-	f.info, f.set, f.checked = info, set, f.now()
-	return f, nil
-}
-
-func (f *watchedFile) read() (keySet, error) {
-	b, err := os.ReadFile(f.path)
-	if err != nil {
-		return keySet{}, fmt.Errorf("%s: %w", f.what, err)
-	}
-	set, err := f.parse(b)
-	if err != nil {
-		return keySet{}, fmt.Errorf("%s %q: %w", f.what, f.path, err)
-	}
-	return set, nil
-}
-
-// current returns the file's keys, re-reading it first when it changed.
-func (f *watchedFile) current() keySet {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.now()
-	if now.Sub(f.checked) < f.every && !now.Before(f.checked) {
-		return f.set
-	}
-	f.checked = now
-	info, err := os.Stat(f.path)
-	if err != nil {
-		if !f.failed {
-			slog.Warn("key file unreadable; keeping its last keys", "setting", f.what, "path", f.path, "err", err)
-		}
-		f.failed = true
-		return f.set
-	}
-	if f.info != nil && os.SameFile(info, f.info) && info.Size() == f.info.Size() && info.ModTime().Equal(f.info.ModTime()) {
-		return f.set
-	}
-	set, err := f.read()
-	if err != nil {
-		if !f.failed {
-			slog.Warn("key file changed but cannot be used; keeping its last keys", "setting", f.what, "err", err)
-		}
-		f.failed = true
-		// Not recorded as seen: the next check reads it again (a writer
-		// may have been half-way through).
-		return f.set
-	}
-	f.info, f.set, f.failed = info, set, false
-	slog.Info("key file reloaded", "setting", f.what, "path", f.path, "keys", len(set.keys))
-	return f.set
+	return &watchedFile{file: f, algs: algs}, nil
 }
 
 func (f *watchedFile) keyfunc(*jwt.Token) (any, error) {
-	set := f.current()
+	set := f.file.Current()
 	return set.keyfunc(), nil
 }
 

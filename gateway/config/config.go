@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Limits of WS_MAX_PAYLOAD_BYTES: the largest client frame the gateway
@@ -34,11 +36,15 @@ type Config struct {
 	WSPort      int
 	MetricsPort int
 
-	RedisNodes     []string // host:port seed nodes; empty = embedded in-memory store
+	RedisNodes     []string // host:port seed nodes (REDIS_NODES, or REDIS_NODES_FILE's content at start); empty = embedded in-memory store
+	RedisNodesFile string   // re-read when it changes (then RedisNodes is only its first content)
 	RedisUsername  string
-	RedisPassword  string // from REDIS_PASSWORD, or read from REDIS_PASSWORD_FILE
-	RedisTLS       bool
-	RedisTLSCAFile string
+	// RedisUsernameFile is re-read when it changes; absent = no username.
+	RedisUsernameFile string
+	RedisPassword     string // from REDIS_PASSWORD
+	RedisPasswordFile string // re-read when it changes
+	RedisTLS          bool
+	RedisTLSCAFile    string
 
 	MaxPayloadBytes   int64
 	PresenceTTL       time.Duration
@@ -86,29 +92,61 @@ var settings = []setting{
 		return
 	}},
 	{"REDIS_NODES", "redis-nodes", "", "comma list of host:port Redis Cluster seed nodes; empty = embedded in-memory store", func(c *Config, v string) (err error) {
-		c.RedisNodes, err = parseNodes(v)
+		c.RedisNodes, err = ParseNodes(v)
 		return
+	}},
+	{"REDIS_NODES_FILE", "redis-nodes-file", "", "file holding the seed nodes like REDIS_NODES (a mounted ConfigMap), re-read when it changes", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if len(c.RedisNodes) > 0 {
+			return errors.New("REDIS_NODES is set too; use one of them")
+		}
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		if c.RedisNodes, err = ParseNodes(string(b)); err != nil {
+			return err
+		}
+		if len(c.RedisNodes) == 0 {
+			return errors.New("the file lists no node")
+		}
+		c.RedisNodesFile = v
+		return nil
 	}},
 	{"REDIS_USERNAME", "redis-username", "", "Redis ACL user", func(c *Config, v string) error {
 		c.RedisUsername = v
+		return nil
+	}},
+	{"REDIS_USERNAME_FILE", "redis-username-file", "", "file holding the Redis ACL user (a mounted Secret), re-read when it changes; an absent file means the default user", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if c.RedisUsername != "" {
+			return errors.New("REDIS_USERNAME is set too; use one of them")
+		}
+		if _, err := os.Stat(v); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		c.RedisUsernameFile = v
 		return nil
 	}},
 	{"REDIS_PASSWORD", "redis-password", "", "Redis ACL password (prefer REDIS_PASSWORD_FILE)", func(c *Config, v string) error {
 		c.RedisPassword = v
 		return nil
 	}},
-	{"REDIS_PASSWORD_FILE", "redis-password-file", "", "file holding the Redis password (a mounted Secret)", func(c *Config, v string) error {
+	{"REDIS_PASSWORD_FILE", "redis-password-file", "", "file holding the Redis password (a mounted Secret), re-read when it changes", func(c *Config, v string) error {
 		if v == "" {
 			return nil
 		}
 		if c.RedisPassword != "" {
 			return errors.New("REDIS_PASSWORD is set too; use one of them")
 		}
-		b, err := os.ReadFile(v)
-		if err != nil {
+		if _, err := os.ReadFile(v); err != nil {
 			return err
 		}
-		c.RedisPassword = strings.TrimRight(string(b), "\r\n")
+		c.RedisPasswordFile = v
 		return nil
 	}},
 	{"REDIS_TLS", "redis-tls", "false", "TLS to Redis", func(c *Config, v string) (err error) {
@@ -361,14 +399,11 @@ func parsePort(v string) (int, error) {
 	return n, nil
 }
 
-// parseNodes splits a comma list of host:port seed nodes.
-func parseNodes(v string) ([]string, error) {
+// ParseNodes splits a list of host:port seed nodes (REDIS_NODES, or the
+// content of REDIS_NODES_FILE) separated by commas or white space.
+func ParseNodes(v string) ([]string, error) {
 	var out []string
-	for _, n := range strings.Split(v, ",") {
-		n = strings.TrimSpace(n)
-		if n == "" {
-			continue
-		}
+	for _, n := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
 		if err := ValidateRedisNode(n); err != nil {
 			return nil, fmt.Errorf("entry %q: %w", n, err)
 		}

@@ -57,7 +57,7 @@ func TestEnvAndFlags(t *testing.T) {
 		t.Fatalf("flag must win over env: %+v", c)
 	}
 	if !reflect.DeepEqual(c.RedisNodes, []string{"redis-0:6379", "10.0.0.1:7000", "[::1]:7001"}) ||
-		c.RedisPassword != "s3cret" || c.RedisUsername != "gw" || !c.RedisTLS {
+		c.RedisPasswordFile != pw || c.RedisPassword != "" || c.RedisUsername != "gw" || !c.RedisTLS {
 		t.Fatalf("redis settings: %+v", c)
 	}
 	if !reflect.DeepEqual(c.AllowedOrigins, []string{"https://a.example", "http://localhost:3000"}) {
@@ -67,6 +67,49 @@ func TestEnvAndFlags(t *testing.T) {
 		c.ShutdownGrace != 0 || c.MessageRate != 2.5 || c.MessageBurst != 5 || c.OfflineGrace != 3*time.Second ||
 		c.LogLevel != slog.LevelDebug || c.LogFormat != "text" || !c.Auth() {
 		t.Fatalf("settings: %+v", c)
+	}
+}
+
+// The settings the operator gives as files (mounted ConfigMap and Secret
+// keys, re-read by the store): the seeds file is read at start too (a bad
+// one fails at once, naming the entry), its nodes may be separated by
+// commas or new lines, an absent username file means the default user,
+// and each file form excludes its value form.
+func TestRedisFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	nodes := write("nodes", "redis-0.redis.ns.svc:6379,\nredis-1.redis.ns.svc:6379\n")
+	pw := write("pw", "s3cret\n")
+	user := filepath.Join(dir, "username") // absent
+	c, err := Load(nil, env(map[string]string{
+		"REDIS_NODES_FILE": nodes, "REDIS_PASSWORD_FILE": pw, "REDIS_USERNAME_FILE": user,
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.RedisNodes, []string{"redis-0.redis.ns.svc:6379", "redis-1.redis.ns.svc:6379"}) ||
+		c.RedisNodesFile != nodes || c.RedisUsernameFile != user || c.RedisPasswordFile != pw {
+		t.Fatalf("redis files: %+v", c)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"REDIS_NODES_FILE": write("bad", "redis-0")}, `REDIS_NODES_FILE="` + dir + `/bad": entry "redis-0": missing port`},
+		{map[string]string{"REDIS_NODES_FILE": write("empty", "\n")}, `REDIS_NODES_FILE="` + dir + `/empty": the file lists no node`},
+		{map[string]string{"REDIS_NODES": "a:1", "REDIS_NODES_FILE": nodes}, `REDIS_NODES_FILE="` + nodes + `": REDIS_NODES is set too; use one of them`},
+		{map[string]string{"REDIS_USERNAME": "gw", "REDIS_USERNAME_FILE": user}, `REDIS_USERNAME_FILE="` + user + `": REDIS_USERNAME is set too; use one of them`},
+		{map[string]string{"REDIS_PASSWORD": "p", "REDIS_PASSWORD_FILE": pw}, `REDIS_PASSWORD_FILE="` + pw + `": REDIS_PASSWORD is set too; use one of them`},
+	} {
+		if _, err := Load(nil, env(tc.env), io.Discard); err == nil || err.Error() != tc.want {
+			t.Errorf("Load(%v) error = %v\nwant %s", tc.env, err, tc.want)
+		}
 	}
 }
 

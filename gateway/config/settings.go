@@ -10,8 +10,8 @@ import "time"
 const (
 	EnvWSPort            = "WS_PORT"
 	EnvMetricsPort       = "METRICS_PORT"
-	EnvRedisNodes        = "REDIS_NODES"
-	EnvRedisUsername     = "REDIS_USERNAME"
+	EnvRedisNodesFile    = "REDIS_NODES_FILE"
+	EnvRedisUsernameFile = "REDIS_USERNAME_FILE"
 	EnvRedisPasswordFile = "REDIS_PASSWORD_FILE"
 	EnvMaxPayloadBytes   = "WS_MAX_PAYLOAD_BYTES"
 	EnvPresenceTTL       = "PRESENCE_TTL"
@@ -19,7 +19,7 @@ const (
 	EnvMaxConnections    = "MAX_CONNECTIONS"
 	EnvShutdownGrace     = "SHUTDOWN_GRACE"
 	EnvAllowedOrigins    = "ALLOWED_ORIGINS"
-	EnvAuthJWTSecret     = "AUTH_JWT_SECRET"
+	EnvAuthJWTSecretFile = "AUTH_JWT_SECRET_FILE"
 )
 
 // Defaults and limits of those settings.
@@ -40,8 +40,12 @@ const (
 // OperatorSettings lists every variable the operator may set, so that a test
 // on each side can check the other: the gateway reads each of them, and the
 // operator sets no other.
+//
+// What may change while pods run (the Redis seed nodes, the Redis
+// credentials, the JWT secret) is given as files the gateway re-reads, so
+// that a change needs no restart.
 var OperatorSettings = []string{
-	EnvWSPort, EnvMetricsPort, EnvRedisNodes, EnvRedisUsername, EnvRedisPasswordFile,
+	EnvWSPort, EnvMetricsPort, EnvRedisNodesFile, EnvRedisUsernameFile, EnvRedisPasswordFile,
 	EnvMaxPayloadBytes, EnvPresenceTTL, EnvHeartbeatInterval, EnvMaxConnections,
-	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecret,
+	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile,
 }

@@ -102,6 +102,9 @@ type StoreMetrics struct {
 	// the same user before the subscriber delivered them (latest state wins;
 	// the newest is always delivered).
 	EventsCoalescedTotal prometheus.Counter
+	// RedisReseedsTotal: new Redis clients made after the seed nodes file
+	// (REDIS_NODES_FILE) changed.
+	RedisReseedsTotal prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
@@ -110,7 +113,9 @@ func newStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
 			Help: "Users the Redis store holds on this replica: with a connection here, or an offline grace pending here."}),
 		EventsCoalescedTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redis_events_coalesced_total",
 			Help: "Presence events received from Redis that a newer event of the same user replaced before delivery."}),
+		RedisReseedsTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redis_reseeds_total",
+			Help: "Redis clients replaced after the seed nodes file (REDIS_NODES_FILE) changed."}),
 	}
-	reg.MustRegister(m.UsersHeld, m.EventsCoalescedTotal)
+	reg.MustRegister(m.UsersHeld, m.EventsCoalescedTotal, m.RedisReseedsTotal)
 	return m
 }

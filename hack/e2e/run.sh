@@ -4,11 +4,13 @@
 #   e2e   the end-to-end test: a local control plane (hack/local-cluster.sh),
 #         a six-node Redis Cluster (make redis-up), the CRDs and the operator
 #         built from this tree (a local process with the RBAC of
-#         config/rbac/role.yaml), then a RedisCluster and a PresenceGateway,
+#         config/rbac/role.yaml), then a RedisCluster named by short seed
+#         names, as the README's quick start does, and a PresenceGateway,
 #         checked with kubectl; then the data path: two gateway processes
-#         started from the Deployment's own pod template, a WebSocket client
-#         and two /demo pages in headless Chromium. Everything it started is
-#         stopped on exit, pass or fail.
+#         started from the Deployment's own pod template and volumes, a
+#         WebSocket client and two /demo pages in headless Chromium; then a
+#         change of the RedisCluster's seeds, which must restart nothing.
+#         Everything it started is stopped on exit, pass or fail.
 #   demo  the same environment, left running, and what to try with it.
 #   down  stop what `demo` left running.
 #
@@ -23,6 +25,17 @@
 #                        first free pair from 18443)
 #   REDIS_CLUSTER_BASE_PORT  as in hack/redis-cluster.sh (default 7000)
 #   LOCAL_CLUSTER_*      as in hack/local-cluster.sh
+#
+# Short seed names. The RedisCluster lists its seeds as "redis-<i>.redis:<port>",
+# the form the README and the chart's notes use; the operator qualifies them
+# with the RedisCluster's namespace (redis-<i>.redis.<ns>.svc), for its own
+# health check and for the gateways alike. In a cluster, kube-dns answers those
+# names. Here there is no cluster DNS, so the operator and the gateways (and
+# only they) run in a private mount namespace (unshare --mount) whose
+# /etc/hosts maps exactly the qualified names to 127.0.0.1. The short names
+# resolve nowhere, so the e2e fails unless both sides qualify them the same
+# way; nothing outside those processes sees the mapping. (Root, or
+# unprivileged user namespaces for `unshare --map-root-user`, is needed.)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -45,6 +58,11 @@ if [[ "$MODE" == demo || "$MODE" == down ]]; then NS=chat; else NS=presence-e2e;
 PGW=chat
 RC=presence-redis
 WAIT=120s
+# The seed names' mapping, and the command prefix that runs a program with it.
+HOSTS_FILE="$E2E_DIR/hosts"
+E2E_DNS=(unshare --mount --propagation private)
+if [[ "$(id -u)" != 0 ]]; then E2E_DNS+=(--map-root-user); fi
+E2E_DNS+=(-- sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$HOSTS_FILE")
 
 die() { echo "e2e: FAIL: $*" >&2; exit 1; }
 log() { echo "e2e: $*" >&2; }
@@ -148,6 +166,7 @@ CLUSTER_WAS_UP=0
 up_environment() {
   mkdir -p "$E2E_DIR"
   step "control plane (hack/local-cluster.sh) and Redis Cluster (make redis-up)"
+  write_hosts
   if hack/local-cluster.sh status >/dev/null 2>&1; then CLUSTER_WAS_UP=1; fi
   hack/local-cluster.sh up
   if hack/redis-cluster.sh status >/dev/null 2>&1; then REDIS_WAS_UP=1; fi
@@ -186,6 +205,19 @@ up_environment() {
   ok "leader elected: Lease presence-system/presence-operator.presencekit.io held by $holder"
 }
 
+# write_hosts: /etc/hosts as it is, plus the qualified seed names of the
+# RedisCluster on 127.0.0.1, for the operator's and gateways' mount namespace.
+write_hosts() {
+  command -v unshare >/dev/null || die "unshare (util-linux) is needed to give the e2e's processes their own /etc/hosts"
+  { cat /etc/hosts; echo "# presencekit e2e: the RedisCluster's seeds, qualified with namespace $NS"
+    local i
+    for i in 0 1 2 3 4 5; do echo "127.0.0.1 redis-$i.redis.$NS.svc"; done; } >"$HOSTS_FILE"
+  "${E2E_DNS[@]}" getent hosts "redis-0.redis.$NS.svc" >/dev/null \
+    || die "cannot run a process with its own /etc/hosts (${E2E_DNS[*]}): run as root or allow unprivileged user namespaces"
+  if getent hosts redis-0.redis >/dev/null 2>&1; then die "redis-0.redis resolves on this machine: the e2e could not tell a short name from a qualified one"; fi
+  ok "seed names redis-<i>.redis.$NS.svc resolve to 127.0.0.1 for the operator and the gateways only"
+}
+
 start_operator() {
   alive operator "$OPERATOR_BIN" && { log "operator already running"; return 0; }
   if [[ "$OPERATOR_PORT" == auto ]]; then
@@ -197,7 +229,8 @@ start_operator() {
       || die "port $OPERATOR_PORT or $OPERATOR_HEALTH_PORT in use: set E2E_OPERATOR_PORT"
   fi
   # controller-runtime reads KUBECONFIG.
-  KUBECONFIG="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" setsid "$OPERATOR_BIN" \
+  # setsid and unshare exec in place: the recorded pid becomes the operator's.
+  KUBECONFIG="$LOCAL_CLUSTER_DIR/presence-operator.kubeconfig" setsid "${E2E_DNS[@]}" "$OPERATOR_BIN" \
     --leader-elect --leader-election-namespace=presence-system \
     --metrics-bind-address="127.0.0.1:$OPERATOR_PORT" \
     --health-probe-bind-address="127.0.0.1:$OPERATOR_HEALTH_PORT" \
@@ -206,16 +239,18 @@ start_operator() {
   echo $! >"$E2E_DIR/operator.pid"
   local deadline=$((SECONDS + 60))
   until curl -fsS --max-time 2 "http://127.0.0.1:$OPERATOR_HEALTH_PORT/readyz" >/dev/null 2>&1; do
-    alive operator "$OPERATOR_BIN" || die "the operator exited (log: $E2E_DIR/operator.log)"
+    kill -0 "$(<"$E2E_DIR/operator.pid")" 2>/dev/null || die "the operator exited (log: $E2E_DIR/operator.log)"
     (( SECONDS < deadline )) || die "the operator's /readyz on :$OPERATOR_HEALTH_PORT not ready after 60s"
     sleep 0.5
   done
   ok "operator running (pid $(<"$E2E_DIR/operator.pid"), log $E2E_DIR/operator.log)"
 }
 
+# redis_nodes_yaml [N]: the first N (6) seeds as the user writes them, short
+# names: "redis-0.redis:7000",...
 redis_nodes_yaml() {
   local i
-  for i in 0 1 2 3 4 5; do printf '"127.0.0.1:%s",' $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
+  for (( i=0; i<${1:-6}; i++ )); do printf '"redis-%s.redis:%s",' "$i" $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
 }
 
 apply_resources() {
@@ -272,29 +307,63 @@ check_owned_objects() {
   expect_eq "PDB maxUnavailable" "$(jp "pdb/$PGW" '{.spec.maxUnavailable}')" 1
   if k get -n "$NS" "hpa/$PGW" >/dev/null 2>&1; then die "an HPA exists although spec.autoscaling is not set"; fi
   ok "no HPA"
-  expect_eq "REDIS_NODES in the pod template" "$(template_env REDIS_NODES)" "$(redis_nodes_csv 6)"
+  expect_eq "configmap/$PGW-redis-nodes controller owner" "$(jp "configmap/$PGW-redis-nodes" '{.metadata.ownerReferences[?(@.controller==true)].uid}')" "$uid"
+  expect_eq "seed nodes in configmap/$PGW-redis-nodes (qualified)" "$(configmap_nodes)" "$(redis_nodes_csv 6)"
+  expect_eq "REDIS_NODES_FILE in the pod template" "$(template_env REDIS_NODES_FILE)" /etc/presence/redis-nodes/nodes
+  expect_eq "REDIS_NODES in the pod template (none: the seeds are mounted)" "$(template_env REDIS_NODES)" ""
+  expect_eq "the seeds volume" "$(jp "deploy/$PGW" '{.spec.template.spec.volumes[?(@.name=="redis-nodes")].configMap.name}')" "$PGW-redis-nodes"
   expect_eq "status.redisNodes" "$(jp "pgw/$PGW" '{.status.redisNodes[*]}')" "$(redis_nodes_csv 6 | tr , ' ')"
   expect_eq "status.readyReplicas" "$(jp "pgw/$PGW" '{.status.readyReplicas}')" 2
   expect_eq "status.endpoint" "$(jp "pgw/$PGW" '{.status.endpoint}')" "ws://$PGW.$NS.svc:80"
   k get -n "$NS" deploy,rs,pods,svc,pdb -o wide
 }
 
+# redis_nodes_csv N: the first N seeds as the operator qualifies them, comma-separated.
 redis_nodes_csv() {
   local i
-  for (( i=0; i<$1; i++ )); do printf '127.0.0.1:%s,' $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
+  for (( i=0; i<$1; i++ )); do printf 'redis-%s.redis.%s.svc:%s,' "$i" "$NS" $((REDIS_CLUSTER_BASE_PORT + i)); done | sed 's/,$//'
 }
 
-check_redis_change_rolls() {
-  step "a RedisCluster change rolls the Deployment"
-  local before_rs after_rs
-  before_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[*].metadata.name}')"
-  k patch -n "$NS" "rediscluster/$RC" --type=merge -p "{\"spec\":{\"external\":{\"nodes\":[$(redis_nodes_yaml | cut -d, -f1-3)]}}}"
-  poll "REDIS_NODES to follow the RedisCluster" 60 bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name==\"REDIS_NODES\")].value}')\" == '$(redis_nodes_csv 3)' ]]"
-  ok "REDIS_NODES = $(redis_nodes_csv 3)"
-  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
-  after_rs="$(k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[?(@.status.replicas>0)].metadata.name}')"
-  [[ " $before_rs " != *" $after_rs "* ]] || die "the rollout kept ReplicaSet $after_rs (before: $before_rs)"
-  ok "new ReplicaSet $after_rs serves (before: $before_rs)"
+# configmap_nodes: the seeds in the gateway's ConfigMap, comma-separated.
+configmap_nodes() { jp "configmap/$PGW-redis-nodes" '{.data.nodes}' | paste -sd, -; }
+
+seeds_are() { [[ "$(configmap_nodes)" == "$1" ]]; }
+
+serving_rs() { k get rs -n "$NS" -l "$(selector)" -o jsonpath='{.items[?(@.status.replicas>0)].metadata.name}'; }
+
+# metric_is PORT NAME VALUE: a gateway's metric (by its metrics port) has VALUE.
+metric_is() { [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}')" == "$3" ]]; }
+
+check_redis_change_no_restart() {
+  step "a change of the RedisCluster's seeds restarts nothing: the ConfigMap changes, the gateways follow it"
+  local gen rs pid1 pid2 i
+  gen="$(jp "deploy/$PGW" '{.metadata.generation}')"
+  rs="$(serving_rs)"
+  pid1="$(<"$E2E_DIR/gateway-1.pid")"; pid2="$(<"$E2E_DIR/gateway-2.pid")"
+  k patch -n "$NS" "rediscluster/$RC" --type=merge -p "{\"spec\":{\"external\":{\"nodes\":[$(redis_nodes_yaml 3)]}}}"
+  poll "configmap/$PGW-redis-nodes to follow the RedisCluster" 60 seeds_are "$(redis_nodes_csv 3)"
+  ok "configmap/$PGW-redis-nodes = $(redis_nodes_csv 3)"
+  poll "status.redisNodes to follow (the reconcile is over)" 60 bash -c \
+    "[[ \"\$($KUBECTL get -n $NS pgw/$PGW -o jsonpath='{.status.redisNodes[*]}')\" == '$(redis_nodes_csv 3 | tr , ' ')' ]]"
+  expect_eq "Deployment generation (no new pod template)" "$(jp "deploy/$PGW" '{.metadata.generation}')" "$gen"
+  expect_eq "serving ReplicaSet (no pod replaced)" "$(serving_rs)" "$rs"
+  # The kubelet's part: it rewrites the mounted ConfigMap in place.
+  k get -n "$NS" configmaps,secrets -o json >"$E2E_DIR/objects.json"
+  for i in 1 2; do
+    "${E2E_DNS[@]}" "$E2ETOOL" run-pod -sync-volumes -deployment "$E2E_DIR/deployment.json" -objects "$E2E_DIR/objects.json" \
+      -pod-name "$PGW-local-$i" -pidfile "$E2E_DIR/gateway-$i.pid"
+  done
+  local mport
+  for i in 1 2; do
+    mport="METRICS_PORT_$i"
+    poll "gateway $i to bootstrap from the new seeds" 60 metric_is "${!mport}" presence_gateway_redis_reseeds_total 1
+    grep -q "Redis seed nodes changed" "$E2E_DIR/gateway-$i.log" || die "gateway $i's log does not say it moved to the new seeds"
+    ok "gateway $i: presence_gateway_redis_reseeds_total = 1, $(grep -o '"nodes":"[^"]*"' "$E2E_DIR/gateway-$i.log" | tail -n 1)"
+  done
+  expect_eq "gateway pids (no restart)" "$(<"$E2E_DIR/gateway-1.pid") $(<"$E2E_DIR/gateway-2.pid")" "$pid1 $pid2"
+  alive gateway-1 "$GATEWAY_BIN" && alive gateway-2 "$GATEWAY_BIN" || die "a gateway process is gone"
+  step "presence still crosses the two gateways, on the new seeds"
+  "$E2ETOOL" presence -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2"
   wait_condition Ready -n "$NS" "pgw/$PGW"
 }
 
@@ -338,6 +407,8 @@ check_drift() {
 start_gateways() {
   step "the data path: two gateways started from the Deployment's own pod template"
   k get -n "$NS" "deploy/$PGW" -o json >"$E2E_DIR/deployment.json"
+  # What its volumes mount (the seeds ConfigMap; Secrets when it has them).
+  k get -n "$NS" configmaps,secrets -o json >"$E2E_DIR/objects.json"
   local i port mport
   for i in 1 2; do
     alive "gateway-$i" "$GATEWAY_BIN" && stop "gateway-$i" "$GATEWAY_BIN"
@@ -354,10 +425,11 @@ start_gateways() {
 }
 
 # run_pod_cmd I: the command that starts gateway I from the pod template
-# (also given to the browser check, which restarts gateway 1).
+# (also given to the browser check, which restarts gateway 1), with the
+# seed names' mapping (see the header).
 run_pod_cmd() {
   local port="GW_PORT_$1" mport="METRICS_PORT_$1"
-  printf '%q ' "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -binary "$GATEWAY_BIN" \
+  printf '%q ' "${E2E_DNS[@]}" "$E2ETOOL" run-pod -deployment "$E2E_DIR/deployment.json" -objects "$E2E_DIR/objects.json" -binary "$GATEWAY_BIN" \
     -pod-name "$PGW-local-$1" -ws-port "${!port}" -metrics-port "${!mport}" \
     -log "$E2E_DIR/gateway-$1.log" -pidfile "$E2E_DIR/gateway-$1.pid"
 }
@@ -375,11 +447,11 @@ check_data_path() {
 check_deletion_cascades() {
   step "deleting the PresenceGateway deletes what it owns (garbage collector)"
   k delete -n "$NS" "pgw/$PGW" --wait=true --timeout=60s
-  local kind
-  for kind in deployment service poddisruptionbudget; do
-    k wait -n "$NS" "$kind/$PGW" --for=delete --timeout=60s >/dev/null 2>&1 || true
-    if k get -n "$NS" "$kind/$PGW" >/dev/null 2>&1; then die "$kind/$PGW still exists 60s after its PresenceGateway was deleted"; fi
-    ok "$kind/$PGW deleted"
+  local obj
+  for obj in "deployment/$PGW" "service/$PGW" "poddisruptionbudget/$PGW" "configmap/$PGW-redis-nodes"; do
+    k wait -n "$NS" "$obj" --for=delete --timeout=60s >/dev/null 2>&1 || true
+    if k get -n "$NS" "$obj" >/dev/null 2>&1; then die "$obj still exists 60s after its PresenceGateway was deleted"; fi
+    ok "$obj deleted"
   done
   poll "the gateway pods to be gone" 60 bash -c "[[ -z \"\$($KUBECTL get pods -n $NS -o name)\" ]]"
   ok "no pods left in $NS"
@@ -431,12 +503,12 @@ case "$MODE" in
     up_environment
     apply_resources
     check_owned_objects
-    check_redis_change_rolls
     check_scale
     check_autoscaling
     check_drift
     start_gateways
     check_data_path
+    check_redis_change_no_restart
     check_deletion_cascades
     echo
     echo "e2e: PASS in $((SECONDS - start))s"

@@ -18,8 +18,8 @@ const refreshBatch = 1000
 // Run does the background work on one ticker: every heartbeat it renews
 // this replica's lease and refreshes all local connections; every tick
 // (a quarter heartbeat, or a quarter of the offline grace if shorter) it
-// looks for lapsed replicas to reap and settles offline graces that ended.
-// It also owns the subscriber's repair loop. It returns when ctx ends,
+// looks for lapsed replicas to reap and settles offline graces that ended,
+// and follows a change of the seed nodes file (reseed). It also owns the subscriber's repair loop. It returns when ctx ends,
 // without removing anything (that is Close's job).
 func (s *Store) Run(ctx context.Context) error {
 	s.beatAt.CompareAndSwap(0, s.nowMs()) // Ready allows the first heartbeat a TTL
@@ -48,6 +48,7 @@ func (s *Store) Run(ctx context.Context) error {
 		if s.checkOpen() != nil {
 			return nil
 		}
+		s.reseed(ctx)
 		var lapsed []string
 		if time.Since(lastBeat) >= s.opts.Heartbeat-every/2 {
 			lastBeat = time.Now()
@@ -87,7 +88,7 @@ func (s *Store) beat(ctx context.Context) ([]string, error) {
 
 	inc := s.incarnation()
 	now := s.nowMs()
-	res, err := leaseScript.Run(ctx, s.cc, []string{s.keys.replicas()}, inc, now+s.opts.TTL.Milliseconds(), now).Slice()
+	res, err := leaseScript.Run(ctx, s.client(), []string{s.keys.replicas()}, inc, now+s.opts.TTL.Milliseconds(), now).Slice()
 	s.observe("lease", start)
 	if err != nil {
 		s.redisTrouble()
@@ -126,7 +127,7 @@ func (s *Store) findLapsed(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
 	defer cancel()
 	start := time.Now()
-	res, err := s.cc.ZRangeArgs(ctx, redis.ZRangeArgs{
+	res, err := s.client().ZRangeArgs(ctx, redis.ZRangeArgs{
 		Key: s.keys.replicas(), Start: "-inf", Stop: s.nowMs(), ByScore: true, Count: 16,
 	}).Result()
 	s.observe("lapsed", start)
@@ -192,7 +193,7 @@ func (s *Store) refresh(ctx context.Context) error {
 		exp := float64(s.nowMs() + s.opts.TTL.Milliseconds())
 		cmds := make([]*redis.IntCmd, len(batch))
 		start := time.Now()
-		_, err := s.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, it := range batch {
 				zs := make([]redis.Z, len(it.members))
 				for j, m := range it.members {
@@ -252,7 +253,7 @@ func (s *Store) restore(ctx context.Context, userIDs []string) error {
 		s.mu.Unlock()
 		var err error
 		if len(idx) > 0 {
-			err = s.cc.SAdd(ctx, s.keys.index(inc), idx...).Err()
+			err = s.client().SAdd(ctx, s.keys.index(inc), idx...).Err()
 			if err == nil {
 				err = s.runUserBatch(ctx, ops)
 			}
@@ -297,11 +298,11 @@ func (s *Store) reincarnate(ctx context.Context) error {
 	inc := newIncarnation(s.cfg.ReplicaName)
 	s.inc.Store(&inc)
 	s.log.Warn("lease lost (Redis unreachable or data lost); re-registering connections", "old", old, "new", inc)
-	if err := s.cc.ZAdd(ctx, s.keys.replicas(), redis.Z{Score: float64(s.leaseExpiry()), Member: inc}).Err(); err != nil {
+	if err := s.client().ZAdd(ctx, s.keys.replicas(), redis.Z{Score: float64(s.leaseExpiry()), Member: inc}).Err(); err != nil {
 		return fmt.Errorf("register lease %s: %w", inc, err)
 	}
 	// The old lease, if still there, must lapse now so it is reaped at once.
-	_ = s.cc.ZAddArgs(ctx, s.keys.replicas(), redis.ZAddArgs{XX: true, LT: true, Members: []redis.Z{{Score: 0, Member: old}}}).Err()
+	_ = s.client().ZAddArgs(ctx, s.keys.replicas(), redis.ZAddArgs{XX: true, LT: true, Members: []redis.Z{{Score: 0, Member: old}}}).Err()
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.users))
 	for id := range s.users {
@@ -322,7 +323,7 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 	if lapsedMember == s.incarnation() {
 		return // our own lease lapsed: the next heartbeat reincarnates
 	}
-	v, err := claimScript.Run(ctx, s.cc, []string{s.keys.replicas()}, lapsedMember, now, now+claimTTL).Result()
+	v, err := claimScript.Run(ctx, s.client(), []string{s.keys.replicas()}, lapsedMember, now, now+claimTTL).Result()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) {
 			s.redisTrouble()
@@ -337,7 +338,7 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 	var cursor uint64
 	total := 0
 	for range 100_000 { // bounded: 100k batches of up to 500 users
-		ids, next, err := s.cc.SScan(ctx, s.keys.index(inc), cursor, "", 500).Result()
+		ids, next, err := s.client().SScan(ctx, s.keys.index(inc), cursor, "", 500).Result()
 		if err != nil {
 			s.redisTrouble()
 			log.Warn("reaping: scan failed; another survivor takes over when the claim lapses", "err", err)
@@ -354,16 +355,16 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 			return
 		}
 		total += len(ops)
-		_ = s.cc.ZAddArgs(ctx, s.keys.replicas(), redis.ZAddArgs{XX: true, Members: []redis.Z{{Score: float64(s.nowMs() + claimTTL), Member: "reap:" + inc}}}).Err()
+		_ = s.client().ZAddArgs(ctx, s.keys.replicas(), redis.ZAddArgs{XX: true, Members: []redis.Z{{Score: float64(s.nowMs() + claimTTL), Member: "reap:" + inc}}}).Err()
 		cursor = next
 		if cursor == 0 {
 			break
 		}
 	}
-	if err := s.cc.Del(ctx, s.keys.index(inc)).Err(); err != nil {
+	if err := s.client().Del(ctx, s.keys.index(inc)).Err(); err != nil {
 		s.redisTrouble()
 	}
-	if err := s.cc.ZRem(ctx, s.keys.replicas(), "reap:"+inc).Err(); err != nil {
+	if err := s.client().ZRem(ctx, s.keys.replicas(), "reap:"+inc).Err(); err != nil {
 		s.redisTrouble()
 	}
 	log.Info("reaped a lapsed replica", "users", total)

@@ -59,7 +59,7 @@ func TestConnectWithLostReplyIsRemovedWithItsOfflineEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	hook := &loseConnectReply{}
-	a.cc.AddHook(hook)
+	a.client().AddHook(hook)
 	if _, err := a.Connect(tctx(t), presence.Conn{UserID: id, ID: "c1"}); err == nil {
 		t.Fatal("Connect succeeded although its reply was lost")
 	}

@@ -36,7 +36,7 @@ func TestSlotMigration(t *testing.T) {
 
 	key := a.keys.conns(id)
 	slot := strings.TrimSpace(cl.cli(t, cl.base, "cluster", "keyslot", key))
-	node, err := a.cc.MasterForKey(tctx(t), key)
+	node, err := a.client().MasterForKey(tctx(t), key)
 	if err != nil {
 		t.Fatal(err)
 	}

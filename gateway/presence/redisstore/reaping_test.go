@@ -77,14 +77,14 @@ func TestTwoSurvivorsReapSameDeadReplica(t *testing.T) {
 		}
 		return true, ""
 	})
-	left, err := b.cc.ZRange(tctx(t), b.keys.replicas(), 0, -1).Result()
+	left, err := b.client().ZRange(tctx(t), b.keys.replicas(), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(left, inc) || slices.Contains(left, "reap:"+inc) {
 		t.Fatalf("lease table still holds the reaped replica: %v", left)
 	}
-	if n, _ := b.cc.Exists(tctx(t), b.keys.index(inc)).Result(); n != 0 {
+	if n, _ := b.client().Exists(tctx(t), b.keys.index(inc)).Result(); n != 0 {
 		t.Fatal("the reaped replica's user index was not deleted")
 	}
 }

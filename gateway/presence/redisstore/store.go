@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presencekit/presence-operator/gateway/config"
+	"github.com/presencekit/presence-operator/gateway/filewatch"
 	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/redisstore/shardsub"
@@ -30,9 +31,22 @@ import (
 type Config struct {
 	// Nodes are seed nodes, "host:port".
 	Nodes []string
+	// NodesFile, when set, holds the seed nodes instead (a mounted
+	// ConfigMap, REDIS_NODES_FILE) and is re-read while the store runs: a
+	// change makes a client bootstrapped from the new seeds (see reseed).
+	NodesFile string
 	// Username and Password are the ACL credentials (both optional).
 	Username string
 	Password string
+	// UsernameFile and PasswordFile, when set, hold them instead (mounted
+	// Secret keys; an absent UsernameFile means no username). They are
+	// re-read when they change, and each new connection authenticates with
+	// what they hold then: a rotated password needs no restart.
+	UsernameFile string
+	PasswordFile string
+	// FileCheckInterval is how often those files are checked for a change,
+	// at most (filewatch.DefaultEvery when zero).
+	FileCheckInterval time.Duration
 	// TLS turns on TLS to every node; TLSCAFile (optional) is a PEM bundle
 	// of the CAs to trust instead of the system roots.
 	TLS       bool
@@ -62,10 +76,18 @@ type Store struct {
 	m    *metrics.Metrics
 	log  *slog.Logger
 	now  func() time.Time
-	cc   *redis.ClusterClient
+	cc   atomic.Pointer[redis.ClusterClient] // see client() and reseed
 	sub  *shardsub.Client
-	seed maphash.Seed
-	keys keyspace
+
+	tlsConfig *tls.Config
+	creds     *credentialFiles
+	seedsFile *filewatch.File[[]string] // nil: the seeds are Config.Nodes
+	// Written by Run's goroutine (and New) under mu:
+	seeds         []string // what the current client was bootstrapped from
+	seedsFailed   []string // new seeds that did not answer
+	seedsFailedAt time.Time
+	seed          maphash.Seed
+	keys          keyspace
 
 	inc     atomic.Pointer[string] // current incarnation (lease member)
 	stripes [64]sync.Mutex         // serialise Redis writes per user on this replica
@@ -74,6 +96,7 @@ type Store struct {
 	users   map[string]*localUser // users with connections (or a pending grace) here
 	graces  map[string]struct{}   // users whose offline grace is pending here
 	retries map[presence.Conn]struct{}
+	retired []retiredClient // clients replaced by reseed, closed when due
 	closed  bool
 
 	leaseFailing bool // Run's goroutine only: log the first failure, not each
@@ -118,13 +141,32 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 	if strings.ContainsAny(cfg.Namespace, "{}") {
 		return nil, fmt.Errorf("redisstore: namespace %q: must not contain braces (they are the hash tags)", cfg.Namespace)
 	}
-	if len(cfg.Nodes) == 0 {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "redisstore")
+	fo := filewatch.Options{Every: cfg.FileCheckInterval, Logger: log}
+	nodes := cfg.Nodes
+	var seedsFile *filewatch.File[[]string]
+	if cfg.NodesFile != "" {
+		f, err := filewatch.New("REDIS_NODES_FILE", cfg.NodesFile, parseSeeds, fo)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: %w", err)
+		}
+		seedsFile, nodes = f, f.Current()
+	}
+	if len(nodes) == 0 {
 		return nil, errors.New("redisstore: REDIS_NODES is empty")
 	}
-	for _, n := range cfg.Nodes {
+	for _, n := range nodes {
 		if err := config.ValidateRedisNode(n); err != nil {
 			return nil, fmt.Errorf("redisstore: REDIS_NODES entry %q: %w", n, err)
 		}
+	}
+	creds, err := newCredentialFiles(cfg, fo)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	var tlsConfig *tls.Config
 	if cfg.TLS {
@@ -141,31 +183,14 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 			tlsConfig.RootCAs = pool
 		}
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:     cfg.Nodes,
-		Username:  cfg.Username,
-		Password:  cfg.Password,
-		TLSConfig: tlsConfig,
-		// Fail fast while Redis is away: callers (upgrades, the heartbeat)
-		// retry on their own schedule, and nothing piles up behind a dead node.
-		DialTimeout:           time.Second,
-		ReadTimeout:           2 * time.Second,
-		WriteTimeout:          2 * time.Second,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            2,
-		MaxRedirects:          4,
-		PoolTimeout:           2 * time.Second,
-	})
+	cc := redis.NewClusterClient(clusterOptions(nodes, tlsConfig, creds))
 	s := &Store{
-		cfg: cfg, opts: opts, m: opts.Metrics, log: log.With("component", "redisstore"), now: now, cc: cc,
+		cfg: cfg, opts: opts, m: opts.Metrics, log: log, now: now,
+		tlsConfig: tlsConfig, creds: creds, seedsFile: seedsFile, seeds: nodes,
 		seed:    maphash.MakeSeed(),
 		keys:    keyspace(cmp.Or(cfg.Namespace, "presence")),
 		users:   map[string]*localUser{},
@@ -173,14 +198,15 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		retries: map[presence.Conn]struct{}{},
 	}
 	sub, err := shardsub.New(shardsub.Options{
-		Router: shardsub.ClusterRouter{ClusterClient: cc}, TLSConfig: tlsConfig,
-		Username: cfg.Username, Password: cfg.Password, Logger: s.log,
+		Router: shardsub.ClusterRouter{Client: s.client}, TLSConfig: tlsConfig,
+		Credentials: creds.get, Logger: s.log,
 		OnMessage: s.onMessage, OnResync: s.onResync,
 		OnCoalesced: func(n int) { s.m.Store.EventsCoalescedTotal.Add(float64(n)) },
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.cc.Store(cc)
 	s.sub = sub
 	inc := newIncarnation(cfg.ReplicaName)
 	s.inc.Store(&inc)
@@ -247,7 +273,7 @@ func (s *Store) indexOfStripe(userID string) int {
 func (s *Store) redisTrouble() {
 	s.lastFail.Store(time.Now().UnixNano())
 	s.m.RedisErrorsTotal.Inc()
-	s.cc.ReloadState(context.Background())
+	s.client().ReloadState(context.Background())
 }
 
 // unavailable wraps a Redis failure so the transport can tell it apart.
@@ -282,7 +308,7 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	defer unlock()
 	inc := s.incarnation()
 	start := time.Now()
-	if err := s.cc.SAdd(ctx, s.keys.index(inc), c.UserID).Err(); err != nil {
+	if err := s.client().SAdd(ctx, s.keys.index(inc), c.UserID).Err(); err != nil {
 		return presence.User{}, s.unavailable("connect "+c.UserID, err)
 	}
 	res, err := s.runUser(ctx, "connect", c.UserID, member(inc, c.ID))
@@ -371,7 +397,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 	s.mu.Unlock()
 	// Nothing of this user is left here: take it out of the index. Should
 	// this fail, a reaper merely settles a user with nothing to remove.
-	if err := s.cc.SRem(ctx, s.keys.index(s.incarnation()), userID).Err(); err != nil {
+	if err := s.client().SRem(ctx, s.keys.index(s.incarnation()), userID).Err(); err != nil {
 		s.redisTrouble()
 	}
 }
@@ -416,7 +442,7 @@ func (s *Store) Get(ctx context.Context, userIDs []string) ([]presence.User, err
 	start := time.Now()
 	hs := make([]*redis.SliceCmd, len(userIDs))
 	zs := make([]*redis.ZSliceCmd, len(userIDs))
-	_, err := s.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range userIDs {
 			hs[i] = p.HMGet(ctx, s.keys.user(id), "on", "n", "st", "tx", "ls", "v", "gu")
 			zs[i] = p.ZRangeWithScores(ctx, s.keys.conns(id), 0, -1)
@@ -595,7 +621,7 @@ func (s *Store) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var err error
-	node, err := s.cc.MasterForKey(ctx, s.keys.replicas())
+	node, err := s.client().MasterForKey(ctx, s.keys.replicas())
 	if err == nil {
 		err = node.Ping(ctx).Err()
 	}
@@ -653,15 +679,16 @@ func (s *Store) Close(ctx context.Context) error {
 		flush()
 	}
 	if len(errs) == 0 {
-		if err := s.cc.Del(ctx, s.keys.index(inc)).Err(); err != nil {
+		if err := s.client().Del(ctx, s.keys.index(inc)).Err(); err != nil {
 			errs = append(errs, err)
 		}
-		if err := s.cc.ZRem(ctx, s.keys.replicas(), inc).Err(); err != nil {
+		if err := s.client().ZRem(ctx, s.keys.replicas(), inc).Err(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	s.sub.Close()
-	if err := s.cc.Close(); err != nil {
+	s.closeRetired(true)
+	if err := s.client().Close(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

@@ -43,7 +43,7 @@ func (s *Store) userKeys(userID string) []string {
 
 // runUser runs userScript for one user.
 func (s *Store) runUser(ctx context.Context, op, userID string, args ...string) (scriptResult, error) {
-	v, err := userScript.Run(ctx, s.cc, s.userKeys(userID), s.scriptArgs(op, args)...).Result()
+	v, err := userScript.Run(ctx, s.client(), s.userKeys(userID), s.scriptArgs(op, args)...).Result()
 	if err != nil {
 		return scriptResult{}, err
 	}
@@ -59,7 +59,7 @@ func (s *Store) runUserBatch(ctx context.Context, ops []userOp) error {
 	}
 	cmds := make([]*redis.Cmd, len(ops))
 	run := func(useSHA bool) error {
-		_, err := s.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, o := range ops {
 				if useSHA {
 					cmds[i] = userScript.EvalSha(ctx, p, s.userKeys(o.userID), s.scriptArgs(o.op, o.args)...)
@@ -96,7 +96,7 @@ func (s *Store) runUserBatch(ctx context.Context, ops []userOp) error {
 	}
 	if len(errs) > 0 {
 		s.m.RedisErrorsTotal.Add(float64(len(errs)))
-		s.cc.ReloadState(context.Background())
+		s.client().ReloadState(context.Background())
 		return errors.Join(errs...)
 	}
 	return err

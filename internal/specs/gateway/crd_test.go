@@ -47,4 +47,14 @@ func TestCRDAgreesWithTheGateway(t *testing.T) {
 	g.Expect(payload["maximum"]).To(BeEquivalentTo(gwconfig.MaxMaxPayloadBytes), "spec.websocket.maxPayloadBytes maximum")
 	g.Expect(duration(field("presence", "ttl")["default"])).To(Equal(gwconfig.DefaultPresenceTTL), "spec.presence.ttl default")
 	g.Expect(duration(field("presence", "heartbeatInterval")["default"])).To(Equal(gwconfig.DefaultHeartbeatInterval), "spec.presence.heartbeatInterval default")
+
+	// spec.env must not override what the operator sets: its CEL rule names
+	// every such variable.
+	var rules []string
+	for _, r := range field("env")["x-kubernetes-validations"].([]any) {
+		rules = append(rules, r.(map[string]any)["rule"].(string))
+	}
+	for _, name := range gwconfig.OperatorSettings {
+		g.Expect(rules).To(ContainElement(ContainSubstring("'"+name+"'")), "spec.env may set %s, which the operator sets", name)
+	}
 }

@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -18,26 +15,6 @@ import (
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	gwconfig "github.com/presencekit/presence-operator/gateway/config"
 )
-
-// ConfigHash fingerprints what the pods read only at start and that is not
-// visible in the pod template: the Redis nodes and which version of each
-// Secret they mount. A Secret is identified by its UID and resourceVersion,
-// never by its content: the annotation is readable by anyone who may view
-// the Deployment, and a hash of a weak key could be searched offline.
-func ConfigHash(deps Deps) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "redis-nodes=%s\n", strings.Join(RedisNodes(deps.Redis), ","))
-	for _, s := range []struct {
-		name   string
-		secret *corev1.Secret
-	}{{"redis-auth", deps.RedisAuth}, {"jwt", deps.JWT}} {
-		if s.secret == nil {
-			continue
-		}
-		fmt.Fprintf(h, "%s=%s/%s\n", s.name, s.secret.UID, s.secret.ResourceVersion)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
 
 // Env is the gateway container's environment: the configuration the
 // spec implies, then the user's extra variables.
@@ -58,7 +35,7 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: gwconfig.EnvWSPort, Value: strconv.Itoa(int(wsPort(gw)))},
 		{Name: gwconfig.EnvMetricsPort, Value: strconv.Itoa(MetricsPort)},
-		{Name: gwconfig.EnvRedisNodes, Value: strings.Join(RedisNodes(deps.Redis), ",")},
+		{Name: gwconfig.EnvRedisNodesFile, Value: redisNodesMountPath + "/" + RedisNodesKey},
 		{Name: gwconfig.EnvPresenceTTL, Value: ttl.String()},
 		{Name: gwconfig.EnvHeartbeatInterval, Value: heartbeat.String()},
 		{Name: gwconfig.EnvMaxPayloadBytes, Value: strconv.Itoa(int(payload))},
@@ -70,26 +47,18 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 	if len(spec.Websocket.AllowedOrigins) > 0 {
 		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAllowedOrigins, Value: strings.Join(spec.Websocket.AllowedOrigins, ",")})
 	}
-	if rc := deps.Redis; rc.Spec.Auth != nil {
-		// The username is read through a reference and the password from a
-		// mounted file: no credential appears in the Deployment.
+	if deps.Redis.Spec.Auth != nil {
+		// Both from the mounted Secret, re-read when they change: no
+		// credential in the Deployment or the process environment, and a
+		// rotation needs no restart. The username key is optional (no file:
+		// the default user).
 		env = append(env,
-			corev1.EnvVar{Name: gwconfig.EnvRedisUsername, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: rc.Spec.Auth.SecretRef.Name},
-				Key:                  SecretKeyUsername,
-				Optional:             ptr.To(true),
-			}}},
+			corev1.EnvVar{Name: gwconfig.EnvRedisUsernameFile, Value: redisAuthMountPath + "/" + SecretKeyUsername},
 			corev1.EnvVar{Name: gwconfig.EnvRedisPasswordFile, Value: redisAuthMountPath + "/" + SecretKeyPassword},
 		)
 	}
 	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
-		// The gateway reads the JWT secret only from AUTH_JWT_SECRET (it has
-		// no _FILE form), so it comes through a Secret reference: the value
-		// is in the process environment but never in the Deployment.
-		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: spec.Auth.JWTSecretRef.Name},
-			Key:                  JWTSecretKey(gw),
-		}}})
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecretFile, Value: jwtMountPath + "/" + jwtFileName})
 	}
 	return append(env, spec.Env...)
 }
@@ -111,17 +80,38 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 		"prometheus.io/scrape": "true",
 		"prometheus.io/port":   strconv.Itoa(MetricsPort),
 		"prometheus.io/path":   metricsPath,
-		ConfigHashAnnotation:   ConfigHash(deps),
 	})
 
-	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
+	// What may change while the pods run (the seed nodes, the Redis
+	// credentials, the JWT secret) is mounted as whole volumes, never with
+	// subPath: the kubelet then updates the files in place, the gateway
+	// re-reads them, and a change needs no new pod template, so no restart.
+	volumes := []corev1.Volume{
+		{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: redisNodesVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: RedisNodesConfigMapName(gw)},
+			DefaultMode:          ptr.To[int32](0o444),
+		}}},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: tmpVolume, MountPath: "/tmp"},
+		{Name: redisNodesVolume, MountPath: redisNodesMountPath, ReadOnly: true},
+	}
 	if rc := deps.Redis; rc.Spec.Auth != nil {
 		volumes = append(volumes, corev1.Volume{Name: redisAuthVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName:  rc.Spec.Auth.SecretRef.Name,
 			DefaultMode: ptr.To[int32](0o440),
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: redisAuthVolume, MountPath: redisAuthMountPath, ReadOnly: true})
+	}
+	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
+		// Only the key the spec names, as a fixed file name.
+		volumes = append(volumes, corev1.Volume{Name: jwtVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  spec.Auth.JWTSecretRef.Name,
+			Items:       []corev1.KeyToPath{{Key: JWTSecretKey(gw), Path: jwtFileName}},
+			DefaultMode: ptr.To[int32](0o440),
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: jwtVolume, MountPath: jwtMountPath, ReadOnly: true})
 	}
 
 	// Every field of the probes is set, the API server's defaults included

@@ -23,9 +23,10 @@ func TestDeploymentEnv(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES": "redis-0.redis.chat.svc:6379,redis-1.redis.chat.svc:6379",
+			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES_FILE": "/etc/presence/redis-nodes/nodes",
 				"PRESENCE_TTL": "1m0s", "HEARTBEAT_INTERVAL": "20s", "WS_MAX_PAYLOAD_BYTES": "4096", "SHUTDOWN_GRACE": "25s"},
-			absent: []string{"MAX_CONNECTIONS", "ALLOWED_ORIGINS", "REDIS_USERNAME", "REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET"},
+			absent: []string{"MAX_CONNECTIONS", "ALLOWED_ORIGINS", "REDIS_NODES", "REDIS_USERNAME", "REDIS_USERNAME_FILE",
+				"REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET", "AUTH_JWT_SECRET_FILE"},
 		},
 		{
 			name: "every spec field",
@@ -39,16 +40,9 @@ func TestDeploymentEnv(t *testing.T) {
 			deps: withAuth,
 			want: map[string]string{"WS_PORT": "9000", "PRESENCE_TTL": "1m30s", "HEARTBEAT_INTERVAL": "30s", "WS_MAX_PAYLOAD_BYTES": "8192",
 				"MAX_CONNECTIONS": "10000", "ALLOWED_ORIGINS": "https://a.example,https://b.example", "LOG_LEVEL": "debug",
-				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME": "", "AUTH_JWT_SECRET": ""},
-			absent: []string{"REDIS_PASSWORD"},
-		},
-		{
-			name: "nodes from status when the spec has none",
-			deps: func(d *Deps) {
-				d.Redis.Spec.External = nil
-				d.Redis.Status.Nodes = []string{"10.0.0.1:6379"}
-			},
-			want: map[string]string{"REDIS_NODES": "10.0.0.1:6379"},
+				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME_FILE": "/etc/presence/redis/username",
+				"AUTH_JWT_SECRET_FILE": "/etc/presence/jwt/secret"},
+			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET"},
 		},
 	}
 	for _, tt := range tests {
@@ -59,9 +53,6 @@ func TestDeploymentEnv(t *testing.T) {
 			for k, v := range tt.want {
 				g.Expect(env).To(HaveKey(k))
 				g.Expect(env[k].Value).To(Equal(v), k)
-				if v == "" {
-					g.Expect(env[k].ValueFrom).NotTo(BeNil(), "%s must come from a Secret reference", k)
-				}
 			}
 			for _, k := range tt.absent {
 				g.Expect(env).NotTo(HaveKey(k))
@@ -70,22 +61,37 @@ func TestDeploymentEnv(t *testing.T) {
 	}
 }
 
+// TestDeploymentNoSecretInEnv: the Redis credentials and the JWT secret
+// reach the pods only as files of mounted Secret volumes (whole volumes,
+// never subPath, so that the kubelet updates them in place): no value and
+// no secretKeyRef in the environment.
 func TestDeploymentNoSecretInEnv(t *testing.T) {
 	g := NewWithT(t)
 	deps := testDeps(withAuth)
 	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
-		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt", Key: "hs256"}}
 	})
-	deps.JWT = &corev1.Secret{Data: map[string][]byte{"secret": []byte("jwt-secret-value")}}
+	deps.JWT = &corev1.Secret{Data: map[string][]byte{"hs256": []byte("jwt-secret-value")}}
 	dep := Deployment(gw, deps, "img:1")
-	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+	c := dep.Spec.Template.Spec.Containers[0]
+	for _, e := range c.Env {
 		g.Expect(e.Value).NotTo(Or(ContainSubstring("pw-1"), ContainSubstring("jwt-secret-value")), e.Name)
+		g.Expect(e.ValueFrom).To(BeNil(), "%s comes from a reference, read only at start", e.Name)
 	}
-	env := envMap(dep.Spec.Template.Spec.Containers[0].Env)
-	g.Expect(env["AUTH_JWT_SECRET"].ValueFrom.SecretKeyRef).To(HaveField("Key", "secret"))
-	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "redis-auth")))
-	g.Expect(dep.Spec.Template.Spec.Containers[0].VolumeMounts).To(ContainElement(And(
-		HaveField("MountPath", "/etc/presence/redis"), HaveField("ReadOnly", true))))
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElements(
+		HaveField("VolumeSource.Secret.SecretName", "redis-auth"),
+		And(HaveField("VolumeSource.Secret.SecretName", "jwt"),
+			HaveField("VolumeSource.Secret.Items", Equal([]corev1.KeyToPath{{Key: "hs256", Path: "secret"}}))),
+		HaveField("VolumeSource.ConfigMap.Name", "chat-redis-nodes"),
+	))
+	g.Expect(c.VolumeMounts).To(ContainElements(
+		And(HaveField("MountPath", "/etc/presence/redis"), HaveField("ReadOnly", true)),
+		And(HaveField("MountPath", "/etc/presence/jwt"), HaveField("ReadOnly", true)),
+		And(HaveField("MountPath", "/etc/presence/redis-nodes"), HaveField("ReadOnly", true)),
+	))
+	for _, m := range c.VolumeMounts {
+		g.Expect(m.SubPath).To(BeEmpty(), "a subPath mount is never updated by the kubelet: %s", m.Name)
+	}
 }
 
 func TestDeploymentPodShape(t *testing.T) {
@@ -127,36 +133,55 @@ func TestDeploymentPodShape(t *testing.T) {
 	g.Expect(*dep.Spec.Replicas).To(Equal(int32(2)))
 }
 
-func TestConfigHash(t *testing.T) {
+// TestSharedChangesLeaveTheTemplate: what a RedisCluster shares with every
+// gateway referencing it (its nodes, its credentials Secret's content and
+// version) and the JWT Secret's content and version never reach the pod
+// template, so changing them restarts no pod; the nodes reach the
+// ConfigMap the pods mount. Nothing in the template is a function of a
+// Secret's content.
+func TestSharedChangesLeaveTheTemplate(t *testing.T) {
 	g := NewWithT(t)
-	base := ConfigHash(testDeps(withAuth))
-	g.Expect(ConfigHash(testDeps(withAuth))).To(Equal(base), "stable for the same inputs")
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+	})
+	withJWT := func(d *Deps) {
+		withAuth(d)
+		d.JWT = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{UID: "jwt-uid", ResourceVersion: "7"}, Data: map[string][]byte{"secret": []byte("k1")}}
+	}
+	base := Deployment(gw, testDeps(withJWT), "img:1").Spec.Template
+	baseNodes := RedisNodesConfigMap(gw, testDeps(withJWT)).Data
 
-	otherNodes := testDeps(withAuth)
-	otherNodes.Redis.Spec.External.Nodes = []string{"redis-9.redis:6379"}
-	g.Expect(ConfigHash(otherNodes)).NotTo(Equal(base), "REDIS_NODES change")
+	for name, mutate := range map[string]func(*Deps){
+		"password rotated": func(d *Deps) {
+			d.RedisAuth.Data["password"] = []byte("pw-2")
+			d.RedisAuth.ResourceVersion = "101"
+		},
+		"auth Secret re-created": func(d *Deps) { d.RedisAuth.UID = "another-uid" },
+		"JWT secret rotated": func(d *Deps) {
+			d.JWT.Data["secret"] = []byte("k2")
+			d.JWT.ResourceVersion = "8"
+		},
+		"seed nodes changed":   func(d *Deps) { d.Redis.Spec.External.Nodes = []string{"redis-9.redis:6379"} },
+		"Redis health changed": func(d *Deps) { d.Redis.Status.ClusterState = "fail" },
+	} {
+		deps := testDeps(withJWT)
+		mutate(&deps)
+		g.Expect(Deployment(gw, deps, "img:1").Spec.Template).To(Equal(base), name)
+		nodes := RedisNodesConfigMap(gw, deps).Data
+		if name == "seed nodes changed" {
+			g.Expect(nodes).To(Equal(map[string]string{"nodes": "redis-9.redis.chat.svc:6379\n"}), "the ConfigMap follows the nodes, qualified")
+		} else {
+			g.Expect(nodes).To(Equal(baseNodes), name)
+		}
+	}
+	g.Expect(baseNodes).To(Equal(map[string]string{"nodes": "redis-0.redis.chat.svc:6379\nredis-1.redis.chat.svc:6379\n"}))
 
-	// A new password is a new resourceVersion of the Secret.
-	otherPassword := testDeps(withAuth)
-	otherPassword.RedisAuth.Data["password"] = []byte("pw-2")
-	otherPassword.RedisAuth.ResourceVersion = "101"
-	g.Expect(ConfigHash(otherPassword)).NotTo(Equal(base), "password change")
-
-	recreated := testDeps(withAuth)
-	recreated.RedisAuth.UID = "another-uid"
-	g.Expect(ConfigHash(recreated)).NotTo(Equal(base), "Secret deleted and created again")
-
-	// The hash is readable by anyone who may view the Deployment: it must
-	// not be a function of the Secret's content.
-	sameVersionOtherContent := testDeps(withAuth)
-	sameVersionOtherContent.RedisAuth.Data["password"] = []byte("a-guess")
-	g.Expect(ConfigHash(sameVersionOtherContent)).To(Equal(base), "the Secret's content reaches the hash")
-
-	// Redis status changes (health) do not roll pods.
-	statusOnly := testDeps(withAuth)
-	statusOnly.Redis.Status.ClusterState = "fail"
-	g.Expect(ConfigHash(statusOnly)).To(Equal(base))
-	g.Expect(base).NotTo(ContainSubstring("pw-1"))
+	// Without nodes in the spec, those the cluster announced.
+	announced := testDeps(func(d *Deps) {
+		d.Redis.Spec.External = nil
+		d.Redis.Status.Nodes = []string{"10.0.0.1:6379"}
+	})
+	g.Expect(RedisNodesConfigMap(gw, announced).Data).To(Equal(map[string]string{"nodes": "10.0.0.1:6379\n"}))
 }
 
 // TestEnvNamesAreGatewaySettings: every variable the operator sets on the

@@ -28,18 +28,18 @@ const (
 	shutdownGrace    = gwconfig.DefaultShutdownGrace
 	terminationSlack = 10 * time.Second
 
-	redisAuthVolume    = "redis-auth"
-	redisAuthMountPath = "/etc/presence/redis"
-	tmpVolume          = "tmp"
+	redisAuthVolume     = "redis-auth"
+	redisAuthMountPath  = "/etc/presence/redis"
+	redisNodesVolume    = "redis-nodes"
+	redisNodesMountPath = "/etc/presence/redis-nodes"
+	jwtVolume           = "jwt"
+	jwtMountPath        = "/etc/presence/jwt"
+	jwtFileName         = "secret"
+	tmpVolume           = "tmp"
 
 	// gatewayUID runs the gateway as a fixed non-root user, so Secret files
 	// (mode 0440, group fsGroup) are readable whatever the image's USER is.
 	gatewayUID = 65532
-
-	// ConfigHashAnnotation on the pod template changes whenever something
-	// the pods read only at start changes (REDIS_NODES, the Redis
-	// credentials, the JWT secret): a new value rolls the pods.
-	ConfigHashAnnotation = "presence.presencekit.io/config-hash"
 
 	defaultReplicas            = 2
 	defaultMinReplicas         = 2
@@ -65,9 +65,12 @@ const (
 type Deps struct {
 	// Redis is the referenced RedisCluster (never nil when rendering).
 	Redis *presencev1alpha1.RedisCluster
-	// RedisAuth is the RedisCluster's credentials Secret, nil without spec.auth.
+	// RedisAuth is the RedisCluster's credentials Secret, nil without
+	// spec.auth. The reconciler checks it exists; the pods mount it, so
+	// neither its content nor its version is part of what is rendered.
 	RedisAuth *corev1.Secret
-	// JWT is the Secret of spec.auth.jwtSecretRef, nil without it.
+	// JWT is the Secret of spec.auth.jwtSecretRef, nil without it; mounted
+	// like RedisAuth.
 	JWT *corev1.Secret
 }
 
@@ -88,7 +91,8 @@ func ObjectLabels(gw *presencev1alpha1.PresenceGateway) map[string]string {
 	return l
 }
 
-// RedisNodes is the REDIS_NODES list of a RedisCluster: the seed nodes the
+// RedisNodes is the seed node list of a RedisCluster that the gateways read
+// (REDIS_NODES_FILE, from the ConfigMap RedisNodesConfigMap): the seed nodes the
 // user gave (stable names reachable from the pods, short in-cluster names
 // qualified with the RedisCluster's namespace so that they mean the same to
 // the operator's check), or, without them, the nodes the cluster announced.

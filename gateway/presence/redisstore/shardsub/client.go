@@ -22,9 +22,10 @@ type Options struct {
 	// TLSConfig, when set, makes every connection TLS (ServerName defaults
 	// to the node's host).
 	TLSConfig *tls.Config
-	// Username and Password authenticate each connection (AUTH), if set.
-	Username string
-	Password string
+	// Credentials, when set, gives the username and password of each new
+	// connection (AUTH; no AUTH when both are empty). It is asked at every
+	// dial, so a rotated password is used from the next connection on.
+	Credentials func(ctx context.Context) (username, password string, err error)
 	// Logger (slog.Default when nil).
 	Logger *slog.Logger
 	// OnMessage receives the messages of subscribed channels. Required.
@@ -62,8 +63,7 @@ var routeBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jit
 type Client struct {
 	router    Router
 	tlsConfig *tls.Config
-	username  string
-	password  string
+	creds     func(ctx context.Context) (username, password string, err error)
 	log       *slog.Logger
 	onMessage func(channel, payload string)
 	onResync  func(channels []string) error
@@ -108,7 +108,7 @@ func New(o Options) (*Client, error) {
 		o.Backoff = DefaultRepairBackoff
 	}
 	return &Client{
-		router: o.Router, tlsConfig: o.TLSConfig, username: o.Username, password: o.Password, log: o.Logger,
+		router: o.Router, tlsConfig: o.TLSConfig, creds: o.Credentials, log: o.Logger,
 		onMessage: o.OnMessage, onResync: o.OnResync, onCoal: o.OnCoalesced, queueLen: o.QueueLen, backoff: o.Backoff,
 		want:  map[string]string{},
 		conns: map[string]*subConn{},
@@ -231,15 +231,9 @@ func (s *Client) conn(ctx context.Context, addr string) (*subConn, error) {
 	}
 	go c.readLoop(s)
 	go c.in.deliver(s.onMessage, s.onCoal)
-	if s.password != "" || s.username != "" {
-		args := []string{"AUTH", s.password}
-		if s.username != "" {
-			args = []string{"AUTH", s.username, s.password}
-		}
-		if _, err := c.request(ctx, args...); err != nil {
-			c.close(err)
-			return nil, fmt.Errorf("redis %s: AUTH: %w", addr, err)
-		}
+	if err := s.auth(ctx, c); err != nil {
+		c.close(err)
+		return nil, fmt.Errorf("redis %s: AUTH: %w", addr, err)
 	}
 	s.mu.Lock()
 	if old := s.conns[addr]; old != nil { // lost a race with another dial
@@ -250,6 +244,26 @@ func (s *Client) conn(ctx context.Context, addr string) (*subConn, error) {
 	s.conns[addr] = c
 	s.mu.Unlock()
 	return c, nil
+}
+
+// auth authenticates a new connection with the credentials of now.
+func (s *Client) auth(ctx context.Context, c *subConn) error {
+	if s.creds == nil {
+		return nil
+	}
+	username, password, err := s.creds(ctx)
+	if err != nil {
+		return err
+	}
+	if password == "" && username == "" {
+		return nil
+	}
+	args := []string{"AUTH", password}
+	if username != "" {
+		args = []string{"AUTH", username, password}
+	}
+	_, err = c.request(ctx, args...)
+	return err
 }
 
 func (s *Client) dial(ctx context.Context, addr string) (*subConn, error) {

@@ -14,12 +14,16 @@ type Router interface {
 	Reload(ctx context.Context)
 }
 
-// ClusterRouter routes with a go-redis ClusterClient's slot map.
-type ClusterRouter struct{ *redis.ClusterClient }
+// ClusterRouter routes with a go-redis ClusterClient's slot map: the one
+// Client returns now (the store replaces its client when its seed nodes
+// change).
+type ClusterRouter struct {
+	Client func() *redis.ClusterClient
+}
 
 // MasterAddr implements Router.
 func (r ClusterRouter) MasterAddr(ctx context.Context, channel string) (string, error) {
-	node, err := r.MasterForKey(ctx, channel)
+	node, err := r.Client().MasterForKey(ctx, channel)
 	if err != nil {
 		return "", err
 	}
@@ -27,4 +31,4 @@ func (r ClusterRouter) MasterAddr(ctx context.Context, channel string) (string, 
 }
 
 // Reload implements Router.
-func (r ClusterRouter) Reload(ctx context.Context) { r.ReloadState(ctx) }
+func (r ClusterRouter) Reload(ctx context.Context) { r.Client().ReloadState(ctx) }
