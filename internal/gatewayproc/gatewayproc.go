@@ -55,10 +55,12 @@ func RemoveBinary() {
 	}
 }
 
-// portsFrom is the lowest port FreePort hands out: above the fixed ports
-// of the Redis clusters (7000-7605, bus ports +10000) and the load tool
-// (18080-19193).
-const portsFrom = 20000
+// portsSpan is how many ports, just below the kernel's ephemeral range,
+// FreePort hands out: 32000-32767 with the usual range, above every port
+// the Redis clusters of the tests and tools use (hack/redis-cluster.sh
+// free-base picks bases up to 21990, their bus ports go up to 31995) and
+// the load tool's (18080-19193).
+const portsSpan = 768
 
 var (
 	portsMu   sync.Mutex
@@ -74,13 +76,14 @@ var (
 func FreePort(t testing.TB) int {
 	t.Helper()
 	hi := ephemeralLow()
+	lo := hi - portsSpan
 	for range 10_000 {
-		p := portsFrom + rand.IntN(hi-portsFrom)
+		p := lo + rand.IntN(portsSpan)
 		if free := takePort(p); free {
 			return p
 		}
 	}
-	t.Fatalf("no free port in [%d, %d) after 10,000 tries", portsFrom, hi)
+	t.Fatalf("no free port in [%d, %d) after 10,000 tries", lo, hi)
 	return 0
 }
 
@@ -113,7 +116,7 @@ func ephemeralLow() int {
 		return 32768
 	}
 	lo, err := strconv.Atoi(f[0])
-	if err != nil || lo < portsFrom+1000 {
+	if err != nil || lo < 2*portsSpan {
 		return 32768
 	}
 	return lo
