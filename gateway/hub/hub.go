@@ -193,9 +193,12 @@ func (h *Hub) sync(ctx context.Context, id string) error {
 }
 
 // Publish delivers a change of a watched user to its local subscribers,
-// as one presence frame (no id) encoded once. An event older than one
-// already delivered (events from several replicas may cross) is dropped.
-// It holds only the user's shard, and Deliver does not block.
+// as one presence frame (no id) encoded once. An event not newer than one
+// already delivered (events from several replicas may cross) is dropped,
+// and so is version 0 (a user the store does not know, as a resync may
+// read) once a versioned event was delivered: it never takes the newest
+// delivered version back, which would let stale events through. It holds
+// only the user's shard, and Deliver does not block.
 func (h *Hub) Publish(u presence.User) {
 	sh := h.shard(u.UserID)
 	sh.mu.Lock()
@@ -204,7 +207,7 @@ func (h *Hub) Publish(u presence.User) {
 	if e == nil {
 		return
 	}
-	if u.Version != 0 && u.Version <= e.version {
+	if u.Version <= e.version && (u.Version != 0 || e.version != 0) {
 		return
 	}
 	e.version = u.Version

@@ -122,6 +122,24 @@ func TestStaleEventsDropped(t *testing.T) {
 	}
 }
 
+// TestVersionZeroDoesNotReset: an event without a version (0) after a
+// versioned one is dropped, and does not let an older event through.
+func TestVersionZeroDoesNotReset(t *testing.T) {
+	h, _, _ := newHub(t)
+	s := &sub{}
+	if err := h.Subscribe(context.Background(), s, []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish(presence.User{UserID: "x", Version: 5, Online: true})
+	h.Publish(presence.User{UserID: "x"})             // version 0
+	h.Publish(presence.User{UserID: "x", Version: 4}) // stale
+	h.Publish(presence.User{UserID: "x", Version: 6})
+	got := s.got()
+	if len(got) != 2 || got[0].Version != 5 || got[1].Version != 6 {
+		t.Fatalf("delivered %+v, want versions 5 and 6", got)
+	}
+}
+
 // TestConcurrentSubscribeUnsubscribe: racing calls leave the store
 // watching exactly the users somebody here still wants.
 func TestConcurrentSubscribeUnsubscribe(t *testing.T) {

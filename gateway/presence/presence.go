@@ -115,7 +115,11 @@ type Store interface {
 	// transport answers /readyz with 503 and refuses upgrades meanwhile.
 	Ready(ctx context.Context) error
 	// Close releases the store's resources. Connections still held are
-	// removed first (best effort), so a graceful exit leaves no ghost.
+	// removed first (best effort), so a graceful exit leaves no ghost; as
+	// by Disconnect, with Options.OfflineGrace. A store shared by replicas
+	// leaves the offline graces still pending to the other replicas, which
+	// settle them at their deadline: a user whose client reconnects to
+	// another replica within the grace is never announced offline.
 	Close(ctx context.Context) error
 }
 

@@ -30,6 +30,17 @@ func BenchmarkDecodeQuery100(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeStatus: the frame of the latency benchmark's actors.
+func BenchmarkDecodeStatus(b *testing.B) {
+	data := []byte(`{"type":"status","status":"away","text":"1764190000000000000"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEncodePresenceEvent(b *testing.B) {
 	u := []presence.User{{UserID: "alice", Online: true, Status: presence.StatusAway, Text: "lunch", Connections: 2, LastSeen: 1764190000000, Version: 7}}
 	for b.Loop() {

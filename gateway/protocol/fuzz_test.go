@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
@@ -63,6 +64,39 @@ func FuzzDecode(f *testing.F) {
 		// The id is echoed inside our frames: it must encode.
 		if !json.Valid(EncodeOK(r.ID)) || !json.Valid(EncodePong(r.ID)) {
 			t.Fatalf("id %q does not round-trip", r.ID)
+		}
+	})
+}
+
+// FuzzScanObjectMatchesDecoder: on every valid JSON object, the
+// allocation-free scan gives exactly what the encoding/json Decoder walk
+// gives (the raw value of each known key, and the same error).
+func FuzzScanObjectMatchesDecoder(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"ping","id":1}`, ` { "type" : "status" , "status":"away", "text":"a\"b\\c" } `,
+		`{"type":"query","userIds":["a","b"],"x":{"y":[1,{"z":"]}"}]}}`, `{}`, `{"typ\u0065":"ping"}`,
+		`{"type":"ping","type":"ping"}`, `{"id":1,"id":2,"type":"ping"}`, `{"x":1,"x":2}`,
+		`{"id":-1.5e3,"type":"ping","t":true,"f":false,"n":null}`, "{\"type\":\"ping\",\"id\":\"\u00e9\"}\n",
+		`{"text":"\ud800","status":"away","type":"status"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || !utf8.Valid(data) {
+			return
+		}
+		if t := skipSpace(data, 0); t >= len(data) || data[t] != '{' {
+			return
+		}
+		fast, ferr := scanObject(data)
+		slow, serr := decodeObject(data)
+		if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+			t.Fatalf("%q: scan error %v, decoder error %v", data, ferr, serr)
+		}
+		for k := range fast.fields {
+			if !bytes.Equal(fast.fields[k], slow.fields[k]) || (fast.fields[k] == nil) != (slow.fields[k] == nil) {
+				t.Fatalf("%q: %s: scan %q, decoder %q", data, fieldNames[k], fast.fields[k], slow.fields[k])
+			}
 		}
 	})
 }

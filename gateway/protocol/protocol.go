@@ -230,7 +230,152 @@ type wireObject struct {
 // key. Unlike json.Unmarshal it matches keys case-sensitively, refuses a
 // key given twice, and refuses anything after the object. On error the
 // fields read so far are kept (the id can still be echoed).
+//
+// A valid frame (json.Valid: one JSON value and nothing after it) takes
+// scanObject, which walks the bytes once without allocating; the
+// json.Decoder walk below (about 40 allocations for a status frame: each
+// Token and each Decode of a value inside the object) is left for the
+// invalid ones, where it finds the id and says what is wrong.
 func readObject(data []byte) (wireObject, error) {
+	if json.Valid(data) {
+		return scanObject(data)
+	}
+	return decodeObject(data)
+}
+
+// scanObject is readObject for a frame json.Valid accepted whose first
+// non-space byte is '{' (Decode checks): one object, so every step below
+// finds the byte the grammar promises. The raw values alias data.
+func scanObject(data []byte) (wireObject, error) {
+	var w wireObject
+	var others map[string]struct{} // unknown keys, for duplicates
+	var dup error                  // the first key given twice
+	idTwice := false
+	i := skipSpace(data, 0) + 1 // past '{'
+	for {
+		i = skipSpace(data, i)
+		if data[i] == '}' {
+			break
+		}
+		kEnd := endOfString(data, i)
+		key, err := unquote(data[i:kEnd])
+		if err != nil {
+			return w, fmt.Errorf("frame is not a valid JSON object: %s", excerpt.Of(err.Error()))
+		}
+		i = skipSpace(data, kEnd) + 1 // past ':'
+		i = skipSpace(data, i)
+		vEnd := endOfValue(data, i)
+		raw := json.RawMessage(data[i:vEnd])
+		known := -1
+		for k, name := range fieldNames {
+			if key == name {
+				known = k
+				break
+			}
+		}
+		switch {
+		case known >= 0 && w.fields[known] == nil:
+			w.fields[known] = raw
+		case known >= 0:
+			idTwice = idTwice || known == fieldID
+			if dup == nil {
+				dup = fmt.Errorf("key %q appears twice", key)
+			}
+		default:
+			if others == nil {
+				others = make(map[string]struct{})
+			}
+			if _, seen := others[key]; seen && dup == nil {
+				dup = fmt.Errorf("key %q appears twice", excerpt.Of(key))
+			}
+			others[key] = struct{}{}
+		}
+		i = skipSpace(data, vEnd)
+		if data[i] == ',' {
+			i++
+			continue
+		}
+		break // '}'
+	}
+	if idTwice {
+		w.fields[fieldID] = nil // no way to tell which id to echo
+	}
+	return w, dup
+}
+
+// skipSpace returns the index of the first byte from i that is not JSON
+// whitespace.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index just past the string that starts at
+// data[i] ('"'), in valid JSON.
+func endOfString(data []byte, i int) int {
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++ // the escaped byte (a quote or a backslash among them)
+		case '"':
+			return i + 1
+		}
+	}
+	return len(data)
+}
+
+// endOfValue returns the index just past the value that starts at data[i],
+// in valid JSON.
+func endOfValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return endOfString(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				i = endOfString(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(data)
+	}
+	for i < len(data) { // number, true, false, null
+		switch data[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// unquote returns the text of a JSON string of valid JSON: its bytes when
+// it has no escape (the frame is valid UTF-8, checked by Decode), else
+// what encoding/json makes of it.
+func unquote(raw []byte) (string, error) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// decodeObject is readObject with encoding/json's Decoder: for frames that
+// are not valid JSON, read as far as they go.
+func decodeObject(data []byte) (wireObject, error) {
 	var w wireObject
 	dec := json.NewDecoder(bytes.NewReader(data))
 	invalid := func(err error) error {
@@ -294,8 +439,16 @@ func readObject(data []byte) (wireObject, error) {
 // escape ("\ud800"), which encoding/json turns into U+FFFD silently, is
 // refused.
 func stringField(raw json.RawMessage, name string) (string, error) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", fmt.Errorf("%q must be a string", name)
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		// No escape, so no U+FFFD the decoder could have made up either;
+		// json.Valid refused control characters, Decode invalid UTF-8.
+		return string(raw[1 : len(raw)-1]), nil
+	}
 	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	if json.Unmarshal(raw, &s) != nil {
 		return "", fmt.Errorf("%q must be a string", name)
 	}
 	if n := strings.Count(s, "\uFFFD"); n > 0 {

@@ -69,6 +69,10 @@ type client struct {
 	// Rate limits, on the server's clock: messages (MESSAGE_RATE and
 	// MESSAGE_BURST) and the error budget.
 	msgs, errs *rate.Limiter
+	// The frames a client sent while the read loop was not reading (busy
+	// with a request, mostly waiting on the store): see owed. Guarded by mu.
+	owed      float64 // messages owed to the client
+	owedUntil int64   // unix ns after which they are forgotten
 
 	// Owned by the read loop.
 	subs map[string]struct{}
@@ -134,7 +138,7 @@ func (c *client) readLoop() {
 			c.closeSync(websocket.StatusInvalidFramePayloadData, "text frame is not valid UTF-8", "invalid_utf8")
 			return
 		}
-		if !c.msgs.AllowN(c.s.now(), 1) {
+		if !c.allow(c.s.now()) {
 			c.s.metrics.MessagesReceivedTotal.WithLabelValues("rate_limited").Inc()
 			if !c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; slow down"}) {
 				c.closeSync(statusPolicyViolation, "rate limit exceeded", "rate_limited")
@@ -145,13 +149,59 @@ func (c *client) readLoop() {
 		req, perr := protocol.Decode(data)
 		c.s.metrics.MessagesReceivedTotal.WithLabelValues(protocol.MetricType(req, perr)).Inc()
 		if perr == nil {
+			began := c.s.now()
 			perr = c.handle(req)
+			c.owe(began, c.s.now())
 		}
 		if perr != nil && !c.fail(perr) {
 			c.closeSync(statusPolicyViolation, "too many bad messages", "errors")
 			return
 		}
 	}
+}
+
+// maxOwed bounds, in seconds of MESSAGE_RATE, the messages owed to a
+// client for the time its read loop was busy: two store calls' worth
+// (a subscribe makes two).
+const maxOwed = 2 * storeTimeout
+
+// allow charges one message (a text frame or a WebSocket ping) to the
+// message rate, or to what is owed to the client.
+func (c *client) allow(now time.Time) bool {
+	if c.msgs.AllowN(now, 1) {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owed >= 1 && now.UnixNano() <= c.owedUntil {
+		c.owed--
+		return true
+	}
+	return false
+}
+
+// owe records that the read loop handled a request from began to end
+// without reading. The rate limit judges a frame when the loop reads it,
+// not when it arrived: the frames a client sent at its allowed rate
+// while the loop waited (on the store, typically, during a Redis
+// failover) would be read afterwards as one burst, past MESSAGE_BURST,
+// and the client cut for the server's own stall. So the loop owes the
+// client what the rate would have granted meanwhile (MESSAGE_RATE per
+// second of the wait, at most maxOwed's worth), spent only once the
+// bucket is empty and only for as long again as the wait: enough to
+// read the backlog, too short to bank a burst for later.
+func (c *client) owe(began, end time.Time) {
+	d := end.Sub(began)
+	if d <= 0 || d.Seconds()*c.s.cfg.MessageRate < 1 {
+		return // less than one message's worth: the common case, no lock
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if end.UnixNano() > c.owedUntil {
+		c.owed = 0 // what was owed before has expired
+	}
+	c.owed = min(c.owed+d.Seconds()*c.s.cfg.MessageRate, maxOwed.Seconds()*c.s.cfg.MessageRate)
+	c.owedUntil = max(c.owedUntil, end.Add(d).UnixNano())
 }
 
 // onControlPing decides whether a WebSocket ping frame gets its pong. The
@@ -161,7 +211,7 @@ func (c *client) readLoop() {
 // error credit (a rate_limited answer); a client out of credit is closed
 // with 1008, as for a flood of text frames.
 func (c *client) onControlPing() bool {
-	if c.msgs.AllowN(c.s.now(), 1) {
+	if c.allow(c.s.now()) {
 		c.s.metrics.MessagesReceivedTotal.WithLabelValues("ping_frame").Inc()
 		c.lastRead.Store(time.Now().UnixNano())
 		return true
@@ -174,8 +224,11 @@ func (c *client) onControlPing() bool {
 }
 
 // fail answers an error and spends a credit; false when none was left.
+// The server's own failures (unavailable, internal) are answered without
+// spending: the budget is there to cut clients that send bad frames, not
+// clients whose requests met a store failover.
 func (c *client) fail(e *protocol.Error) bool {
-	if !c.errs.AllowN(c.s.now(), 1) {
+	if e.Code != protocol.CodeUnavailable && e.Code != protocol.CodeInternal && !c.errs.AllowN(c.s.now(), 1) {
 		return false
 	}
 	c.send(kindError, protocol.EncodeError(e))

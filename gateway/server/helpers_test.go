@@ -45,6 +45,9 @@ type setup struct {
 	verifier *auth.Verifier
 	listener func(net.Listener) net.Listener
 	clock    *fakeClock // the rate limits' clock; the real one when nil
+	// wrapStore, when set, stands between the server and the in-memory
+	// store (a store that stalls or fails on purpose).
+	wrapStore func(presence.Store) presence.Store
 }
 
 // fakeClock is a clock that moves only when the test says so.
@@ -84,8 +87,12 @@ func start(t *testing.T, su setup) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = hub.New(store, m)
-	opts := server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: su.verifier}
+	var served presence.Store = store
+	if su.wrapStore != nil {
+		served = su.wrapStore(store)
+	}
+	h = hub.New(served, m)
+	opts := server.Options{Config: cfg, Store: served, Hub: h, Metrics: m, Verifier: su.verifier}
 	if su.clock != nil {
 		opts.Now = su.clock.now
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 
 	"github.com/coder/websocket"
@@ -123,7 +124,7 @@ func (c *client) writeLoop() {
 		if err := c.writeBatch(frames, events, flushBy); err != nil {
 			c.mu.Lock()
 			switch {
-			case c.shut == nil && errors.Is(err, context.DeadlineExceeded):
+			case c.shut == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)):
 				// It read nothing for writeTimeout. (The library closed
 				// the connection: the read loop may have seen that
 				// first and called it lost.)
@@ -153,9 +154,20 @@ func (c *client) writeBatch(frames []outFrame, events []pendingEvent, flushBy ti
 		if !flushBy.IsZero() && flushBy.Before(deadline) {
 			deadline = flushBy
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		defer cancel()
-		return c.ws.Write(ctx, websocket.MessageText, data)
+		if c.raw == nil {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			return c.ws.Write(ctx, websocket.MessageText, data)
+		}
+		// The socket's own deadline rather than a context's: no timer and
+		// no context per frame (the library arms neither for a context
+		// that cannot end).
+		if err := c.raw.SetWriteDeadline(deadline); err != nil {
+			return err
+		}
+		err := c.ws.Write(context.Background(), websocket.MessageText, data)
+		_ = c.raw.SetWriteDeadline(time.Time{})
+		return err
 	}
 	// Past flushBy, or on a close without flush, the rest is dropped and
 	// the close frame goes next.

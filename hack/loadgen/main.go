@@ -238,7 +238,37 @@ func runWorker(o options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	conns := make([]*websocket.Conn, o.conns)
+	conns := make([]atomic.Pointer[websocket.Conn], o.conns)
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+
+	// Keep-alive from the start, not once every connection is dialed: when
+	// connecting takes longer than IDLE_TIMEOUT (a loaded machine), the
+	// first connections would otherwise be cut as idle before their first
+	// ping, and the idle window would measure their removal. One ticker
+	// walks the connections, a slice per tick, so each is pinged once per
+	// interval without a burst.
+	var pinger sync.WaitGroup
+	pinger.Go(func() {
+		const slices = 50
+		t := time.NewTicker(o.ping / slices)
+		defer t.Stop()
+		for k := 0; ; k++ {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for i := k % slices; i < len(conns); i += slices {
+				if c := conns[i].Load(); c != nil {
+					wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+					_ = c.Write(wctx, websocket.MessageText, []byte("ping"))
+					wcancel()
+				}
+			}
+		}
+	})
+
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	next := atomic.Int64{}
@@ -258,57 +288,32 @@ func runWorker(o options) error {
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				conns[i] = c
+				conns[i].Store(c)
+				go func() { // the client must read to see pongs and close frames
+					for {
+						if _, _, err := c.Read(ctx); err != nil {
+							return
+						}
+					}
+				}()
 			}
 		})
 	}
 	wg.Wait()
 	took := time.Since(start)
-	var pongs atomic.Int64
-	for _, c := range conns {
-		if c == nil {
-			continue
-		}
-		go func() { // the client must read to see pongs and close frames
-			for {
-				if _, _, err := c.Read(ctx); err != nil {
-					return
-				}
-				pongs.Add(1)
-			}
-		}()
-	}
 	fe, _ := firstErr.Load().(string)
 	rep, _ := json.Marshal(map[string]any{"connected": int64(o.conns) - failed.Load(), "failed": failed.Load(),
 		"seconds": took.Seconds(), "firstError": fe})
 	fmt.Println(string(rep))
 
-	// Keep-alive: one ticker walks the connections, a slice per tick, so
-	// each is pinged once per interval without a burst.
-	const slices = 50
-	t := time.NewTicker(o.ping / slices)
-	defer t.Stop()
-	done := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
-	for k := 0; ; k++ {
-		select {
-		case <-done:
-			for _, c := range conns {
-				if c != nil {
-					_ = c.CloseNow()
-				}
-			}
-			return nil
-		case <-t.C:
-		}
-		for i := k % slices; i < len(conns); i += slices {
-			if c := conns[i]; c != nil {
-				wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-				_ = c.Write(wctx, websocket.MessageText, []byte("ping"))
-				wcancel()
-			}
+	<-done
+	pinger.Wait()
+	for i := range conns {
+		if c := conns[i].Load(); c != nil {
+			_ = c.CloseNow()
 		}
 	}
+	return nil
 }
 
 // ---- main: spawn workers, measure ----

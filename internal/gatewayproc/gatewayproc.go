@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,15 +55,71 @@ func RemoveBinary() {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on right now.
+// portsSpan is how many ports, just below the kernel's ephemeral range,
+// FreePort hands out: 32000-32767 with the usual range, above every port
+// the Redis clusters of the tests and tools use (hack/redis-cluster.sh
+// free-base picks bases up to 21990, their bus ports go up to 31995) and
+// the load tool's (18080-19193).
+const portsSpan = 768
+
+var (
+	portsMu   sync.Mutex
+	handedOut = map[int]bool{} // ports FreePort returned in this process
+)
+
+// FreePort returns a TCP port that nothing listens on right now, taken
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range) and
+// never the same twice in one process. A port of Listen(":0") is one the
+// kernel also gives to outgoing connections: under load (a test making
+// thousands of connections), one took it before the gateway could bind it.
+// Another process may still take a port meanwhile: Start retries then.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	hi := ephemeralLow()
+	lo := hi - portsSpan
+	for range 10_000 {
+		p := lo + rand.IntN(portsSpan)
+		if free := takePort(p); free {
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in [%d, %d) after 10,000 tries", lo, hi)
+	return 0
+}
+
+// takePort records p as handed out if nothing listens on it (bound as the
+// gateway binds: all addresses).
+func takePort(p int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if handedOut[p] {
+		return false
+	}
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	handedOut[p] = true
+	return true
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read, or when it leaves too little room below).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo < 2*portsSpan {
+		return 32768
+	}
+	return lo
 }
 
 // LogBuffer holds a process's output; the process writes and the test reads it concurrently.
@@ -107,15 +165,51 @@ type Proc struct {
 // ExitErr is the process's Wait result; read it only once Exited is closed.
 func (p *Proc) ExitErr() error { return p.exitErr }
 
+// freePort is FreePort; tests of this package replace it.
+var freePort = FreePort
+
+// startAttempts bounds how often Start picks new ports after the process
+// failed to bind one.
+const startAttempts = 5
+
 // Start runs the gateway binary on free ports and waits until o.ReadyPath
 // answers 200; t.Cleanup stops the process and prints its log if t failed.
+// A process that exits because another took one of its ports meanwhile
+// ("address already in use") is started again on other ports.
 func Start(t testing.TB, o Options) *Proc {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatalf("building the gateway: %v", err)
 	}
-	wsPort, mPort := FreePort(t), FreePort(t)
+	for attempt := 1; ; attempt++ {
+		p := launch(t, bin, o)
+		var exited bool
+		poll.Eventually(t, o.ReadyWithin, "gateway "+o.Name+" answers "+o.ReadyPath+" 200", func() (bool, string) {
+			select {
+			case <-p.Exited:
+				exited = true
+				return true, ""
+			default:
+			}
+			code := Status(p.API + o.ReadyPath)
+			return code == http.StatusOK, strconv.Itoa(code)
+		})
+		if !exited {
+			return p
+		}
+		if attempt < startAttempts && strings.Contains(p.Log.String(), "address already in use") {
+			t.Logf("gateway %s: a port was taken before it could bind it; again on other ports", o.Name)
+			continue
+		}
+		t.Fatalf("gateway %s exited before answering %s: %v\n%s", o.Name, o.ReadyPath, p.ExitErr(), p.Log.String())
+	}
+}
+
+// launch starts one process of the gateway on ports from freePort.
+func launch(t testing.TB, bin string, o Options) *Proc {
+	t.Helper()
+	wsPort, mPort := freePort(t), freePort(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), append([]string{
 		"WS_PORT=" + strconv.Itoa(wsPort), "METRICS_PORT=" + strconv.Itoa(mPort), "LOG_FORMAT=text",
@@ -136,10 +230,6 @@ func Start(t testing.TB, o Options) *Proc {
 		if t.Failed() {
 			t.Logf("gateway %s log:\n%s", o.Name, p.Log.String())
 		}
-	})
-	poll.Eventually(t, o.ReadyWithin, "gateway "+o.Name+" answers "+o.ReadyPath+" 200", func() (bool, string) {
-		code := Status(p.API + o.ReadyPath)
-		return code == http.StatusOK, strconv.Itoa(code)
 	})
 	return p
 }

@@ -380,7 +380,10 @@ func (s *Store) settle(id string, u *user, now time.Time, events []presence.User
 	case v.status != u.pub.status || v.text != u.pub.text:
 		s.opts.Metrics.TransitionsTotal.WithLabelValues("status").Inc()
 	}
-	u.version++
+	// At least the clock in ms, as in the Redis store: a user forgotten
+	// after the retention (its version with it) comes back with a higher
+	// version than any a client kept.
+	u.version = max(u.version+1, now.UnixMilli())
 	u.pub = v
 	s.opts.Metrics.EventsPublishedTotal.Inc()
 	if _, ok := s.watched[id]; ok {

@@ -64,6 +64,26 @@
 // PRESENCE_TTL + HEARTBEAT_INTERVAL. Leases are judged on the replicas'
 // clocks, so those must agree to well within the heartbeat (NTP does).
 //
+// # Why an offline grace outlives the replica
+//
+// With OFFLINE_GRACE, a user's last disconnect leaves it online until the
+// deadline written in its hash (gu); the replica that disconnected it
+// settles it then (the script's "settle": offline if still no connection
+// anywhere, nothing otherwise). A replica that exits (Close, after a drain)
+// does not cut those graces short: it removes the connections it still
+// holds like a Disconnect (with the grace), leaves the users whose grace
+// is pending in its index, and makes its lease lapse at once instead of
+// removing it. A survivor then reaps that incarnation like a dead one,
+// within a tick; for each reaped user with no live connection and a grace
+// ahead, it adopts the grace: the user goes into its own index and its
+// local graces, and it settles it at the deadline. A user that reconnected
+// anywhere in the meantime has a live connection when the script settles
+// it, so it is never announced offline; one that did not is announced once
+// (the script compares with the published state). If the adopter exits or
+// dies too, its index hands the grace on to the next survivor. With no
+// survivor at all the grace is settled by the first replica to start
+// (reads are right meanwhile: Get judges the deadline itself).
+//
 // # Redis trouble
 //
 // Commands fail fast (1-2 s timeouts) and are retried by their caller's own

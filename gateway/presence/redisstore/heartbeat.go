@@ -255,7 +255,7 @@ func (s *Store) restore(ctx context.Context, userIDs []string) error {
 		if len(idx) > 0 {
 			err = s.client().SAdd(ctx, s.keys.index(inc), idx...).Err()
 			if err == nil {
-				err = s.runUserBatch(ctx, ops)
+				_, err = s.runUserBatch(ctx, ops)
 			}
 		}
 		unlockStripes(locked)
@@ -350,7 +350,9 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 				ops = append(ops, userOp{userID: id, op: "reap", args: []string{inc + "|"}})
 			}
 		}
-		if err := s.runUserBatch(ctx, ops); err != nil {
+		results, err := s.runUserBatch(ctx, ops)
+		s.adoptGraces(ctx, ops, results)
+		if err != nil {
 			log.Warn("reaping: some users failed; another survivor takes over when the claim lapses", "err", err)
 			return
 		}
@@ -368,6 +370,46 @@ func (s *Store) reap(ctx context.Context, lapsedMember string) {
 		s.redisTrouble()
 	}
 	log.Info("reaped a lapsed replica", "users", total)
+}
+
+// adoptGraces takes over the offline graces still pending among reaped
+// users: those with no live connection anywhere whose grace deadline is
+// ahead (a replica that exited left them, see Close; or one that died
+// right after a disconnect). Each goes into this replica's index, so that
+// should this one go too, the next survivor adopts it in turn, and into
+// its local graces, which settleGraces settles at the deadline with the
+// script: atomically, so a user who reconnected anywhere meanwhile is
+// left online, and one who did not is announced offline, once.
+func (s *Store) adoptGraces(ctx context.Context, ops []userOp, results []scriptResult) {
+	var ids []any
+	s.mu.Lock()
+	for i, r := range results {
+		if !r.ok || r.live > 0 || r.graceUntil <= 0 {
+			continue
+		}
+		id := ops[i].userID
+		lu := s.users[id]
+		if lu == nil {
+			lu = &localUser{conns: map[string]struct{}{}}
+			s.users[id] = lu
+		}
+		if until := time.UnixMilli(r.graceUntil); len(lu.conns) == 0 && until.After(lu.graceUntil) {
+			lu.graceUntil = until
+			s.graces[id] = struct{}{}
+		}
+		ids = append(ids, id)
+	}
+	s.m.Store.UsersHeld.Set(float64(len(s.users)))
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := s.client().SAdd(ctx, s.keys.index(s.incarnation()), ids...).Err(); err != nil {
+		// This replica still settles them; only its own death would now
+		// leave them to expire silently (reads are right either way).
+		s.redisTrouble()
+		s.log.Warn("adopting offline graces: recording them in this replica's index failed", "users", len(ids), "err", err)
+	}
 }
 
 // settleGraces publishes the offline of users whose grace ended here.

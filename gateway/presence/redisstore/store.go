@@ -642,8 +642,15 @@ func (s *Store) readyFresh() time.Duration { return s.opts.Heartbeat/4 + time.Se
 
 func (s *Store) noteOK() { s.lastOK.Store(time.Now().UnixNano()) }
 
-// Close removes this replica's connections (publishing the offline
-// events), its index and its lease, then closes the client.
+// Close removes this replica's connections, its index and its lease, then
+// closes the client. An offline grace outlives the process: a connection
+// still held is removed like a Disconnect (its user keeps the grace), and
+// the users whose grace is pending stay in Redis with their deadline and in
+// this incarnation's index; the lease is then made to lapse at once, so
+// that a survivor reaps the index within a tick, adopts the pending graces
+// and settles each at its deadline (see reap and the package doc). A user
+// who reconnects to another replica within the grace is never announced
+// offline.
 func (s *Store) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -653,36 +660,76 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closed = true
 	users := s.users
 	s.users = map[string]*localUser{}
+	retries := s.retries
+	s.retries = map[presence.Conn]struct{}{}
+	clear(s.graces)
 	s.m.Store.UsersHeld.Set(0)
 	s.mu.Unlock()
 
 	inc := s.incarnation()
+	grace := strconv.FormatInt(s.opts.OfflineGrace.Milliseconds(), 10)
+	now := s.now()
+	var ops []userOp
+	pending := map[string]bool{} // users whose grace is pending after Close
+	for id, lu := range users {
+		switch {
+		case len(lu.conns) > 0:
+			for cid := range lu.conns {
+				ops = append(ops, userOp{userID: id, op: "disconnect", args: []string{member(inc, cid), grace}})
+			}
+		case lu.graceUntil.After(now):
+			pending[id] = true
+		default: // a grace that ended since the last tick
+			ops = append(ops, userOp{userID: id, op: "settle"})
+		}
+	}
+	for c := range retries { // removals that failed: once more
+		ops = append(ops, userOp{userID: c.UserID, op: "disconnect", args: []string{member(inc, c.ID), grace}})
+	}
 	var errs []error
-	batch := make([]userOp, 0, 256)
-	flush := func() {
-		if err := s.runUserBatch(ctx, batch); err != nil {
+	for len(ops) > 0 {
+		batch := ops[:min(len(ops), 256)]
+		ops = ops[len(batch):]
+		results, err := s.runUserBatch(ctx, batch)
+		if err != nil {
 			errs = append(errs, err)
 		}
-		batch = batch[:0]
-	}
-	for id, lu := range users {
-		args := []string{}
-		for cid := range lu.conns {
-			args = append(args, member(inc, cid))
-		}
-		batch = append(batch, userOp{userID: id, op: "drop", args: args})
-		if len(batch) == cap(batch) {
-			flush()
+		for i, r := range results {
+			if r.ok {
+				// A user's ops run in order: the last one's answer stands.
+				pending[batch[i].userID] = r.live == 0 && r.graceUntil > 0
+			}
 		}
 	}
-	if len(batch) > 0 {
-		flush()
+	var settled, left []any
+	for id, p := range pending {
+		if p {
+			left = append(left, id)
+		} else {
+			settled = append(settled, id)
+		}
 	}
 	if len(errs) == 0 {
-		if err := s.client().Del(ctx, s.keys.index(inc)).Err(); err != nil {
-			errs = append(errs, err)
+		var err error
+		if len(left) == 0 {
+			err = s.client().Del(ctx, s.keys.index(inc)).Err()
+			if err == nil {
+				err = s.client().ZRem(ctx, s.keys.replicas(), inc).Err()
+			}
+		} else {
+			if len(settled) > 0 {
+				err = s.client().SRem(ctx, s.keys.index(inc), settled...).Err()
+			}
+			// Lapse now (XX: only our own lease, never re-create one a
+			// survivor is already reaping), so the graces are handed over
+			// within a tick rather than after a TTL.
+			if err == nil {
+				err = s.client().ZAddArgs(ctx, s.keys.replicas(), redis.ZAddArgs{XX: true, LT: true,
+					Members: []redis.Z{{Score: float64(s.nowMs()), Member: inc}}}).Err()
+			}
+			s.log.Info("leaving pending offline graces to the other replicas", "users", len(left))
 		}
-		if err := s.client().ZRem(ctx, s.keys.replicas(), inc).Err(); err != nil {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

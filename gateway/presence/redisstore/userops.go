@@ -13,6 +13,7 @@ import (
 
 // scriptResult is userScript's reply.
 type scriptResult struct {
+	ok         bool // a reply was parsed (runUserBatch's per-op outcome)
 	user       presence.User
 	changed    bool
 	to         string
@@ -53,10 +54,13 @@ func (s *Store) runUser(ctx context.Context, op, userID string, args ...string) 
 // runUserBatch runs many userScript calls in one pipeline (the client groups
 // it by node and sends each node's part at once). EVALSHA is tried first;
 // the client falls back to EVAL when a node does not know the script yet.
-func (s *Store) runUserBatch(ctx context.Context, ops []userOp) error {
+// It returns each op's reply (ok false for those that failed) and the
+// errors.
+func (s *Store) runUserBatch(ctx context.Context, ops []userOp) ([]scriptResult, error) {
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
+	results := make([]scriptResult, len(ops))
 	cmds := make([]*redis.Cmd, len(ops))
 	run := func(useSHA bool) error {
 		_, err := s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -93,13 +97,14 @@ func (s *Store) runUserBatch(ctx context.Context, ops []userOp) error {
 		if ops[i].op == "reap" {
 			s.m.ReapedConnectionsTotal.Add(float64(res.removed))
 		}
+		results[i] = res
 	}
 	if len(errs) > 0 {
 		s.m.RedisErrorsTotal.Add(float64(len(errs)))
 		s.client().ReloadState(context.Background())
-		return errors.Join(errs...)
+		return results, errors.Join(errs...)
 	}
-	return err
+	return results, err
 }
 
 func (s *Store) parseResult(userID string, v any) (scriptResult, error) {
@@ -118,6 +123,7 @@ func (s *Store) parseResult(userID string, v any) (scriptResult, error) {
 	}
 	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
 	r := scriptResult{
+		ok:      true,
 		changed: num(6) == 1, to: str(7), removed: int(num(8)), live: int(num(9)), graceUntil: num(10),
 	}
 	u := presence.User{UserID: userID, Version: num(0), LastSeen: num(5)}
