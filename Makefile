@@ -65,7 +65,7 @@ test: lint test-gateway test-js test-redis test-operator test-helm ## Run every 
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus; the docs' link check.
-	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/... ./client/... ./clients/...
+	$(GO) test -race -count=1 $$($(GO) list ./gateway/... | grep -v /presence/redisstore) ./cmd/presence-gateway/... ./internal/... ./docs/... ./hack/loadgen/... ./hack/opbench/... ./client/... ./clients/...
 
 ##@ Client libraries
 
@@ -307,3 +307,12 @@ demo: e2e-build ## The e2e environment, left running, with the /demo page on two
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started.
 	hack/e2e/run.sh down
+
+# The operator benchmark of docs/benchmarks.md ("Operator"): a control plane,
+# kwok nodes, a Redis Cluster and the operator of its own; OPBENCH_GATEWAYS,
+# OPBENCH_REPLICAS, OPBENCH_OPERATOR_FLAGS and the ports are described in
+# hack/opbench/run.sh; OPBENCH_FLAGS passes opbench flags, e.g. '-idle 5m'.
+.PHONY: bench-operator
+bench-operator: local-cluster-tools build ## Operator benchmark: 500 PresenceGateways on one RedisCluster (kwok pods): time to Ready, RSS/CPU, idle writes, a flap.
+	$(GO) build -trimpath -o $(BIN)/opbench ./hack/opbench
+	hack/opbench/run.sh $(OPBENCH_FLAGS)

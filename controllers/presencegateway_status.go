@@ -41,7 +41,12 @@ type gatewayObservation struct {
 }
 
 // redisReadiness is the RedisReady condition: the problem resolving the
-// RedisCluster or its Secret if any, else the RedisCluster's own Ready.
+// RedisCluster or its Secret if any, else the RedisCluster's own Ready. It
+// names the RedisCluster's reason but does not copy its message: that
+// message changes from one check to the next while the reason stays (the
+// slots covered while a cluster recovers, which seeds fail and how), and a
+// copy would rewrite the status of every gateway sharing the RedisCluster
+// on each change (docs/benchmarks.md, "Operator").
 func redisReadiness(rc *presencev1alpha1.RedisCluster, problem *conditionResult) conditionResult {
 	if problem != nil {
 		return *problem
@@ -53,7 +58,7 @@ func redisReadiness(rc *presencev1alpha1.RedisCluster, problem *conditionResult)
 			fmt.Sprintf("RedisCluster %q has not been checked yet", rc.Name)}
 	case c.Status != metav1.ConditionTrue:
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady,
-			fmt.Sprintf("RedisCluster %q is not ready: %s: %s", rc.Name, c.Reason, c.Message)}
+			fmt.Sprintf("RedisCluster %q is not ready: %s (its status says more)", rc.Name, c.Reason)}
 	default:
 		return conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady,
 			fmt.Sprintf("RedisCluster %q is ready", rc.Name)}

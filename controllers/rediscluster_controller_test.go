@@ -2,11 +2,15 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -108,4 +112,61 @@ func TestBlackholedClusterDoesNotHoldUpOthers(t *testing.T) {
 	// The blackholed check is still waiting: it has written nothing.
 	g.Expect(get(ctx, stuck)).To(Succeed())
 	g.Expect(stuck.Status.Conditions).To(BeEmpty(), "the blackholed check ended before the healthy cluster was Ready: the test proves nothing")
+}
+
+// TestRedisClusterDetailsDoNotRewriteEveryGateway: while a shared
+// RedisCluster stays not Ready for the same reason, its checks keep
+// rewriting its own status with new details (here the slots covered while
+// the cluster recovers), and the gateways referencing it write nothing: their
+// RedisReady names the reason, not the details, so one RedisCluster change
+// does not cost one status write per gateway.
+func TestRedisClusterDetailsDoNotRewriteEveryGateway(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	var checks atomic.Int64
+	recovering := startFakeRedis(t, func(cmd []string) string {
+		switch strings.Join(cmd, " ") {
+		case "CLUSTER INFO":
+			// Each check sees a few more slots ok, never all.
+			return respBulk(fmt.Sprintf("cluster_state:fail\r\ncluster_slots_ok:%d\r\n", 1000+checks.Add(1)))
+		case "CLUSTER SHARDS":
+			return "*0\r\n"
+		}
+		return fakeUnknownCommand
+	})
+	createRedisCluster(t, ns, "recovering", []string{recovering.addr}, "")
+	gateways := []string{"chat-a", "chat-b", "chat-c"}
+	for _, name := range gateways {
+		createGateway(t, ns, name, "recovering", nil)
+	}
+	for _, name := range gateways {
+		eventually(t, gatewayCondition(ns, name, presencev1alpha1.ConditionReady)).Should(And(
+			statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady),
+			HaveField("Message", ContainSubstring(presencev1alpha1.ReasonClusterDown))))
+	}
+	writes := gatewayWrites.in(ns)
+	var before int
+	eventually(t, func(g Gomega) {
+		n := writes()
+		g.Consistently(writes).WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(Equal(n))
+		before = n
+	}).Should(Succeed())
+
+	// Two more RedisCluster status writes, each with a new message, and
+	// every gateway reconciled after them.
+	rc := &presencev1alpha1.RedisCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "recovering"}}
+	NewWithT(t).Expect(get(ctx, rc)).To(Succeed())
+	messages := map[string]bool{}
+	reconciles := reconcileTotal(NewWithT(t), "presencegateway")
+	eventually(t, func(g Gomega) int {
+		g.Expect(get(ctx, rc)).To(Succeed())
+		c := meta.FindStatusCondition(rc.Status.Conditions, presencev1alpha1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(presencev1alpha1.ReasonClusterDown))
+		messages[c.Message] = true
+		return len(messages)
+	}).Should(BeNumerically(">=", 3))
+	eventually(t, func(g Gomega) float64 { return reconcileTotal(g, "presencegateway") }).
+		Should(BeNumerically(">=", reconciles+float64(2*len(gateways))))
+	NewWithT(t).Expect(writes()).To(Equal(before), "a RedisCluster detail rewrote gateway status")
 }

@@ -27,6 +27,12 @@
 #   LOCAL_CLUSTER_WAIT       seconds to wait for each part (default 120)
 #   K8S_VERSION / K8S_BIN_DIR   as in hack/build-k8s.sh
 #   KWOK                     the kwok binary (default bin/kwok-v0.8.0)
+#   LOCAL_CLUSTER_AUDIT_POLICY  an audit policy file: the API server then logs
+#                            what it selects to $LOCAL_CLUSTER_DIR/logs/audit.log
+#                            (the operator benchmark counts writes with it)
+#   LOCAL_CLUSTER_KUBE_API_QPS / LOCAL_CLUSTER_KUBE_API_BURST  client-side rate
+#                            limit of the controller-manager and the scheduler
+#                            (their defaults when unset: 20/30 and 50/100)
 #
 # The admin kubeconfig is $LOCAL_CLUSTER_DIR/kubeconfig; `env` prints
 # `export KUBECONFIG=...`. Tokens for other users (the operator's e2e run)
@@ -40,6 +46,9 @@ WAIT="${LOCAL_CLUSTER_WAIT:-120}"
 K8S_VERSION="${K8S_VERSION:-1.37.2}"
 K8S_BIN="${K8S_BIN_DIR:-$ROOT/bin/k8s/$K8S_VERSION}"
 KWOK="${KWOK:-$ROOT/bin/kwok-v0.8.0}"
+AUDIT_POLICY="${LOCAL_CLUSTER_AUDIT_POLICY:-}"
+KUBE_API_QPS="${LOCAL_CLUSTER_KUBE_API_QPS:-}"
+KUBE_API_BURST="${LOCAL_CLUSTER_KUBE_API_BURST:-}"
 
 ETCD_PORT=$BASE
 ETCD_PEER_PORT=$((BASE + 1))
@@ -60,6 +69,10 @@ esac
 case "$WAIT" in
   ''|*[!0-9]*) die "LOCAL_CLUSTER_WAIT=\"$WAIT\": not a whole number of seconds" ;;
 esac
+for v in "$KUBE_API_QPS" "$KUBE_API_BURST"; do
+  [[ -z "$v" || "$v" =~ ^[0-9]+$ ]] || die "LOCAL_CLUSTER_KUBE_API_QPS/BURST=\"$v\": not a whole number"
+done
+[[ -z "$AUDIT_POLICY" || -r "$AUDIT_POLICY" ]] || die "LOCAL_CLUSTER_AUDIT_POLICY=$AUDIT_POLICY: not a readable file"
 
 binary() {
   case "$1" in
@@ -248,7 +261,15 @@ up() {
     --unsafe-no-fsync --log-level=warn
   wait_for etcd "etcd on 127.0.0.1:$ETCD_PORT" curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
+  local audit=() rate=()
+  if [[ -n "$AUDIT_POLICY" ]]; then
+    audit=(--audit-policy-file="$(readlink -f "$AUDIT_POLICY")" --audit-log-path="$DIR/logs/audit.log")
+  fi
+  [[ -z "$KUBE_API_QPS" ]] || rate+=(--kube-api-qps="$KUBE_API_QPS")
+  [[ -z "$KUBE_API_BURST" ]] || rate+=(--kube-api-burst="$KUBE_API_BURST")
+
   start kube-apiserver \
+    "${audit[@]}" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
     --endpoint-reconciler-type=none \
@@ -273,12 +294,14 @@ up() {
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
     --use-service-account-credentials=true \
     --service-account-private-key-file="$DIR/pki/sa.key" --root-ca-file="$DIR/pki/ca.crt" \
+    "${rate[@]}" \
     --leader-elect=false --profiling=false --v=1
   start kube-scheduler \
     --kubeconfig="$DIR/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
+    "${rate[@]}" \
     --leader-elect=false --profiling=false --v=1
   wait_for kube-controller-manager "kube-controller-manager /healthz on :$KCM_PORT" healthz "$KCM_PORT"
   wait_for kube-scheduler "kube-scheduler /healthz on :$SCHEDULER_PORT" healthz "$SCHEDULER_PORT"
