@@ -53,10 +53,15 @@ func RemoveBinary() {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on right now.
+// FreePort returns a TCP port that is free right now on every address, as
+// the gateway binds it (WS_PORT and METRICS_PORT listen on ":port"). A port
+// free on 127.0.0.1 alone is not enough: a socket on another address (or a
+// connection's local port) can hold it, and the gateway then fails to start
+// with "address already in use" (seen for about one port in eight on a
+// machine busy with other tests).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
