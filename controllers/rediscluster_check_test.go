@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 func TestParseClusterInfo(t *testing.T) {
@@ -198,4 +199,29 @@ func TestRedisClusterChangedIgnoresTheHeartbeat(t *testing.T) {
 			t.Errorf("%s: RedisClusterChanged = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+// TestCheckSeedsAreTheGatewaysSeeds: the health check asks the seed nodes
+// the gateways get, qualified with the RedisCluster's namespace, so that the
+// README's short names ("redis-0.redis:6379") mean the same Redis to both
+// (the operator runs in another namespace, whose DNS search path would
+// resolve them elsewhere, or not at all). The e2e checks it end to end.
+func TestCheckSeedsAreTheGatewaysSeeds(t *testing.T) {
+	g := NewWithT(t)
+	rc := &presencev1alpha1.RedisCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "chat", Name: "redis"},
+		Spec: presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{
+			Nodes: []string{"redis-0.redis:6379", "redis:6379", "10.0.0.1:6379", "redis-1.redis.other.svc:6379"},
+		}},
+	}
+	g.Expect(checkSeeds(rc)).To(Equal([]string{
+		"redis-0.redis.chat.svc:6379", "redis.chat.svc:6379", "10.0.0.1:6379", "redis-1.redis.other.svc:6379",
+	}))
+	g.Expect(checkSeeds(rc)).To(Equal(gwspecs.RedisNodes(rc)), "the gateways' seeds")
+
+	// Without spec nodes there is nothing to check (the announced nodes are
+	// what a check finds, not what it starts from).
+	rc.Spec.External = nil
+	rc.Status.Nodes = []string{"10.0.0.9:6379"}
+	g.Expect(checkSeeds(rc)).To(BeEmpty())
 }

@@ -80,10 +80,7 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	next := ctrl.Result{RequeueAfter: r.interval()}
 
-	var seeds []string
-	if rc.Spec.External != nil {
-		seeds = rc.Spec.External.Nodes
-	}
+	seeds := checkSeeds(rc)
 	if len(seeds) == 0 {
 		return next, r.writeStatus(ctx, rc, nil, conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonNoNodes,
 			"spec.external.nodes lists no node to check"}, nil)
@@ -100,6 +97,18 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	h := checkCluster(ctx, seeds, creds, r.timeout())
 	ready, degraded := clusterConditions(seeds, h)
 	return next, r.writeStatus(ctx, rc, &h, ready, degraded)
+}
+
+// checkSeeds are the seed nodes the health check asks: spec.external.nodes
+// qualified exactly as the gateways get them (RedisCluster.SeedNodes), so
+// that a short in-cluster name ("redis-0.redis:6379"), which the gateways
+// resolve in the RedisCluster's namespace, is not looked up in the
+// operator's own namespace.
+func checkSeeds(rc *presencev1alpha1.RedisCluster) []string {
+	if rc.Spec.External == nil || len(rc.Spec.External.Nodes) == 0 {
+		return nil
+	}
+	return rc.SeedNodes()
 }
 
 // clusterConditions turns a check into the Ready and Degraded conditions.
