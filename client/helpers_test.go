@@ -321,6 +321,9 @@ func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	up, resp, err := websocket.Dial(ctx, r.target+req.URL.RequestURI(), nil)
+	if resp != nil && resp.Body != nil {
+		defer func() { _ = resp.Body.Close() }()
+	}
 	if err != nil {
 		status := http.StatusBadGateway
 		if resp != nil {
@@ -329,12 +332,12 @@ func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
-	defer up.CloseNow()
+	defer func() { _ = up.CloseNow() }()
 	down, err := websocket.Accept(w, req, nil)
 	if err != nil {
 		return
 	}
-	defer down.CloseNow()
+	defer func() { _ = down.CloseNow() }()
 	pipe := func(from, to *websocket.Conn, toClient bool) {
 		defer cancel()
 		for {

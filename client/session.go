@@ -77,6 +77,9 @@ func (c *Client) open(ctx context.Context) (*websocket.Conn, Welcome, string, er
 		return nil, Welcome{}, "", err
 	}
 	ws, resp, err := websocket.Dial(ctx, u, c.o.DialOptions)
+	if resp != nil && resp.Body != nil {
+		defer func() { _ = resp.Body.Close() }()
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, Welcome{}, "", refusal(resp)
@@ -86,12 +89,12 @@ func (c *Client) open(ctx context.Context) (*websocket.Conn, Welcome, string, er
 	ws.SetReadLimit(readLimit)
 	typ, data, err := ws.Read(ctx)
 	if err != nil {
-		ws.CloseNow()
+		_ = ws.CloseNow()
 		return nil, Welcome{}, "", fmt.Errorf("client: waiting for the welcome: %w", err)
 	}
 	var w Welcome
 	if typ != websocket.MessageText || json.Unmarshal(data, &w) != nil || w.Type != "welcome" {
-		ws.CloseNow()
+		_ = ws.CloseNow()
 		return nil, Welcome{}, "", fmt.Errorf("client: the first frame is not a welcome: %.80q", data)
 	}
 	return ws, w, token, nil
@@ -215,7 +218,7 @@ func (c *Client) serve(s *session) (int, string) {
 // endSession fails the calls in flight and waits for the session's goroutines.
 func (c *Client) endSession(s *session) {
 	s.cancel()
-	s.ws.CloseNow()
+	_ = s.ws.CloseNow()
 	err := ErrDisconnected
 	select {
 	case <-c.done:
@@ -333,7 +336,7 @@ func (c *Client) keepAlive(s *session) {
 		}
 		if time.Since(time.Unix(0, s.lastHeard.Load())) > 3*every {
 			s.abandoned.Store(true)
-			s.ws.CloseNow()
+			_ = s.ws.CloseNow()
 			return
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)

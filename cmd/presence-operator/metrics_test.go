@@ -45,6 +45,9 @@ func TestMetricsNeedAnAuthorizedToken(t *testing.T) {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
+		// As in internal/envtestenv: the 20 s default is too short on a
+		// busy 2-core machine.
+		ControlPlaneStartTimeout: 2 * time.Minute,
 	}
 	cfg, err := env.Start()
 	if err != nil {
