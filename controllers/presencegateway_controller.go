@@ -52,6 +52,15 @@ type PresenceGatewayReconciler struct {
 
 	rolloutsOnce sync.Once
 	rollouts     *rolloutLimiter // see limiter
+
+	// statusWritten holds, per PresenceGateway, the status this process
+	// wrote last (a *PresenceGatewayStatus). The operator is the only
+	// writer of that status, so it is what the API server holds, while the
+	// informer cache may still show the one before: a reconcile that
+	// compared with the cache could find "nothing to write" when its
+	// result equals the stale status but not the current one, and no
+	// event would ever correct it (our status writes trigger nothing).
+	statusWritten sync.Map
 }
 
 // limiter is the reconciler's rollout limiter, made on first use (so that a
@@ -93,10 +102,19 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	gw := &presencev1alpha1.PresenceGateway{}
 	if err := r.Get(ctx, req.NamespacedName, gw); err != nil {
 		// Deleted: the owned objects go with it through their owner references.
+		r.statusWritten.Delete(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !gw.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	if written, ok := r.statusWritten.Load(req.NamespacedName); ok {
+		gw.Status = *written.(*presencev1alpha1.PresenceGatewayStatus).DeepCopy()
+	}
+	if isPaused(gw) || findCondition(gw.Status.Conditions, presencev1alpha1.ConditionPaused) != nil {
+		// syncPaused may write the status (with an optimistic lock: a stale
+		// read is a conflict), and is not recorded: read it from the cache.
+		r.statusWritten.Delete(req.NamespacedName)
 	}
 	if paused, err := syncPaused(ctx, r.Client, gw, &gw.Status.Conditions); paused || err != nil {
 		return ctrl.Result{}, err
@@ -312,7 +330,9 @@ func (r *PresenceGatewayReconciler) recordApply(gw *presencev1alpha1.PresenceGat
 }
 
 // writeStatus computes the status from what the reconcile observed and
-// writes it only when it changed, so a steady state writes nothing.
+// writes it only when it changed, so a steady state writes nothing. gw's
+// status is the one this process wrote last when there is one (see
+// statusWritten), else the cached one.
 func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
 	if !obs.deploymentKnown {
 		// Nothing was applied this time: the cached Deployment is what
@@ -339,6 +359,7 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 	if err := r.Status().Patch(ctx, gw, patch); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
+	r.statusWritten.Store(client.ObjectKeyFromObject(gw), gw.Status.DeepCopy())
 	if nowReady := isTrue(status.Conditions, presencev1alpha1.ConditionReady); nowReady != wasReady {
 		c := findCondition(status.Conditions, presencev1alpha1.ConditionReady)
 		kind := corev1.EventTypeNormal

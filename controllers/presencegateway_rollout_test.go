@@ -84,9 +84,13 @@ func TestSharedRedisChangesRestartNoPod(t *testing.T) {
 	jwt.Data["secret"] = []byte("k2")
 	g.Expect(k8sClient.Update(ctx, jwt)).To(Succeed())
 	newSeeds := []string{"127.0.0.1:4", "127.0.0.1:5"}
-	g.Expect(get(ctx, rc)).To(Succeed())
-	rc.Spec.External.Nodes = newSeeds
-	g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+	eventually(t, func() error { // the check's status writes may race with the edit
+		if err := get(ctx, rc); err != nil {
+			return err
+		}
+		rc.Spec.External.Nodes = newSeeds
+		return k8sClient.Update(ctx, rc)
+	}).Should(Succeed())
 
 	for _, name := range names {
 		// status.redisNodes is written last in a reconcile, after the
@@ -218,9 +222,13 @@ func TestOwnSpecEditSkipsTheQueue(t *testing.T) {
 	}).Should(Succeed())
 
 	gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: queued}}
-	g.Expect(get(ctx, gw)).To(Succeed())
-	gw.Spec.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
-	g.Expect(k8sClient.Update(ctx, gw)).To(Succeed())
+	eventually(t, func() error { // status writes may race with the edit
+		if err := get(ctx, gw); err != nil {
+			return err
+		}
+		gw.Spec.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
+		return k8sClient.Update(ctx, gw)
+	}).Should(Succeed())
 	eventually(t, func(g Gomega) {
 		dep := &appsv1.Deployment{}
 		g.Expect(k8sClient.Get(ctx, keyOf(ns, queued), dep)).To(Succeed())
@@ -256,8 +264,13 @@ func TestSpecEditOutsideThePodsLeavesTheDeployment(t *testing.T) {
 	g.Expect(get(ctx, dep)).To(Succeed())
 	rv := dep.ResourceVersion
 
-	gw.Spec.Service.Port = 8081
-	g.Expect(k8sClient.Update(ctx, gw)).To(Succeed())
+	eventually(t, func() error { // status writes may race with the edit
+		if err := get(ctx, gw); err != nil {
+			return err
+		}
+		gw.Spec.Service.Port = 8081
+		return k8sClient.Update(ctx, gw)
+	}).Should(Succeed())
 	svc := &corev1.Service{}
 	eventually(t, func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, keyOf(ns, "chat"), svc)).To(Succeed())

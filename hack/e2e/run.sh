@@ -364,7 +364,10 @@ check_redis_change_no_restart() {
   alive gateway-1 "$GATEWAY_BIN" && alive gateway-2 "$GATEWAY_BIN" || die "a gateway process is gone"
   step "presence still crosses the two gateways, on the new seeds"
   "$E2ETOOL" presence -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2"
-  wait_condition Ready -n "$NS" "pgw/$PGW"
+  wait_condition Ready -n "$NS" "rediscluster/$RC" \
+    || { k describe -n "$NS" "rediscluster/$RC"; die "RedisCluster $RC not Ready with its new seeds"; }
+  wait_condition Ready -n "$NS" "pgw/$PGW" \
+    || { k describe -n "$NS" "pgw/$PGW"; die "PresenceGateway $PGW not Ready after the seeds change"; }
 }
 
 selector() { jp "deploy/$PGW" '{.spec.selector.matchLabels}' | tr -d '{}"' | tr ':' '='; }
