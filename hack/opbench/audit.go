@@ -33,6 +33,10 @@ type auditEntry struct {
 // writeVerbs are the audit verbs of requests that write (an apply is a patch).
 var writeVerbs = map[string]bool{"create": true, "update": true, "patch": true, "delete": true, "deletecollection": true}
 
+// reviews are create requests that store nothing: the operator's /metrics
+// filter asks the API server who a scraper is and what it may do.
+var reviews = map[string]bool{"tokenreviews": true, "subjectaccessreviews": true}
+
 // write is one write request of the operator, as the API server logged it.
 type write struct {
 	at time.Time
@@ -43,7 +47,7 @@ type write struct {
 }
 
 // readWrites parses an audit log and returns the write requests user sent
-// that reached the ResponseComplete stage, in log order. Lines that are not
+// that reached the ResponseComplete stage, in log order, without reviews. Lines that are not
 // audit events (a partially written last line) are skipped.
 func readWrites(r io.Reader, user string) ([]write, error) {
 	var out []write
@@ -54,7 +58,7 @@ func readWrites(r io.Reader, user string) ([]write, error) {
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			continue
 		}
-		if e.Stage != "ResponseComplete" || e.User.Username != user || !writeVerbs[e.Verb] || e.ObjectRef == nil {
+		if e.Stage != "ResponseComplete" || e.User.Username != user || !writeVerbs[e.Verb] || e.ObjectRef == nil || reviews[e.ObjectRef.Resource] {
 			continue
 		}
 		res := e.ObjectRef.Resource

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/controllers"
@@ -60,25 +62,29 @@ type options struct {
 
 func main() {
 	o := &options{}
-	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "admin kubeconfig of the control plane")
-	flag.StringVar(&o.namespace, "namespace", "opbench", "namespace of the RedisCluster and the gateways (created)")
-	flag.StringVar(&o.redisCluster, "redis-cluster", "shared-redis", "name of the RedisCluster every gateway references")
-	flag.StringVar(&o.redisNodes, "redis-nodes", "", "comma-separated host:port seeds of the RedisCluster")
-	flag.IntVar(&o.gateways, "gateways", 500, "PresenceGateways to create")
-	flag.IntVar(&o.replicas, "replicas", 2, "spec.replicas of each gateway (kwok pods)")
-	flag.IntVar(&o.createWorkers, "create-workers", 8, "concurrent creates")
-	flag.IntVar(&o.operatorPID, "operator-pid", 0, "pid of the operator process (for /proc)")
-	flag.StringVar(&o.operatorUser, "operator-user", "presence-operator", "the operator's user name in the audit log")
-	flag.StringVar(&o.auditLog, "audit-log", "", "the kube-apiserver's audit log (--audit-log-path)")
-	flag.StringVar(&o.metricsURL, "metrics-url", "", "the operator's /metrics URL (HTTPS, read with the kubeconfig's bearer token)")
-	flag.DurationVar(&o.readyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for all gateways to be Ready")
-	flag.DurationVar(&o.settle, "settle", 30*time.Second, "pause after all are Ready before the idle window (and after the flap)")
-	flag.DurationVar(&o.idle, "idle", 2*time.Minute, "length of the idle window")
-	flag.StringVar(&o.flapDown, "flap-down", "", "shell command that makes the RedisCluster's Redis unreachable (empty: no flap)")
-	flag.StringVar(&o.flapUp, "flap-up", "", "shell command that makes it reachable again")
-	flag.DurationVar(&o.flapTimeout, "flap-timeout", 3*time.Minute, "bound of each wait of the flap")
-	flag.Parse()
+	// A flag set of its own: controller-runtime registers --kubeconfig on
+	// the global one.
+	fs := flag.NewFlagSet("opbench", flag.ExitOnError)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "admin kubeconfig of the control plane")
+	fs.StringVar(&o.namespace, "namespace", "opbench", "namespace of the RedisCluster and the gateways (created)")
+	fs.StringVar(&o.redisCluster, "redis-cluster", "shared-redis", "name of the RedisCluster every gateway references")
+	fs.StringVar(&o.redisNodes, "redis-nodes", "", "comma-separated host:port seeds of the RedisCluster")
+	fs.IntVar(&o.gateways, "gateways", 500, "PresenceGateways to create")
+	fs.IntVar(&o.replicas, "replicas", 2, "spec.replicas of each gateway (kwok pods)")
+	fs.IntVar(&o.createWorkers, "create-workers", 8, "concurrent creates")
+	fs.IntVar(&o.operatorPID, "operator-pid", 0, "pid of the operator process (for /proc)")
+	fs.StringVar(&o.operatorUser, "operator-user", "presence-operator", "the operator's user name in the audit log")
+	fs.StringVar(&o.auditLog, "audit-log", "", "the kube-apiserver's audit log (--audit-log-path)")
+	fs.StringVar(&o.metricsURL, "metrics-url", "", "the operator's /metrics URL (HTTPS, read with the kubeconfig's bearer token)")
+	fs.DurationVar(&o.readyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for all gateways to be Ready")
+	fs.DurationVar(&o.settle, "settle", 30*time.Second, "pause after all are Ready before the idle window (and after the flap)")
+	fs.DurationVar(&o.idle, "idle", 2*time.Minute, "length of the idle window")
+	fs.StringVar(&o.flapDown, "flap-down", "", "shell command that makes the RedisCluster's Redis unreachable (empty: no flap)")
+	fs.StringVar(&o.flapUp, "flap-up", "", "shell command that makes it reachable again")
+	fs.DurationVar(&o.flapTimeout, "flap-timeout", 3*time.Minute, "bound of each wait of the flap")
+	_ = fs.Parse(os.Args[1:]) // ExitOnError
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.Default().Handler())) // the informers' few lines
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "opbench:", err)
 		os.Exit(1)
@@ -371,8 +377,12 @@ func (rep *report) print(w *os.File, procs *sampler, writes []write, tr *tracker
 	ds := tr.readyTimes(rep.t0)
 	p("all created        %s", secs(rep.created))
 	p("all Deployments    %s", secs(rep.deployed))
+	p("all rolled out     %s   (the last Deployment Available with every pod updated: the control plane's part)", secs(tr.lastRolledOut()))
 	p("all Ready          %s   (per gateway: p50 %.1f s, p90 %.1f s, max %.1f s)", secs(rep.ready),
 		percentile(ds, 50).Seconds(), percentile(ds, 90).Seconds(), percentile(ds, 100).Seconds())
+	lag := tr.operatorLag()
+	p("Ready after its Deployment rolled out: p50 %.1f s, p90 %.1f s, max %.1f s (the operator's part)",
+		percentile(lag, 50).Seconds(), percentile(lag, 90).Seconds(), percentile(lag, 100).Seconds())
 	p("operator           %s", procs.window(rep.t0, rep.ready))
 	sc := countWrites(writes, rep.t0, rep.ready)
 	p("writes             %d (%.0f per gateway; %d Events, %d Lease): %s", sc.total, float64(sc.total)/float64(o.gateways), sc.matching(isEvent), sc.matching(isLease), sc)

@@ -14,6 +14,7 @@ const auditLog = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metada
 {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete","verb":"patch","user":{"username":"presence-operator"},"objectRef":{"resource":"presencegateways","namespace":"opbench","name":"gw-0002","apiGroup":"presence.presencekit.io","apiVersion":"v1alpha1","subresource":"status"},"responseStatus":{"metadata":{},"code":409},"requestReceivedTimestamp":"2026-12-02T10:00:05.000000Z"}
 {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete","verb":"get","user":{"username":"presence-operator"},"objectRef":{"resource":"secrets","namespace":"opbench","name":"s"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-12-02T10:00:06.000000Z"}
 {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete","verb":"patch","user":{"username":"system:kube-controller-manager"},"objectRef":{"resource":"deployments","subresource":"status"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-12-02T10:00:07.000000Z"}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete","verb":"create","user":{"username":"presence-operator"},"objectRef":{"resource":"tokenreviews","apiGroup":"authentication.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestReceivedTimestamp":"2026-12-02T10:00:06.500000Z"}
 {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseStarted","verb":"patch","user":{"username":"presence-operator"},"objectRef":{"resource":"deployments"},"requestReceivedTimestamp":"2026-12-02T10:00:08.000000Z"}
 {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComp`
 
@@ -28,7 +29,7 @@ func TestReadWritesCountsTheUsersCompletedWrites(t *testing.T) {
 	}
 	want := []string{"presencegateways/status patch", "deployments patch", "events create", "leases update", "presencegateways/status patch"}
 	if strings.Join(got, ";") != strings.Join(want, ";") {
-		t.Fatalf("writes = %q, want %q (reads, other users, other stages and the torn last line left out)", got, want)
+		t.Fatalf("writes = %q, want %q (reads, reviews, other users, other stages and the torn last line left out)", got, want)
 	}
 
 	at := func(s int) time.Time { return time.Date(2026, 12, 2, 10, 0, s, 0, time.UTC) }

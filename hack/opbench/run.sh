@@ -26,6 +26,8 @@
 #                            here, so that the control plane is not what is
 #                            measured; see docs/benchmarks.md)
 #   REDIS_CLUSTER_BASE_PORT  default 7700
+#   OPBENCH_OPERATOR_BIN / OPBENCH_BIN   the operator and opbench binaries
+#                            (default bin/presence-operator, bin/opbench)
 # opbench flags (bin/opbench -h) pass through, e.g. -idle 5m.
 set -euo pipefail
 
@@ -44,8 +46,8 @@ OPERATOR_PORT="${OPBENCH_OPERATOR_PORT:-$((LOCAL_CLUSTER_BASE_PORT + 8))}"
 HEALTH_PORT=$((OPERATOR_PORT + 1))
 K8S_VERSION="${K8S_VERSION:-1.37.2}"
 KUBECTL="$ROOT/bin/k8s/$K8S_VERSION/kubectl"
-OPERATOR_BIN="$ROOT/bin/presence-operator"
-OPBENCH_BIN="$ROOT/bin/opbench"
+OPERATOR_BIN="${OPBENCH_OPERATOR_BIN:-$ROOT/bin/presence-operator}"
+OPBENCH_BIN="${OPBENCH_BIN:-$ROOT/bin/opbench}"
 # Pods one kwok node takes (hack/kwok/node-ready.yaml, status.allocatable.pods).
 PODS_PER_NODE=110
 
@@ -118,6 +120,10 @@ k apply --server-side -f config/crd/bases/ >/dev/null
 k wait --for=condition=Established crd --all --timeout=60s >/dev/null
 role="$(k apply --server-side -f config/rbac/role.yaml -o jsonpath='{.metadata.name}')"
 k create clusterrolebinding presencekit-operator-bench --clusterrole="$role" --user=presence-operator >/dev/null
+# /metrics is served behind authentication and authorization
+# (--metrics-secure): the operator reviews the scraper's token and rights.
+role="$(k apply --server-side -f config/rbac/metrics_auth_role.yaml -o jsonpath='{.metadata.name}')"
+k create clusterrolebinding presencekit-operator-bench-metrics-auth --clusterrole="$role" --user=presence-operator >/dev/null
 k create namespace presence-system >/dev/null
 k apply --server-side -f config/rbac/leader_election_role.yaml >/dev/null
 k create rolebinding presencekit-operator-bench-leader -n presence-system \

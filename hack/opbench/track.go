@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,12 +34,15 @@ type tracker struct {
 	mu          sync.Mutex
 	gateways    map[string]*gatewayState
 	deployments map[string]time.Time // first seen
+	// rolledOut is when each Deployment was first seen rolled out: what
+	// the operator waits for to write Ready (the control plane's part).
+	rolledOut map[string]time.Time
 	redisReady  *bool                // nil until the RedisCluster is seen
 	changed     chan struct{}        // capacity 1: "something changed"
 }
 
 func newTracker() *tracker {
-	return &tracker{gateways: map[string]*gatewayState{}, deployments: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+	return &tracker{gateways: map[string]*gatewayState{}, deployments: map[string]time.Time{}, rolledOut: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 }
 
 // currentReady is Ready=True with the object's own generation.
@@ -79,12 +83,24 @@ func (t *tracker) onDeployment(obj any) {
 	if !ok {
 		return
 	}
+	now := time.Now()
 	t.mu.Lock()
 	if _, seen := t.deployments[d.Name]; !seen {
-		t.deployments[d.Name] = time.Now()
+		t.deployments[d.Name] = now
+	}
+	if _, seen := t.rolledOut[d.Name]; !seen && rolledOut(d) {
+		t.rolledOut[d.Name] = now
 	}
 	t.mu.Unlock()
 	t.wake()
+}
+
+// rolledOut: the Deployment's controller has seen its generation and every
+// pod is updated and available, as `kubectl rollout status` reads it.
+func rolledOut(d *appsv1.Deployment) bool {
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
 }
 
 func (t *tracker) onRedisCluster(obj any) {
@@ -161,6 +177,35 @@ func (t *tracker) readyTimes(t0 time.Time) []time.Duration {
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return ds
+}
+
+// operatorLag is, per gateway, the time from its Deployment being rolled
+// out to the gateway's first Ready=True: the operator's part of the wait
+// once the control plane is done. Sorted.
+func (t *tracker) operatorLag() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ds []time.Duration
+	for name, s := range t.gateways {
+		if r, ok := t.rolledOut[name]; ok && !s.firstReady.IsZero() {
+			ds = append(ds, max(s.firstReady.Sub(r), 0))
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds
+}
+
+// lastRolledOut is when the last Deployment was first seen rolled out.
+func (t *tracker) lastRolledOut() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var last time.Time
+	for _, r := range t.rolledOut {
+		if r.After(last) {
+			last = r
+		}
+	}
+	return last
 }
 
 // percentile of sorted durations (nearest rank).
