@@ -36,9 +36,9 @@ type tracker struct {
 	deployments map[string]time.Time // first seen
 	// rolledOut is when each Deployment was first seen rolled out: what
 	// the operator waits for to write Ready (the control plane's part).
-	rolledOut map[string]time.Time
-	redisReady  *bool                // nil until the RedisCluster is seen
-	changed     chan struct{}        // capacity 1: "something changed"
+	rolledOut  map[string]time.Time
+	redisReady *bool         // nil until the RedisCluster is seen
+	changed    chan struct{} // capacity 1: "something changed"
 }
 
 func newTracker() *tracker {
