@@ -139,7 +139,7 @@ func startOperator(s operatorSettings) error {
 		return fmt.Errorf("manager: %w", err)
 	}
 	if err := (&PresenceGatewayReconciler{
-		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites}, Scheme: mgr.GetScheme(),
+		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites, reads: &gatewayReconciles}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: s.defaultImage,
 		MaxConcurrentRollouts: s.maxRollouts,
 	}).SetupWithManager(mgr); err != nil {
@@ -251,6 +251,15 @@ func envOr(key, def string) string {
 // status writes).
 var gatewayWrites writeCounter
 
+// gatewayReconciles counts, per namespace, the reconciles of the
+// PresenceGateways in it: each reconcile starts by reading its gateway
+// through the reconciler's client, and nothing else in the reconciler reads
+// a PresenceGateway. controller-runtime's reconcile_total counts every
+// namespace at once, and the gateways earlier tests left behind (envtest runs
+// no namespace controller) are reconciled too when their RedisCluster's
+// status or the rollout queue moves.
+var gatewayReconciles writeCounter
+
 type writeCounter struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -274,10 +283,19 @@ func (w *writeCounter) in(namespace string) func() int {
 	}
 }
 
-// countingWriter counts the writes sent through a client.
+// countingWriter counts the writes sent through a client, and, when reads is
+// set, the reads of PresenceGateways.
 type countingWriter struct {
 	client.Client
-	n *writeCounter
+	n     *writeCounter
+	reads *writeCounter
+}
+
+func (c *countingWriter) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*presencev1alpha1.PresenceGateway); ok && c.reads != nil {
+		c.reads.add(key.Namespace)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
 
 func (c *countingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
