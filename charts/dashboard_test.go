@@ -10,7 +10,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/presencekit/presence-operator/gateway/hub"
 	"github.com/presencekit/presence-operator/gateway/metrics"
+	"github.com/presencekit/presence-operator/gateway/presence"
+	"github.com/presencekit/presence-operator/gateway/presence/redisstore"
+	"github.com/presencekit/presence-operator/gateway/server"
 )
 
 // dashboard is the part of a Grafana dashboard model the tests read.
@@ -100,18 +104,23 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 		if !exported[base] {
-			t.Errorf("the dashboard queries %s, which gateway/metrics does not export", name)
+			t.Errorf("the dashboard queries %s, which the gateway does not export", name)
 		}
 	}
 }
 
-// gatewayMetricNames returns the names of the metrics the gateway registers.
+// gatewayMetricNames returns the names of the metrics the gateway registers:
+// the runtime's and each layer's, as cmd/presence-gateway registers them.
 func gatewayMetricNames(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &descRecorder{names: map[string]bool{}}
-	metrics.New(rec)
+	metrics.RegisterRuntime(rec)
+	server.NewMetrics(rec)
+	hub.NewMetrics(rec)
+	presence.NewMetrics(rec)
+	redisstore.NewMetrics(rec)
 	if len(rec.names) == 0 {
-		t.Fatal("gateway/metrics registered no metric")
+		t.Fatal("the gateway registered no metric")
 	}
 	return rec.names
 }

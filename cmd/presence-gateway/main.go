@@ -49,7 +49,7 @@ func main() {
 // newStore returns the presence store the configuration asks for: the
 // embedded in-memory store when REDIS_NODES is empty, else the Redis
 // Cluster store shared by every replica.
-func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) {
+func newStore(cfg config.Config, opts presence.Options, reg prometheus.Registerer) (presence.Store, error) {
 	if len(cfg.RedisNodes) == 0 {
 		return memstore.New(opts)
 	}
@@ -59,6 +59,7 @@ func newStore(cfg config.Config, opts presence.Options) (presence.Store, error) 
 		Username: cfg.RedisUsername, UsernameFile: cfg.RedisUsernameFile,
 		Password: cfg.RedisPassword, PasswordFile: cfg.RedisPasswordFile,
 		TLS: cfg.RedisTLS, TLSCAFile: cfg.RedisTLSCAFile, ReplicaName: host,
+		Metrics: redisstore.NewMetrics(reg),
 	}
 	if c.NodesFile != "" {
 		c.Nodes = nil // the file is read by the store, and re-read
@@ -114,9 +115,7 @@ func newLogger(cfg config.Config) *slog.Logger {
 func run(cfg config.Config) error {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	m.MaxConnections.Set(float64(cfg.MaxConnections))
+	reg := metrics.NewRegistry()
 
 	// The JWKS refresh lives as long as run.
 	authCtx, stopAuth := context.WithCancel(context.Background())
@@ -134,13 +133,13 @@ func run(cfg config.Config) error {
 		OfflineGrace: cfg.OfflineGrace,
 		OnEvent:      func(u presence.User) { h.Publish(u) },
 		Logger:       log,
-		Metrics:      m,
-	})
+		Metrics:      presence.NewMetrics(reg),
+	}, reg)
 	if err != nil {
 		return err
 	}
-	h = hub.New(store, m)
-	srv, err := server.New(server.Options{Config: cfg, Store: store, Hub: h, Metrics: m, Verifier: verifier, Logger: log})
+	h = hub.New(store, hub.NewMetrics(reg))
+	srv, err := server.New(server.Options{Config: cfg, Store: store, Hub: h, Metrics: server.NewMetrics(reg), Verifier: verifier, Logger: log})
 	if err != nil {
 		return err
 	}

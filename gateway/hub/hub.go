@@ -15,7 +15,6 @@ import (
 	"hash/maphash"
 	"sync"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
 )
@@ -34,7 +33,7 @@ const numShards = 64
 // Hub maps watched users to local subscribers.
 type Hub struct {
 	store   presence.Store
-	metrics *metrics.Metrics
+	metrics *Metrics
 	seed    maphash.Seed
 	shards  [numShards]shard
 }
@@ -66,7 +65,7 @@ type entry struct {
 
 // New returns a hub on store. The store's Options.OnEvent must call
 // Hub.Publish.
-func New(store presence.Store, m *metrics.Metrics) *Hub {
+func New(store presence.Store, m *Metrics) *Hub {
 	h := &Hub{store: store, metrics: m, seed: maphash.MakeSeed()}
 	for i := range h.shards {
 		h.shards[i].entries = make(map[string]*entry)

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/presencekit/presence-operator/gateway/hub"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 )
@@ -61,10 +60,11 @@ func (s *sub) got() []presence.User {
 	return append([]presence.User(nil), s.frames...)
 }
 
-func newHub(t testing.TB) (*hub.Hub, *countingStore, *metrics.Metrics) {
-	m := metrics.New(prometheus.NewRegistry())
+func newHub(t testing.TB) (*hub.Hub, *countingStore, *hub.Metrics) {
+	reg := prometheus.NewRegistry()
+	m := hub.NewMetrics(reg)
 	var h *hub.Hub
-	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: m,
+	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: presence.NewMetrics(reg),
 		OnEvent: func(u presence.User) { h.Publish(u) }})
 	if err != nil {
 		t.Fatal(err)

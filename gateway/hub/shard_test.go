@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 )
@@ -32,14 +31,14 @@ func (s *nopSub) Deliver(id string, _ []byte) { s.got <- id }
 // TestPublishHoldsOnlyItsShard: while one user's fan-out is under way, a
 // user of another shard is published without waiting for it.
 func TestPublishHoldsOnlyItsShard(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
 	var h *Hub
-	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: m,
+	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: presence.NewMetrics(reg),
 		OnEvent: func(u presence.User) { h.Publish(u) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = New(ms, m)
+	h = New(ms, NewMetrics(reg))
 	other := ""
 	for i := range 1000 {
 		if id := fmt.Sprint("u", i); h.shard(id) != h.shard("slow") {

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presencekit/presence-operator/gateway/hub"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/internal/poll"
@@ -35,15 +34,15 @@ func (s *slowStore) Watch(ctx context.Context, id string) error {
 
 func newSlowHub(t *testing.T, failWith error) (*hub.Hub, *slowStore) {
 	t.Helper()
-	m := metrics.New(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
 	var h *hub.Hub
-	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: m,
+	ms, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: time.Second, Metrics: presence.NewMetrics(reg),
 		OnEvent: func(u presence.User) { h.Publish(u) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ss := &slowStore{Store: ms, entered: make(chan string, 1), release: make(chan struct{}), failWith: failWith}
-	h = hub.New(ss, m)
+	h = hub.New(ss, hub.NewMetrics(reg))
 	return h, ss
 }
 

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"time"
-
-	"github.com/presencekit/presence-operator/gateway/metrics"
 )
 
 // Status is a user's presence status as clients see it.
@@ -137,10 +135,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger (slog.Default when nil).
 	Logger *slog.Logger
-	// Metrics receives the store's measurements (transitions, events
-	// published, Redis command durations and errors, heartbeat batches,
-	// reaped connections, watched users). Required.
-	Metrics *metrics.Metrics
+	// Metrics receives the series every store writes (NewMetrics):
+	// transitions, events published, heartbeat batches, watched users.
+	// Required.
+	Metrics *Metrics
 }
 
 // ErrUnavailable wraps errors caused by the backing store being unreachable.

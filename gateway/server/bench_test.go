@@ -17,7 +17,6 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/hub"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/gateway/server"
@@ -35,15 +34,15 @@ func benchServer(b *testing.B, edit func(*config.Config)) (string, func()) {
 	if edit != nil {
 		edit(&cfg)
 	}
-	m := metrics.New(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
 	var h *hub.Hub
 	st, err := memstore.New(presence.Options{TTL: cfg.PresenceTTL, Heartbeat: cfg.HeartbeatInterval,
-		OnEvent: func(u presence.User) { h.Publish(u) }, Metrics: m})
+		OnEvent: func(u presence.User) { h.Publish(u) }, Metrics: presence.NewMetrics(reg)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h = hub.New(st, m)
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Hub: h, Metrics: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h = hub.New(st, hub.NewMetrics(reg))
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Hub: h, Metrics: server.NewMetrics(reg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/hub"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/gateway/server"
@@ -31,7 +30,8 @@ type gateway struct {
 	t       *testing.T
 	url     string // http://127.0.0.1:port
 	ws      string // ws://127.0.0.1:port
-	metrics *metrics.Metrics
+	metrics *server.Metrics
+	stored  *presence.Metrics // the store's series
 	reg     *prometheus.Registry
 	store   presence.Store
 	srv     *server.Server
@@ -78,11 +78,11 @@ func start(t *testing.T, su setup) *gateway {
 		su.cfg(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
+	m, pm := server.NewMetrics(reg), presence.NewMetrics(reg)
 	var h *hub.Hub
 	store, err := memstore.New(presence.Options{
 		TTL: cfg.PresenceTTL, Heartbeat: cfg.HeartbeatInterval, OfflineGrace: cfg.OfflineGrace,
-		OnEvent: func(u presence.User) { h.Publish(u) }, Metrics: m,
+		OnEvent: func(u presence.User) { h.Publish(u) }, Metrics: pm,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func start(t *testing.T, su setup) *gateway {
 	if su.wrapStore != nil {
 		served = su.wrapStore(store)
 	}
-	h = hub.New(served, m)
+	h = hub.New(served, hub.NewMetrics(reg))
 	opts := server.Options{Config: cfg, Store: served, Hub: h, Metrics: m, Verifier: su.verifier}
 	if su.clock != nil {
 		opts.Now = su.clock.now
@@ -111,7 +111,7 @@ func start(t *testing.T, su setup) *gateway {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go func() { _ = store.Run(runCtx) }()
 	g := &gateway{t: t, url: "http://" + ln.Addr().String(), ws: "ws://" + ln.Addr().String(),
-		metrics: m, reg: reg, store: store, srv: srv, stop: cancel, done: make(chan struct{})}
+		metrics: m, stored: pm, reg: reg, store: store, srv: srv, stop: cancel, done: make(chan struct{})}
 	go func() {
 		g.served = srv.Serve(ctx, ln)
 		close(g.done)

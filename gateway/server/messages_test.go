@@ -121,7 +121,7 @@ func TestSubscribeFanOutToSeveralWatchers(t *testing.T) {
 			t.Fatalf("event %v", u)
 		}
 	}
-	if got := g.counter(g.metrics.WatchedUsers); got != 1 {
+	if got := g.counter(g.stored.WatchedUsers); got != 1 {
 		t.Fatalf("watched_users %v, want 1 (one store watch for two watchers)", got)
 	}
 }
@@ -138,7 +138,7 @@ func TestUnsubscribe(t *testing.T) {
 	// Bob's online event would be queued before the pong below.
 	g.dialWelcome("bob")
 	a.alive()
-	if got := g.counter(g.metrics.WatchedUsers); got != 0 {
+	if got := g.counter(g.stored.WatchedUsers); got != 0 {
 		t.Fatalf("watched_users %v after the last unsubscribe", got)
 	}
 }

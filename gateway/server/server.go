@@ -19,7 +19,6 @@ import (
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/demo"
 	"github.com/presencekit/presence-operator/gateway/hub"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
 )
@@ -29,7 +28,7 @@ type Options struct {
 	Config   config.Config
 	Store    presence.Store
 	Hub      *hub.Hub
-	Metrics  *metrics.Metrics
+	Metrics  *Metrics
 	Verifier *auth.Verifier // nil: no auth
 	Logger   *slog.Logger   // slog.Default when nil
 	// Now is the clock of the per-connection rate limits (time.Now when
@@ -42,7 +41,7 @@ type Server struct {
 	cfg      config.Config
 	store    presence.Store
 	hub      *hub.Hub
-	metrics  *metrics.Metrics
+	metrics  *Metrics
 	verifier *auth.Verifier
 	log      *slog.Logger
 	now      func() time.Time
@@ -74,6 +73,7 @@ func New(o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.metrics.MaxConnections.Set(float64(s.cfg.MaxConnections))
 	s.storeReady.Store(true)
 	s.mux = s.routes()
 	return s, nil

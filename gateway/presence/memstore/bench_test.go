@@ -8,14 +8,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 )
 
 func newBenchStore(b *testing.B) *memstore.Store {
 	s, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: 20 * time.Second,
-		OnEvent: func(presence.User) {}, Metrics: metrics.New(prometheus.NewRegistry())})
+		OnEvent: func(presence.User) {}, Metrics: presence.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		b.Fatal(err)
 	}

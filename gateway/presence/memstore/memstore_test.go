@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
@@ -32,7 +31,7 @@ func TestConformance(t *testing.T) {
 func TestVersionSurvivesForgetting(t *testing.T) {
 	clock := &presencetest.Clock{}
 	s, err := memstore.New(presence.Options{TTL: time.Minute, Heartbeat: 10 * time.Millisecond,
-		OnEvent: func(presence.User) {}, Now: clock.Now, Metrics: metrics.New(prometheus.NewRegistry())})
+		OnEvent: func(presence.User) {}, Now: clock.Now, Metrics: presence.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
@@ -192,7 +191,7 @@ func (h *harness) newStore(so storeOpts) *replica {
 		OfflineGrace: so.grace,
 		OnEvent:      rec.Add,
 		Now:          h.clock.Now,
-		Metrics:      metrics.New(prometheus.NewRegistry()),
+		Metrics:      presence.NewMetrics(prometheus.NewRegistry()),
 	}
 	if so.realTime {
 		opts.TTL, opts.Heartbeat = 600*time.Millisecond, 100*time.Millisecond

@@ -164,7 +164,7 @@ func (s *Store) reseed(ctx context.Context) {
 	s.seeds, s.seedsFailed = seeds, nil
 	s.retired = append(s.retired, retiredClient{cc: old, closeAt: time.Now().Add(retireAfter)})
 	s.mu.Unlock()
-	s.m.Store.RedisReseedsTotal.Inc()
+	s.m.RedisReseedsTotal.Inc()
 	s.log.Info("Redis seed nodes changed; now using a client bootstrapped from them",
 		"nodes", strings.Join(seeds, ","), "previous", strings.Join(previous, ","))
 }

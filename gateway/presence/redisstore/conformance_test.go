@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
@@ -27,7 +28,7 @@ func testNamespace() string {
 
 func factory(nodes []string, ns string) presencetest.Factory {
 	return func(t *testing.T, opts presence.Options) presence.Store {
-		s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "test"}, opts)
+		s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "test", Metrics: NewMetrics(prometheus.NewRegistry())}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -82,7 +82,7 @@ func (s *Store) heartbeat(ctx context.Context) []string {
 
 func (s *Store) beat(ctx context.Context) ([]string, error) {
 	start := time.Now()
-	defer func() { s.m.HeartbeatBatchDuration.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.pm.HeartbeatBatchDuration.Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
 	defer cancel()
 
@@ -399,7 +399,7 @@ func (s *Store) adoptGraces(ctx context.Context, ops []userOp, results []scriptR
 		}
 		ids = append(ids, id)
 	}
-	s.m.Store.UsersHeld.Set(float64(len(s.users)))
+	s.m.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	if len(ids) == 0 {
 		return

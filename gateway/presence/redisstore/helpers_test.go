@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"
 	"github.com/presencekit/presence-operator/internal/redistest"
@@ -45,9 +44,8 @@ func newReplica(t *testing.T, nodes []string, ns string, o replicaOpts) *testRep
 	}
 	ev := &presencetest.Recorder{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t", Username: o.username, Password: o.password}, presence.Options{
-		TTL: o.ttl, Heartbeat: o.hb, OfflineGrace: o.grace, OnEvent: ev.Add, Now: o.now, Metrics: metrics.New(reg),
-	})
+	s, err := New(Config{Nodes: nodes, Namespace: ns, ReplicaName: "t", Username: o.username, Password: o.password, Metrics: NewMetrics(reg)},
+		presence.Options{TTL: o.ttl, Heartbeat: o.hb, OfflineGrace: o.grace, OnEvent: ev.Add, Now: o.now, Metrics: presence.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,4 +215,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newTestMetrics() *metrics.Metrics { return metrics.New(prometheus.NewRegistry()) }
+// newTestMetrics returns both sets of series a Store needs, on a registry of
+// their own.
+func newTestMetrics() (*Metrics, *presence.Metrics) {
+	reg := prometheus.NewRegistry()
+	return NewMetrics(reg), presence.NewMetrics(reg)
+}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 )
 
@@ -32,7 +31,7 @@ func TestKeysShareTheUsersSlot(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	opts := presence.Options{TTL: 60e9, Heartbeat: 20e9, OnEvent: func(presence.User) {}, Metrics: metrics.New(prometheus.NewRegistry())}
+	opts := presence.Options{TTL: 60e9, Heartbeat: 20e9, OnEvent: func(presence.User) {}, Metrics: presence.NewMetrics(prometheus.NewRegistry())}
 	for _, tc := range []struct {
 		cfg  Config
 		want string
@@ -42,14 +41,18 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Config{Nodes: []string{"a:1"}, Namespace: "x{y}"}, "braces"},
 		{Config{Nodes: []string{"a:1"}, TLS: true, TLSCAFile: "/nonexistent/ca.pem"}, "REDIS_TLS_CA_FILE"},
 	} {
+		tc.cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 		if _, err := New(tc.cfg, opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("New(%+v) = %v, want an error containing %q", tc.cfg, err, tc.want)
 		}
 	}
 	bad := opts
 	bad.TTL = bad.Heartbeat
-	if _, err := New(Config{Nodes: []string{"a:1"}}, bad); err == nil || !strings.Contains(err.Error(), "twice the heartbeat") {
+	if _, err := New(Config{Nodes: []string{"a:1"}, Metrics: NewMetrics(prometheus.NewRegistry())}, bad); err == nil || !strings.Contains(err.Error(), "twice the heartbeat") {
 		t.Fatalf("New with TTL = heartbeat: %v", err)
+	}
+	if _, err := New(Config{Nodes: []string{"a:1"}}, opts); err == nil || !strings.Contains(err.Error(), "Config.Metrics") {
+		t.Fatalf("New without Config.Metrics: %v", err)
 	}
 	if name := newIncarnation("pod|{1}"); strings.ContainsAny(name, "|{}") {
 		t.Fatalf("incarnation %q keeps a separator or brace", name)

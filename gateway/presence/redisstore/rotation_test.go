@@ -21,11 +21,11 @@ import (
 func fileReplica(t *testing.T, ns string, seeds, auth *filewatchtest.Volume) *testReplica {
 	t.Helper()
 	ev := &presencetest.Recorder{}
-	m := newTestMetrics()
+	m, pm := newTestMetrics()
 	s, err := New(Config{
 		NodesFile: seeds.Path("nodes"), UsernameFile: auth.Path("username"), PasswordFile: auth.Path("password"),
-		FileCheckInterval: 10 * time.Millisecond, Namespace: ns, ReplicaName: "rot",
-	}, presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.Add, Metrics: m})
+		FileCheckInterval: 10 * time.Millisecond, Namespace: ns, ReplicaName: "rot", Metrics: m,
+	}, presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.Add, Metrics: pm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestPasswordAndSeedsRotateWithoutRestart(t *testing.T) {
 		return sameNodes(a.seedsFailed, []string{"127.0.0.1:1"}), fmt.Sprint(a.seedsFailed)
 	})
 	works(t, "with unanswering seeds", a, b, ns+"-badseeds")
-	if n := testutil.ToFloat64(a.m.Store.RedisReseedsTotal); n != 0 {
+	if n := testutil.ToFloat64(a.m.RedisReseedsTotal); n != 0 {
 		t.Fatalf("redis_reseeds_total = %v after seeds that do not answer, want 0", n)
 	}
 
@@ -122,7 +122,7 @@ func TestPasswordAndSeedsRotateWithoutRestart(t *testing.T) {
 	// them, and no break.
 	seeds.Set(map[string]string{"nodes": strings.Join(c.nodes[3:], "\n")})
 	poll.Eventually(t, 10*time.Second, "both stores on the new seeds", func() (bool, string) {
-		na, nb := testutil.ToFloat64(a.m.Store.RedisReseedsTotal), testutil.ToFloat64(b.m.Store.RedisReseedsTotal)
+		na, nb := testutil.ToFloat64(a.m.RedisReseedsTotal), testutil.ToFloat64(b.m.RedisReseedsTotal)
 		return na == 1 && nb == 1, fmt.Sprintf("reseeds: a %v, b %v", na, nb)
 	})
 	if got := a.client().Options().Addrs; !sameNodes(got, c.nodes[3:]) {

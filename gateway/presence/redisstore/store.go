@@ -22,7 +22,6 @@ import (
 
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/filewatch"
-	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/redisstore/shardsub"
 )
@@ -57,6 +56,9 @@ type Config struct {
 	// ReplicaName prefixes this replica's lease name (e.g. the pod name),
 	// for people reading Redis; a random suffix makes it unique.
 	ReplicaName string
+	// Metrics receives the Redis store's own series (NewMetrics); the
+	// series every store writes go to presence.Options.Metrics. Required.
+	Metrics *Metrics
 }
 
 // keyTTL bounds how long a user's keys outlive their last write: long enough
@@ -73,7 +75,8 @@ const keyRenewEvery = 24 * time.Hour
 type Store struct {
 	cfg  Config
 	opts presence.Options
-	m    *metrics.Metrics
+	m    *Metrics          // the Redis store's series
+	pm   *presence.Metrics // the series every store writes
 	log  *slog.Logger
 	now  func() time.Time
 	cc   atomic.Pointer[redis.ClusterClient] // see client() and reseed
@@ -132,8 +135,8 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 	if opts.OnEvent == nil {
 		return nil, errors.New("redisstore: Options.OnEvent is required")
 	}
-	if opts.Metrics == nil {
-		return nil, errors.New("redisstore: Options.Metrics is required")
+	if opts.Metrics == nil || cfg.Metrics == nil {
+		return nil, errors.New("redisstore: Options.Metrics and Config.Metrics are required")
 	}
 	if opts.TTL <= 0 || opts.Heartbeat <= 0 || opts.TTL < 2*opts.Heartbeat {
 		return nil, fmt.Errorf("redisstore: TTL (%s) must be positive and at least twice the heartbeat (%s)", opts.TTL, opts.Heartbeat)
@@ -189,7 +192,7 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 	}
 	cc := redis.NewClusterClient(clusterOptions(nodes, tlsConfig, creds))
 	s := &Store{
-		cfg: cfg, opts: opts, m: opts.Metrics, log: log, now: now,
+		cfg: cfg, opts: opts, m: cfg.Metrics, pm: opts.Metrics, log: log, now: now,
 		tlsConfig: tlsConfig, creds: creds, seedsFile: seedsFile, seeds: nodes,
 		seed:    maphash.MakeSeed(),
 		keys:    keyspace(cmp.Or(cfg.Namespace, "presence")),
@@ -201,7 +204,7 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		Router: shardsub.ClusterRouter{Client: s.client}, TLSConfig: tlsConfig,
 		Credentials: creds.get, Logger: s.log,
 		OnMessage: s.onMessage, OnResync: s.onResync,
-		OnCoalesced: func(n int) { s.m.Store.EventsCoalescedTotal.Add(float64(n)) },
+		OnCoalesced: func(n int) { s.m.EventsCoalescedTotal.Add(float64(n)) },
 	})
 	if err != nil {
 		return nil, err
@@ -334,7 +337,7 @@ func (s *Store) Connect(ctx context.Context, c presence.Conn) (presence.User, er
 	lu.conns[c.ID] = struct{}{}
 	lu.graceUntil = time.Time{}
 	delete(s.graces, c.UserID)
-	s.m.Store.UsersHeld.Set(float64(len(s.users)))
+	s.m.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	return res.user, nil
 }
@@ -393,7 +396,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 	}
 	delete(s.users, userID)
 	delete(s.graces, userID)
-	s.m.Store.UsersHeld.Set(float64(len(s.users)))
+	s.m.UsersHeld.Set(float64(len(s.users)))
 	s.mu.Unlock()
 	// Nothing of this user is left here: take it out of the index. Should
 	// this fail, a reaper merely settles a user with nothing to remove.
@@ -517,7 +520,7 @@ func (s *Store) Watch(ctx context.Context, userID string) error {
 	start := time.Now()
 	err := s.sub.Subscribe(ctx, s.keys.channel(userID))
 	s.observe("ssubscribe", start)
-	s.m.WatchedUsers.Set(float64(s.sub.Count()))
+	s.pm.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("watch "+userID, err)
 	}
@@ -530,7 +533,7 @@ func (s *Store) Unwatch(ctx context.Context, userID string) error {
 		return err
 	}
 	err := s.sub.Unsubscribe(ctx, s.keys.channel(userID))
-	s.m.WatchedUsers.Set(float64(s.sub.Count()))
+	s.pm.WatchedUsers.Set(float64(s.sub.Count()))
 	if err != nil {
 		return s.unavailable("unwatch "+userID, err)
 	}
@@ -663,7 +666,7 @@ func (s *Store) Close(ctx context.Context) error {
 	retries := s.retries
 	s.retries = map[presence.Conn]struct{}{}
 	clear(s.graces)
-	s.m.Store.UsersHeld.Set(0)
+	s.m.UsersHeld.Set(0)
 	s.mu.Unlock()
 
 	inc := s.incarnation()

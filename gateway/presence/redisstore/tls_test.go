@@ -84,8 +84,9 @@ func TestTLS(t *testing.T) {
 	ns := testNamespace()
 	newTLS := func() *testReplica {
 		ev := &presencetest.Recorder{}
-		s, err := New(Config{Nodes: c.nodes, Namespace: ns, Password: c.password, TLS: true, TLSCAFile: filepath.Join(dir, "ca.pem")},
-			presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.Add, Metrics: newTestMetrics()})
+		m, pm := newTestMetrics()
+		s, err := New(Config{Nodes: c.nodes, Namespace: ns, Password: c.password, TLS: true, TLSCAFile: filepath.Join(dir, "ca.pem"), Metrics: m},
+			presence.Options{TTL: 2 * time.Second, Heartbeat: 400 * time.Millisecond, OnEvent: ev.Add, Metrics: pm})
 		if err != nil {
 			t.Fatal(err)
 		}

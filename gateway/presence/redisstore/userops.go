@@ -141,10 +141,10 @@ func (s *Store) parseResult(userID string, v any) (scriptResult, error) {
 	}
 	r.user = u
 	if r.changed {
-		s.m.EventsPublishedTotal.Inc()
+		s.pm.EventsPublishedTotal.Inc()
 		switch r.to {
 		case "online", "offline", "status":
-			s.m.TransitionsTotal.WithLabelValues(r.to).Inc()
+			s.pm.TransitionsTotal.WithLabelValues(r.to).Inc()
 		}
 	}
 	return r, nil
