@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -19,6 +20,9 @@ import (
 // scale subresource are the API server's behaviour, not ours to imitate.
 var k8sClient client.Client
 
+// restConfig reaches the same API server (discovery).
+var restConfig *rest.Config
+
 // repoRoot is the repository root, relative to this package.
 var repoRoot = filepath.Join("..", "..")
 
@@ -28,6 +32,7 @@ func TestMain(m *testing.M) {
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
 	os.Exit(envtestenv.Main(m, repoRoot, func(env *envtestenv.Env) (func(), error) {
 		var err error
+		restConfig = env.Config
 		k8sClient, err = client.New(env.Config, client.Options{Scheme: scheme})
 		return nil, err
 	}))

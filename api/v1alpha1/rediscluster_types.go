@@ -81,7 +81,7 @@ type RedisClusterStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=presencekit
+// +kubebuilder:resource:shortName=prc,categories=presencekit
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.clusterState`
 // +kubebuilder:printcolumn:name="Slots",type=integer,JSONPath=`.status.slotsCovered`

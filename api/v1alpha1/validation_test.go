@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -196,8 +198,15 @@ func TestScaleSubresourceSchema(t *testing.T) {
 	scale := &autoscalingv1.Scale{}
 	g.Expect(k8sClient.SubResource("scale").Get(ctx, gw, scale)).To(Succeed())
 	g.Expect(scale.Spec.Replicas).To(Equal(int32(2)))
-	scale.Spec.Replicas = 4
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))).To(Succeed())
+	// A 409 Conflict (the object moved between Get and Update) is retried
+	// on a fresh read, as kubectl scale does.
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.SubResource("scale").Get(ctx, gw, scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = 4
+		return k8sClient.SubResource("scale").Update(ctx, gw, client.WithSubResourceBody(scale))
+	})).To(Succeed())
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(gw), gw)).To(Succeed())
 	g.Expect(gw.Spec.Replicas).To(HaveValue(Equal(int32(4))))
 }
@@ -226,4 +235,28 @@ func TestPresenceGatewayNameLimits(t *testing.T) {
 			g.Expect(err.Error()).To(ContainSubstring("metadata.name must be at most 55 characters"))
 		})
 	}
+}
+
+// TestShortNamesAndCategory: `kubectl get pgw`, `kubectl get prc` and
+// `kubectl get presencekit` work, as discovery tells kubectl. prc is what
+// tells our RedisCluster from the OpsTree operator's, which shares its
+// plural.
+func TestShortNamesAndCategory(t *testing.T) {
+	requireAPIServer(t)
+	g := NewWithT(t)
+	dc, err := discovery.NewDiscoveryClientForConfig(restConfig)
+	g.Expect(err).NotTo(HaveOccurred())
+	list, err := dc.ServerResourcesForGroupVersion(presencev1alpha1.GroupVersion.String())
+	g.Expect(err).NotTo(HaveOccurred())
+	want := map[string]string{"presencegateways": "pgw", "redisclusters": "prc"}
+	for _, r := range list.APIResources {
+		short, ok := want[r.Name]
+		if !ok {
+			continue
+		}
+		g.Expect(r.ShortNames).To(ConsistOf(short), r.Name)
+		g.Expect(r.Categories).To(ConsistOf("presencekit"), r.Name)
+		delete(want, r.Name)
+	}
+	g.Expect(want).To(BeEmpty(), "resources missing from discovery")
 }
