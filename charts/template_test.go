@@ -241,7 +241,8 @@ var toggles = []toggle{
 	{
 		name: "operator knobs",
 		args: []string{"--set", "replicaCount=2", "--set", "gatewayImage.tag=9.9.9", "--set", "leaderElection.enabled=false",
-			"--set", "extraArgs={--zap-log-level=debug}", "--set", "image.tag=1.2.3", "--set", "maxConcurrentRollouts=3"},
+			"--set", "extraArgs={--zap-log-level=debug}", "--set", "image.tag=1.2.3", "--set", "maxConcurrentRollouts=3",
+			"--set", "kubeAPI.qps=120", "--set", "kubeAPI.burst=240"},
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			dep := one(t, objs, "Deployment")
 			if r := nestedNumber(dep, "spec", "replicas"); r != 2 {
@@ -249,7 +250,7 @@ var toggles = []toggle{
 			}
 			c := operatorContainer(t, dep)
 			for _, arg := range []string{"--gateway-image=ghcr.io/presencekit/presence-gateway:9.9.9", "--leader-elect=false", "--zap-log-level=debug",
-				"--max-concurrent-rollouts=3"} {
+				"--max-concurrent-rollouts=3", "--kube-api-qps=120", "--kube-api-burst=240"} {
 				if !slices.Contains(c.Args, arg) {
 					t.Errorf("operator args %v lack %s", c.Args, arg)
 				}
@@ -342,6 +343,8 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--max-concurrent-reconciles-presencegateway=2",
 		"--max-concurrent-reconciles-rediscluster=8",
 		"--max-concurrent-rollouts=1",
+		"--kube-api-qps=50",
+		"--kube-api-burst=100",
 		"--gateway-image=ghcr.io/presencekit/presence-gateway:" + version,
 	} {
 		if !slices.Contains(c.Args, arg) {

@@ -59,6 +59,8 @@ type options struct {
 	gatewayWorkers  int
 	redisWorkers    int
 	maxRollouts     int
+	apiQPS          float64
+	apiBurst        int
 	watchNamespaces []string
 	zap             zap.Options
 }
@@ -81,6 +83,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", 2, "PresenceGateways reconciled at once")
 	fs.IntVar(&o.redisWorkers, "max-concurrent-reconciles-rediscluster", controllers.DefaultRedisClusterWorkers, "RedisClusters reconciled (and health-checked) at once; a Redis that does not answer holds one worker for up to --redis-check-timeout")
 	fs.IntVar(&o.maxRollouts, "max-concurrent-rollouts", 1, "gateway fleets that may roll out at once a new pod template they did not ask for in their own spec (the default image changed, a new operator version): the others wait in line (Progressing=False, RolloutQueued); 0 = no limit. An edit of a PresenceGateway's own spec rolls it at once")
+	fs.Float64Var(&o.apiQPS, "kube-api-qps", 50, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
+	fs.IntVar(&o.apiBurst, "kube-api-burst", 100, "requests the operator may send to the API server in a burst above --kube-api-qps")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
@@ -103,6 +107,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.maxRollouts < 0 {
 		return nil, fmt.Errorf("--max-concurrent-rollouts=%d: must be at least 0 (0 = no limit)", o.maxRollouts)
+	}
+	if o.apiQPS <= 0 {
+		return nil, fmt.Errorf("--kube-api-qps=%g: must be positive", o.apiQPS)
+	}
+	if float64(o.apiBurst) < o.apiQPS {
+		return nil, fmt.Errorf("--kube-api-burst=%d: must be at least --kube-api-qps (%g)", o.apiBurst, o.apiQPS)
 	}
 	namespaces, err := parseNamespaces(*watch)
 	if err != nil {
@@ -150,6 +160,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(o.apiQPS), o.apiBurst
 	metrics := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure, CertDir: o.metricsCertDir}
 	if o.metricsSecure {
 		// Only clients whose token the API server accepts (TokenReview) and

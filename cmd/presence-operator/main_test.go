@@ -18,6 +18,8 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--max-concurrent-reconciles-presencegateway=0"}, "--max-concurrent-reconciles-presencegateway=0: must be at least 1"},
 		{[]string{"--max-concurrent-reconciles-rediscluster=-1"}, "--max-concurrent-reconciles-rediscluster=-1: must be at least 1"},
 		{[]string{"--max-concurrent-rollouts=-1"}, "--max-concurrent-rollouts=-1: must be at least 0 (0 = no limit)"},
+		{[]string{"--kube-api-qps=0"}, "--kube-api-qps=0: must be positive"},
+		{[]string{"--kube-api-qps=80", "--kube-api-burst=40"}, "--kube-api-burst=40: must be at least --kube-api-qps (80)"},
 		{[]string{"--watch-namespaces=team-a,Team_B"}, `--watch-namespaces entry "Team_B"`},
 		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 	}
