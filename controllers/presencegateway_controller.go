@@ -348,6 +348,16 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 		}
 		obs.deployment = dep
 	}
+	if gw.Spec.Autoscaling != nil && obs.hpa == nil {
+		hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, hpa); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("get HorizontalPodAutoscaler %s: %w", gw.Name, err)
+			}
+		} else if owner := metav1.GetControllerOf(hpa); owner != nil && owner.UID == gw.UID {
+			obs.hpa = hpa
+		}
+	}
 
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
@@ -386,7 +396,7 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(hpaChanged())).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster), builder.WithPredicates(RedisClusterChanged())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).

@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +40,50 @@ type gatewayObservation struct {
 	// queued, when set, is the RolloutQueued Progressing condition: the
 	// Deployment's new pod template waits for a rollout slot.
 	queued *conditionResult
+	// hpa is the gateway's HorizontalPodAutoscaler as cached (nil: none yet,
+	// or no spec.autoscaling).
+	hpa *autoscalingv2.HorizontalPodAutoscaler
+}
+
+// autoscaling is the Autoscaling condition, read from the HPA's own
+// conditions the way `kubectl describe hpa` shows them: AbleToScale, then
+// ScalingActive, then ScalingLimited. Reasons that change with every
+// evaluation (ReadyForNewScale, ScaleDownStabilized) are not copied, so a
+// working HPA does not rewrite the status.
+func autoscaling(hpa *autoscalingv2.HorizontalPodAutoscaler) conditionResult {
+	if hpa == nil {
+		return conditionResult{metav1.ConditionUnknown, presencev1alpha1.ReasonAutoscalerPending,
+			"the HorizontalPodAutoscaler has not been created yet"}
+	}
+	find := func(t autoscalingv2.HorizontalPodAutoscalerConditionType) *autoscalingv2.HorizontalPodAutoscalerCondition {
+		for i := range hpa.Status.Conditions {
+			if hpa.Status.Conditions[i].Type == t {
+				return &hpa.Status.Conditions[i]
+			}
+		}
+		return nil
+	}
+	describe := func(c *autoscalingv2.HorizontalPodAutoscalerCondition) string {
+		return fmt.Sprintf("HorizontalPodAutoscaler %s: %s=%s %s: %s", hpa.Name, c.Type, c.Status, c.Reason, c.Message)
+	}
+	able, active, limited := find(autoscalingv2.AbleToScale), find(autoscalingv2.ScalingActive), find(autoscalingv2.ScalingLimited)
+	switch {
+	case able != nil && able.Status == corev1.ConditionFalse:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAutoscalerUnableToScale, describe(able)}
+	case active != nil && active.Status == corev1.ConditionFalse && strings.HasPrefix(active.Reason, "FailedGet"):
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAutoscalerMetricsUnavailable, describe(active)}
+	case active != nil && active.Status == corev1.ConditionFalse:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAutoscalerUnableToScale, describe(active)}
+	case active == nil:
+		return conditionResult{metav1.ConditionUnknown, presencev1alpha1.ReasonAutoscalerPending,
+			fmt.Sprintf("HorizontalPodAutoscaler %s has not been evaluated yet", hpa.Name)}
+	case limited != nil && limited.Status == corev1.ConditionTrue:
+		return conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonScalingLimited, describe(limited)}
+	default:
+		return conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonScalingActive,
+			fmt.Sprintf("HorizontalPodAutoscaler %s computes the replica count from its metrics, between %d and %d pods",
+				hpa.Name, ptr.Deref(hpa.Spec.MinReplicas, 1), hpa.Spec.MaxReplicas)}
+	}
 }
 
 // redisReadiness is the RedisReady condition: the problem resolving the
@@ -161,6 +207,20 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 		ready = conditionResult{metav1.ConditionFalse, progressing.reason, progressing.message}
 	case available.status != metav1.ConditionTrue:
 		ready = conditionResult{metav1.ConditionFalse, available.reason, available.message}
+	}
+
+	// The HPA does not make the gateways unready (their pods serve), but
+	// one that cannot scale needs a human.
+	if gw.Spec.Autoscaling == nil || obs.blocked != nil {
+		meta.RemoveStatusCondition(&st.Conditions, presencev1alpha1.ConditionAutoscaling)
+	} else {
+		as := autoscaling(obs.hpa)
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: presencev1alpha1.ConditionAutoscaling, Status: as.status, Reason: as.reason, Message: truncate(as.message), ObservedGeneration: gw.Generation,
+		})
+		if as.status == metav1.ConditionFalse && degraded.status != metav1.ConditionTrue {
+			degraded = conditionResult{metav1.ConditionTrue, as.reason, as.message}
+		}
 	}
 
 	for _, c := range []struct {

@@ -3,11 +3,16 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -29,6 +34,42 @@ const (
 )
 
 // setupGatewayIndexes registers the indexes the PresenceGateway watches use.
+// hpaChanged passes the events of an owned HPA that may change what the
+// operator does or says: anything but a status update, and status updates
+// that change a condition's status or reason (see autoscaling). The HPA
+// controller rewrites its status's current metrics every sync; those alone
+// wake nothing.
+func hpaChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			older, okOld := e.ObjectOld.(*autoscalingv2.HorizontalPodAutoscaler)
+			newer, okNew := e.ObjectNew.(*autoscalingv2.HorizontalPodAutoscaler)
+			if !okOld || !okNew {
+				return true
+			}
+			a, b := older.DeepCopy(), newer.DeepCopy()
+			a.Status, b.Status = autoscalingv2.HorizontalPodAutoscalerStatus{}, autoscalingv2.HorizontalPodAutoscalerStatus{}
+			a.ResourceVersion, b.ResourceVersion = "", ""
+			a.ManagedFields, b.ManagedFields = nil, nil
+			if !equality.Semantic.DeepEqual(a, b) {
+				return true
+			}
+			return hpaConditionKey(older) != hpaConditionKey(newer)
+		},
+	}
+}
+
+// hpaConditionKey is the type, status and reason of each HPA condition. A
+// message that changes under the same reason (a metric's error text) waits
+// for the next reconcile to reach the Autoscaling condition.
+func hpaConditionKey(hpa *autoscalingv2.HorizontalPodAutoscaler) string {
+	var b strings.Builder
+	for _, c := range hpa.Status.Conditions {
+		fmt.Fprintf(&b, "%s=%s/%s;", c.Type, c.Status, c.Reason)
+	}
+	return b.String()
+}
+
 func setupGatewayIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &presencev1alpha1.PresenceGateway{}, indexGatewayByRedisCluster, func(o client.Object) []string {
 		return []string{o.(*presencev1alpha1.PresenceGateway).Spec.Redis.ClusterRef.Name}

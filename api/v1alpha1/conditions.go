@@ -22,6 +22,11 @@ const (
 	// (and, for a PresenceGateway, its objects) alone. It is removed when
 	// reconciling resumes.
 	ConditionPaused = "Paused"
+	// ConditionAutoscaling, on a PresenceGateway with spec.autoscaling,
+	// mirrors its HorizontalPodAutoscaler: True while it computes replica
+	// counts from its metrics, False (and Degraded) when it cannot scale or
+	// cannot read a metric, with the HPA's own reason and message.
+	ConditionAutoscaling = "Autoscaling"
 )
 
 // AnnotationReconcile, set to "false" on a PresenceGateway or RedisCluster,
@@ -93,6 +98,22 @@ const (
 	// ReasonReconcilePaused: Paused=True, the annotation
 	// presence.presencekit.io/reconcile is "false".
 	ReasonReconcilePaused = "ReconcilePaused"
+	// ReasonScalingActive: Autoscaling=True, the HPA computes replica counts.
+	ReasonScalingActive = "ScalingActive"
+	// ReasonScalingLimited: Autoscaling=True, but the HPA wants more (or
+	// fewer) pods than spec.autoscaling allows; the message says which.
+	ReasonScalingLimited = "ScalingLimited"
+	// ReasonAutoscalerPending: Autoscaling=Unknown, the HPA has not been
+	// evaluated yet.
+	ReasonAutoscalerPending = "AutoscalerPending"
+	// ReasonAutoscalerMetricsUnavailable: Autoscaling=False, the HPA cannot
+	// read a metric (for targetConnectionsPerPod: nothing serves
+	// presence_gateway_connections on the custom metrics API).
+	ReasonAutoscalerMetricsUnavailable = "AutoscalerMetricsUnavailable"
+	// ReasonAutoscalerUnableToScale: Autoscaling=False, the HPA cannot read
+	// or change the Deployment's scale, or is not active for another reason.
+	ReasonAutoscalerUnableToScale = "AutoscalerUnableToScale"
+
 	// ReasonNoNodes: the RedisCluster lists no node to check (spec.managed is not implemented yet).
 	ReasonNoNodes = "NoNodes"
 )

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -146,6 +147,15 @@ type AutoscalingSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TargetConnectionsPerPod *int32 `json:"targetConnectionsPerPod,omitempty"`
+
+	// Behavior is the HPA's scaling behaviour. Each direction left out gets
+	// the operator's default: scaleDown waits out a 5-minute
+	// stabilization window and then removes at most one pod or 10% of them
+	// (whichever is more) per minute, since every pod removed sends all its
+	// clients reconnecting at once; scaleUp is Kubernetes' default (fast:
+	// double, or 4 pods, every 15 seconds).
+	// +optional
+	Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
 }
 
 // RedisSpec says which Redis Cluster the gateways use.

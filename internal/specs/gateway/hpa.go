@@ -47,6 +47,39 @@ func HPA(gw *presencev1alpha1.PresenceGateway) *autoscalingv2.HorizontalPodAutos
 			MinReplicas:    ptr.To(ptr.Deref(as.MinReplicas, defaultMinReplicas)),
 			MaxReplicas:    as.MaxReplicas,
 			Metrics:        metrics,
+			Behavior:       Behavior(as.Behavior),
 		},
 	}
+}
+
+// Scale-down defaults for long-lived connections: every pod removed sends
+// all its clients reconnecting at once, so the fleet shrinks slowly and only
+// after the load has stayed low.
+const (
+	scaleDownStabilizationSeconds = 300
+	scaleDownPeriodSeconds        = 60
+	scaleDownPods                 = 1
+	scaleDownPercent              = 10
+)
+
+// Behavior is spec.autoscaling.behavior with the operator's default for a
+// direction left out: scaleDown after a 5-minute stabilization window, at
+// most one pod or 10% (whichever is more) per minute. scaleUp left out is
+// Kubernetes' own default, which is fast.
+func Behavior(b *autoscalingv2.HorizontalPodAutoscalerBehavior) *autoscalingv2.HorizontalPodAutoscalerBehavior {
+	out := &autoscalingv2.HorizontalPodAutoscalerBehavior{}
+	if b != nil {
+		out = b.DeepCopy()
+	}
+	if out.ScaleDown == nil {
+		out.ScaleDown = &autoscalingv2.HPAScalingRules{
+			StabilizationWindowSeconds: ptr.To[int32](scaleDownStabilizationSeconds),
+			SelectPolicy:               ptr.To(autoscalingv2.MaxChangePolicySelect),
+			Policies: []autoscalingv2.HPAScalingPolicy{
+				{Type: autoscalingv2.PodsScalingPolicy, Value: scaleDownPods, PeriodSeconds: scaleDownPeriodSeconds},
+				{Type: autoscalingv2.PercentScalingPolicy, Value: scaleDownPercent, PeriodSeconds: scaleDownPeriodSeconds},
+			},
+		}
+	}
+	return out
 }

@@ -49,3 +49,32 @@ func TestHPA(t *testing.T) {
 		})
 	}
 }
+
+func TestBehavior(t *testing.T) {
+	g := NewWithT(t)
+	def := Behavior(nil)
+	g.Expect(def.ScaleUp).To(BeNil(), "scale-up is left to the API server's default")
+	g.Expect(def.ScaleDown.StabilizationWindowSeconds).To(HaveValue(Equal(int32(300))))
+	g.Expect(def.ScaleDown.SelectPolicy).To(HaveValue(Equal(autoscalingv2.MaxChangePolicySelect)))
+	g.Expect(def.ScaleDown.Policies).To(ConsistOf(
+		autoscalingv2.HPAScalingPolicy{Type: autoscalingv2.PodsScalingPolicy, Value: 1, PeriodSeconds: 60},
+		autoscalingv2.HPAScalingPolicy{Type: autoscalingv2.PercentScalingPolicy, Value: 10, PeriodSeconds: 60},
+	))
+
+	// A direction the user gives is theirs; the other keeps its default;
+	// the spec is not modified.
+	up := &autoscalingv2.HPAScalingRules{Policies: []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 2, PeriodSeconds: 30}}}
+	spec := &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleUp: up}
+	got := Behavior(spec)
+	g.Expect(got.ScaleUp).To(Equal(up))
+	g.Expect(got.ScaleDown).To(Equal(def.ScaleDown))
+	g.Expect(spec.ScaleDown).To(BeNil(), "Behavior wrote into the spec")
+
+	down := &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To[int32](0)}
+	g.Expect(Behavior(&autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: down}).ScaleDown).To(Equal(down))
+
+	hpa := HPA(testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 5}
+	}))
+	g.Expect(hpa.Spec.Behavior).To(Equal(def))
+}
