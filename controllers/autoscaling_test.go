@@ -48,13 +48,9 @@ func TestAutoscalingBehavior(t *testing.T) {
 		StabilizationWindowSeconds: ptr.To[int32](600),
 		Policies:                   []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 2, PeriodSeconds: 120}},
 	}
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling.Behavior = &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: mine}
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, scaleDown).Should(And(
 		HaveField("StabilizationWindowSeconds", HaveValue(Equal(int32(600)))),
 		HaveField("Policies", ConsistOf(autoscalingv2.HPAScalingPolicy{Type: autoscalingv2.PodsScalingPolicy, Value: 2, PeriodSeconds: 120})),
@@ -62,13 +58,9 @@ func TestAutoscalingBehavior(t *testing.T) {
 
 	// Removed from the spec: the default again (server-side apply drops
 	// the policy the operator no longer asks for).
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling.Behavior = nil
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, scaleDown).Should(defaultDown)
 }
 
@@ -143,13 +135,9 @@ func TestAutoscalingConditionMirrorsTheHPA(t *testing.T) {
 
 	// Autoscaling turned off: the condition goes.
 	gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling = nil
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, func(g Gomega) *metav1.Condition {
 		g.Expect(get(ctx, gw)).To(Succeed())
 		return meta.FindStatusCondition(gw.Status.Conditions, presencev1alpha1.ConditionAutoscaling)

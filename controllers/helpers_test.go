@@ -52,6 +52,20 @@ func createGateway(t *testing.T, ns, name, redis string, mutate func(*presencev1
 	return gw
 }
 
+// editGateway applies edit to a fresh read of gw and updates it, again on a
+// conflict (status writes race with the edit); gw holds the result.
+func editGateway(t *testing.T, gw *presencev1alpha1.PresenceGateway, edit func(*presencev1alpha1.PresenceGateway)) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, func() error {
+		if err := get(ctx, gw); err != nil {
+			return err
+		}
+		edit(gw)
+		return k8sClient.Update(ctx, gw)
+	}).Should(Succeed())
+}
+
 // get reads obj (by its namespace and name) from the API server.
 func get(ctx context.Context, obj client.Object) error {
 	return k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)

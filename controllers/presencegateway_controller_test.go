@@ -292,13 +292,9 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	scaleTo(t, dep, 7)
 
 	// A spec change re-renders the template; the live size stays the HPA's.
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Presence.TTL = &metav1.Duration{Duration: 90 * time.Second}
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, func(g Gomega) string {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		return envValue(dep, "PRESENCE_TTL")
@@ -306,13 +302,9 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	g.Expect(*dep.Spec.Replicas).To(Equal(int32(7)), "the operator reset the HPA's replica count")
 
 	// Autoscaling off: the HPA goes and spec.replicas (default 2) rules again.
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling = nil
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
 	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, hpa)) }).Should(BeTrue())
 	eventually(t, func(g Gomega) int32 {

@@ -222,13 +222,9 @@ func TestOwnSpecEditSkipsTheQueue(t *testing.T) {
 	}).Should(Succeed())
 
 	gw := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: queued}}
-	eventually(t, func() error { // status writes may race with the edit
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, func(g Gomega) {
 		dep := &appsv1.Deployment{}
 		g.Expect(k8sClient.Get(ctx, keyOf(ns, queued), dep)).To(Succeed())
@@ -264,13 +260,9 @@ func TestSpecEditOutsideThePodsLeavesTheDeployment(t *testing.T) {
 	g.Expect(get(ctx, dep)).To(Succeed())
 	rv := dep.ResourceVersion
 
-	eventually(t, func() error { // status writes may race with the edit
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Service.Port = 8081
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	svc := &corev1.Service{}
 	eventually(t, func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, keyOf(ns, "chat"), svc)).To(Succeed())

@@ -102,13 +102,9 @@ func TestRemovedSpecFieldsLeaveTheObjects(t *testing.T) {
 				g.Expect(tt.field(dep, svc)).NotTo(BeZero(), "set before the removal")
 			}).Should(Succeed())
 
-			eventually(t, func() error {
-				if err := get(ctx, gw); err != nil {
-					return err
-				}
+			editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 				tt.remove(gw)
-				return k8sClient.Update(ctx, gw)
-			}).Should(Succeed())
+			})
 			eventually(t, func(g Gomega) {
 				read(g)
 				g.Expect(tt.field(dep, svc)).To(Or(BeZero(), BeEmpty()), "removed from the spec, so removed from the object")
@@ -135,13 +131,9 @@ func TestRolloutRestartSurvivesSpecChanges(t *testing.T) {
 	restart := []byte(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-01-01T00:00:00Z"}}}}}`)
 	NewWithT(t).Expect(k8sClient.Patch(ctx, dep, client.RawPatch(types.StrategicMergePatchType, restart), client.FieldOwner("kubectl-rollout"))).To(Succeed())
 
-	eventually(t, func() error {
-		if err := get(ctx, gw); err != nil {
-			return err
-		}
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Presence.TTL = &metav1.Duration{Duration: 90 * time.Second}
-		return k8sClient.Update(ctx, gw)
-	}).Should(Succeed())
+	})
 	eventually(t, func(g Gomega) {
 		g.Expect(get(ctx, dep)).To(Succeed())
 		g.Expect(envValue(dep, "PRESENCE_TTL")).To(Equal("1m30s"))
