@@ -20,6 +20,7 @@ import (
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/hub"
+	"github.com/presencekit/presence-operator/gateway/metrics"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/gateway/server"
@@ -77,7 +78,7 @@ func start(t *testing.T, su setup) *gateway {
 	if su.cfg != nil {
 		su.cfg(&cfg)
 	}
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry() // as cmd/presence-gateway builds it
 	m, pm := server.NewMetrics(reg), presence.NewMetrics(reg)
 	var h *hub.Hub
 	store, err := memstore.New(presence.Options{
