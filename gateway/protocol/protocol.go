@@ -173,7 +173,7 @@ func Decode(data []byte) (Request, *Error) {
 		}
 	case TypeStatus:
 		if w.fields[fieldStatus] == nil {
-			return fail(CodeBadRequest, `status needs "status": one of online, away, busy`)
+			return fail(CodeBadRequest, `status needs "status": one of online, away, busy, invisible`)
 		}
 		st, err := stringField(w.fields[fieldStatus], "status")
 		if err != nil {
@@ -181,7 +181,7 @@ func Decode(data []byte) (Request, *Error) {
 		}
 		r.Status = presence.Status(st)
 		if !r.Status.Settable() {
-			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, excerpt.Of(st))
+			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy, invisible`, excerpt.Of(st))
 		}
 		if raw := w.fields[fieldText]; raw != nil {
 			if r.Text, err = stringField(raw, "text"); err != nil {
