@@ -60,16 +60,16 @@ type Store struct {
 // user is one user's state. conns maps a connection id to its last
 // refresh; open holds the connections whose socket is open (see Store).
 type user struct {
-	conns   map[string]time.Time
-	open    map[string]struct{}
-	status  presence.Status // set while online; StatusOnline by default
-	text    string
+	conns  map[string]time.Time
+	open   map[string]struct{}
+	status presence.Status // set while online; StatusOnline by default
+	text   string
 	// hiddenAt is when the user went invisible (zero while visible): it
 	// then shows offline, with this lastSeen, until it sets another status
 	// or really goes offline (which forgets it).
 	hiddenAt time.Time
-	version int64
-	pub     visible // what the last version showed
+	version  int64
+	pub      visible // what the last version showed
 
 	lastSeen   time.Time // when the user went offline (valid while offline)
 	graceStart time.Time // last disconnect, while an offline is pending: the lastSeen shown
