@@ -51,7 +51,9 @@ const (
 	// (bad signature, expired, wrong audience...); the connection keeps
 	// its old token until that one expires.
 	CodeInvalidToken = "invalid_token"
-	// CodeForbidden answers a refresh whose token names another user.
+	// CodeForbidden answers a refresh whose token names another user, and
+	// a query or subscribe naming users that the connection's token may
+	// not watch (its "watch" claim); Error.UserIDs lists those.
 	CodeForbidden = "forbidden"
 )
 
@@ -79,6 +81,8 @@ type Error struct {
 	ID      json.RawMessage
 	Code    string
 	Message string
+	// UserIDs are the users a forbidden request may not watch.
+	UserIDs []string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
