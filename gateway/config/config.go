@@ -248,7 +248,7 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{"AUTH_REQUIRE_WATCH_CLAIM", "auth-require-watch-claim", "false", `refuse tokens without a "watch" claim (the user ids, or prefixes ending in *, a connection may subscribe to and query)`, func(c *Config, v string) (err error) {
+	{EnvAuthRequireWatchClaim, "auth-require-watch-claim", "false", `refuse tokens without a "watch" claim (the user ids, or prefixes ending in *, a connection may subscribe to and query)`, func(c *Config, v string) (err error) {
 		c.AuthRequireWatchClaim, err = parseBool(v)
 		return
 	}},
