@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestInvisibleOverTheWire(t *testing.T) {
 	if q := users(t, a.expectType("presence"))["bob"]; q["online"] != false || q["lastSeen"] != hid["lastSeen"] || q["version"] != hid["version"] {
 		t.Fatalf("query of the invisible user %v, want as the event %v", q, hid)
 	}
-	if resp, body := g.get("/v1/presence?userId=bob", nil); resp.StatusCode != 200 ||
+	if resp, body := g.get("/v1/presence?userId=bob", nil); resp.StatusCode != http.StatusOK ||
 		body["users"].([]any)[0].(map[string]any)["online"] != false {
 		t.Fatalf("/v1/presence of the invisible user: %d %v", resp.StatusCode, body)
 	}
