@@ -209,3 +209,27 @@ func (h *harness) waitEventWithin(r *Recorder, id string, within time.Duration, 
 		return false, fmt.Sprintf("%+v", evs)
 	})
 }
+
+// testInvisibleKeptAlive: the heartbeat keeps an invisible user's
+// connections alive without showing it: for three TTLs it reads offline,
+// as when it hid, and nothing is published about it.
+func testInvisibleKeptAlive(t *testing.T, h *harness) {
+	s := h.newStore(storeOpts{realTime: true})
+	s.start(t)
+	id := h.user("iona")
+	h.watch(s, id)
+	c := h.conn(id, "c1")
+	h.connect(s, c)
+	hid := h.setStatus(s, c, presence.StatusInvisible, "")
+	poll.Consistently(t, 3*600*time.Millisecond, "the invisible user stays hidden while Run refreshes it", func() (bool, string) {
+		u := h.get(s, id)
+		return isOffline(u) && u.Version == hid.Version && u.LastSeen == hid.LastSeen, fmt.Sprintf("%+v", u)
+	})
+	back := h.setStatus(s, c, presence.StatusOnline, "")
+	checkOnline(t, back, 1) // its connection is still live
+	for _, e := range s.rec.Of(id) {
+		if e.Version > hid.Version && e.Version < back.Version {
+			t.Fatalf("an event was published while the user was invisible: %+v", s.rec.Of(id))
+		}
+	}
+}

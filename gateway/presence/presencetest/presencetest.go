@@ -93,6 +93,7 @@ func Run(t *testing.T, newStore Factory, cfg Config) {
 		{"Ready", false, testReady},
 		{"Invisible", false, testInvisible},
 		{"InvisibleWithGrace", false, testInvisibleGrace},
+		{"InvisibleKeptAliveByRun", false, testInvisibleKeptAlive},
 		{"CrossReplicaVisibilityAndEvents", true, testCrossReplica},
 		{"CrashedReplicaUsersGoOffline", true, testCrashedReplica},
 		{"StalledReplicaComesBack", true, testStalledReplicaComesBack},
