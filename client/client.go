@@ -53,6 +53,9 @@ const (
 	StatusOnline = presence.StatusOnline
 	StatusAway   = presence.StatusAway
 	StatusBusy   = presence.StatusBusy
+	// StatusInvisible shows the user offline to everybody while it stays
+	// connected (docs/protocol.md, "Invisible").
+	StatusInvisible = presence.StatusInvisible
 )
 
 // Close codes the client treats specially.

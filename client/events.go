@@ -95,6 +95,9 @@ type Error struct {
 	HTTPStatus int
 	// UserIDs (subscribe) are the ids of the refused request.
 	UserIDs []string
+	// Forbidden (code forbidden, for a query or subscribe) are the ids of
+	// the request that the token's "watch" claim does not allow.
+	Forbidden []string
 }
 
 func (e *Error) Error() string {

@@ -245,6 +245,8 @@ type frame struct {
 	Users   []User          `json:"users"`
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
+	// UserIDs: with error forbidden, the ids the token may not watch.
+	UserIDs []string `json:"userIds"`
 }
 
 func (c *Client) handleFrame(s *session, data []byte) {
@@ -260,7 +262,7 @@ func (c *Client) handleFrame(s *session, data []byte) {
 	case "presence":
 		c.applyUsers(f.Users, len(f.ID) > 0)
 	case "error":
-		e := &Error{Code: f.Code, Message: f.Message}
+		e := &Error{Code: f.Code, Message: f.Message, Forbidden: f.UserIDs}
 		if cl := c.takeCall(s, f.ID); cl != nil {
 			cl.answer <- answer{err: e}
 		} else {

@@ -114,7 +114,7 @@ type PresenceGatewaySpec struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, SHUTDOWN_GRACE): use the matching spec field"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'AUTH_REQUIRE_WATCH_CLAIM', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, AUTH_REQUIRE_WATCH_CLAIM, SHUTDOWN_GRACE): use the matching spec field"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
 
@@ -232,12 +232,20 @@ type WebsocketSpec struct {
 }
 
 // AuthSpec configures client authentication.
+// +kubebuilder:validation:XValidation:rule="!has(self.requireWatchClaim) || !self.requireWatchClaim || has(self.jwtSecretRef)",message="spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef: without tokens there is no watch claim to require"
 type AuthSpec struct {
 	// JWTSecretRef names a Secret key holding the HS256 secret that signs
 	// client tokens; the gateway gets it as AUTH_JWT_SECRET through a Secret
 	// reference (the value never appears in the Deployment).
 	// +optional
 	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+
+	// RequireWatchClaim refuses tokens without a "watch" claim (the user
+	// ids, or prefixes ending in "*", a connection may subscribe to and
+	// query): AUTH_REQUIRE_WATCH_CLAIM on the gateway. Without it a token
+	// lacking the claim may watch anybody.
+	// +optional
+	RequireWatchClaim bool `json:"requireWatchClaim,omitempty"`
 }
 
 // SecretKeyRef names one key of a Secret in the same namespace.

@@ -117,6 +117,15 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		}, []string{"spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage"}},
 		{"no cluster name", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Redis.ClusterRef.Name = "" },
 			[]string{"spec.redis.clusterRef.name"}},
+		{"requireWatchClaim without a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{RequireWatchClaim: true}
+		}, []string{"spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef"}},
+		{"requireWatchClaim with a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
+		}, nil},
+		{"env setting AUTH_REQUIRE_WATCH_CLAIM", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Env = []corev1.EnvVar{{Name: "AUTH_REQUIRE_WATCH_CLAIM", Value: "true"}}
+		}, []string{"spec.env must not set a variable the operator derives from the spec"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

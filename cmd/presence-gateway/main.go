@@ -71,10 +71,11 @@ func newStore(cfg config.Config, opts presence.Options, reg prometheus.Registere
 // nil when auth is off. A JWKS is refreshed until ctx ends.
 func newVerifier(ctx context.Context, cfg config.Config) (*auth.Verifier, error) {
 	o := auth.Options{
-		Audience:   cfg.AuthJWTAudience,
-		Issuer:     cfg.AuthJWTIssuer,
-		AllowNoExp: !cfg.AuthJWTRequireExp,
-		Leeway:     cfg.AuthJWTLeeway,
+		Audience:     cfg.AuthJWTAudience,
+		Issuer:       cfg.AuthJWTIssuer,
+		AllowNoExp:   !cfg.AuthJWTRequireExp,
+		Leeway:       cfg.AuthJWTLeeway,
+		RequireWatch: cfg.AuthRequireWatchClaim,
 	}
 	if o.Leeway == 0 {
 		o.Leeway = auth.NoLeeway // AUTH_JWT_LEEWAY=0s means none, not the default

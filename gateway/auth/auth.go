@@ -7,6 +7,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,6 +35,10 @@ type Options struct {
 	// AllowNoExp accepts tokens without "exp" (they never expire). By
 	// default "exp" is required.
 	AllowNoExp bool
+	// RequireWatch refuses tokens without a "watch" claim
+	// (AUTH_REQUIRE_WATCH_CLAIM); by default such a token may watch
+	// everybody.
+	RequireWatch bool
 	// Leeway is the clock skew allowed on exp, nbf and iat (DefaultLeeway
 	// when zero, none when NoLeeway). An open connection is closed at exp
 	// plus the leeway.
@@ -107,6 +112,16 @@ type Claims struct {
 	// connection authenticated by it is closed. Zero when the token has no
 	// exp (only with Options.AllowNoExp).
 	ValidUntil time.Time
+	// Watch is the token's "watch" claim: whom its connection may
+	// subscribe to and query. Nil (no claim) allows everybody.
+	Watch *WatchList
+}
+
+// tokenClaims are the claims VerifyToken reads: the registered ones and
+// the gateway's own "watch".
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Watch json.RawMessage `json:"watch,omitempty"`
 }
 
 // ErrNoToken means the request carries no token.
@@ -137,12 +152,14 @@ func (v *Verifier) Verify(r *http.Request) (Claims, error) {
 // VerifyToken checks a token: its signature and algorithm against the
 // key source, exp (required unless AllowNoExp), nbf, iat (not in the
 // future), aud and iss when configured, and a "sub" that is a valid user
-// id.
+// id, and a "watch" claim of the right shape (required with
+// Options.RequireWatch).
 func (v *Verifier) VerifyToken(raw string) (Claims, error) {
-	var rc jwt.RegisteredClaims
-	if _, err := v.parser.ParseWithClaims(raw, &rc, v.keys.keyfunc); err != nil {
+	var tc tokenClaims
+	if _, err := v.parser.ParseWithClaims(raw, &tc, v.keys.keyfunc); err != nil {
 		return Claims{}, fmt.Errorf("invalid token: %w", err)
 	}
+	rc := &tc.RegisteredClaims
 	if rc.Subject == "" {
 		return Claims{}, errors.New(`invalid token: no "sub" claim (the user id)`)
 	}
@@ -150,6 +167,16 @@ func (v *Verifier) VerifyToken(raw string) (Claims, error) {
 		return Claims{}, fmt.Errorf(`invalid token: "sub": %w`, err)
 	}
 	c := Claims{Subject: rc.Subject}
+	switch {
+	case tc.Watch != nil:
+		w, err := parseWatch(tc.Watch)
+		if err != nil {
+			return Claims{}, fmt.Errorf("invalid token: %w", err)
+		}
+		c.Watch = w
+	case v.opts.RequireWatch:
+		return Claims{}, errNoWatchClaim
+	}
 	if rc.ExpiresAt != nil {
 		c.ValidUntil = rc.ExpiresAt.Add(v.opts.Leeway)
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	AuthJWTIssuer     string // when set, must be the token's iss
 	AuthJWTRequireExp bool
 	AuthJWTLeeway     time.Duration // clock skew on exp/nbf/iat; connections close at exp + leeway
+	// AuthRequireWatchClaim refuses tokens without a "watch" claim (the
+	// users a connection may watch); by default such a token watches anybody.
+	AuthRequireWatchClaim bool
 
 	PprofEnabled bool // /debug/pprof on the metrics port
 
@@ -245,6 +248,10 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{EnvAuthRequireWatchClaim, "auth-require-watch-claim", "false", `refuse tokens without a "watch" claim (the user ids, or prefixes ending in *, a connection may subscribe to and query)`, func(c *Config, v string) (err error) {
+		c.AuthRequireWatchClaim, err = parseBool(v)
+		return
+	}},
 	{"MESSAGE_RATE", "message-rate", "20", "per-connection messages per second (token bucket)", func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 || f > 1e6 {
@@ -358,6 +365,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%s are %s set; give one JWT key source", strings.Join(sources, " and "), all)
 	}
 	if len(sources) == 0 {
+		if c.AuthRequireWatchClaim {
+			return errors.New("AUTH_REQUIRE_WATCH_CLAIM is true but no JWT key source is set (AUTH_JWT_SECRET_FILE, AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_JWKS_URL or AUTH_JWT_SECRET), so no token, and no watch claim, would be checked")
+		}
 		for _, s := range []struct{ name, value string }{{"AUTH_JWT_AUDIENCE", c.AuthJWTAudience}, {"AUTH_JWT_ISSUER", c.AuthJWTIssuer}} {
 			if s.value != "" {
 				return fmt.Errorf("%s is set but no JWT key source is (AUTH_JWT_SECRET_FILE, AUTH_JWT_PUBLIC_KEY_FILE, AUTH_JWT_JWKS_URL or AUTH_JWT_SECRET), so no token would be checked", s.name)

@@ -20,6 +20,8 @@ const (
 	EnvShutdownGrace     = "SHUTDOWN_GRACE"
 	EnvAllowedOrigins    = "ALLOWED_ORIGINS"
 	EnvAuthJWTSecretFile = "AUTH_JWT_SECRET_FILE"
+	// EnvAuthRequireWatchClaim refuses tokens without a "watch" claim.
+	EnvAuthRequireWatchClaim = "AUTH_REQUIRE_WATCH_CLAIM"
 )
 
 // Defaults and limits of those settings.
@@ -47,5 +49,5 @@ const (
 var OperatorSettings = []string{
 	EnvWSPort, EnvMetricsPort, EnvRedisNodesFile, EnvRedisUsernameFile, EnvRedisPasswordFile,
 	EnvMaxPayloadBytes, EnvPresenceTTL, EnvHeartbeatInterval, EnvMaxConnections,
-	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile,
+	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile, EnvAuthRequireWatchClaim,
 }

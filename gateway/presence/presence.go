@@ -15,20 +15,31 @@ import (
 // Status is a user's presence status as clients see it.
 type Status string
 
-// The statuses of the protocol. A user is StatusOffline exactly when it has no
-// live connection; otherwise it shows the status it last set (StatusOnline by
-// default).
+// The statuses of the protocol. A user is StatusOffline when it has no
+// live connection, or while it is invisible; otherwise it shows the status
+// it last set (StatusOnline by default).
+//
+// StatusInvisible is set, never shown: an invisible user keeps its
+// connections, but every read and event shows it exactly as if its last
+// connection had closed at the moment it went invisible (offline, lastSeen
+// that moment, a new version). Setting any other settable status shows it
+// online again. Like the other statuses it is per user (a connection the
+// user opens meanwhile starts invisible too) and lasts while the user is
+// online (its offline grace included): when the user really goes offline it
+// is forgotten, and that publishes nothing, since watchers already see the
+// user offline.
 const (
-	StatusOnline  Status = "online"
-	StatusAway    Status = "away"
-	StatusBusy    Status = "busy"
-	StatusOffline Status = "offline"
+	StatusOnline    Status = "online"
+	StatusAway      Status = "away"
+	StatusBusy      Status = "busy"
+	StatusInvisible Status = "invisible"
+	StatusOffline   Status = "offline"
 )
 
 // Settable reports whether a client may set s with a "status" message.
 // "offline" is derived from the connections and cannot be set.
 func (s Status) Settable() bool {
-	return s == StatusOnline || s == StatusAway || s == StatusBusy
+	return s == StatusOnline || s == StatusAway || s == StatusBusy || s == StatusInvisible
 }
 
 // User is one user's presence. Its wire form (the "U" object of the

@@ -231,7 +231,10 @@ func checkHTTPBody(t *testing.T, where, body string) {
 		checkServerFrame(t, where, `{"type":"presence","users":`+string(users)+`}`)
 		return
 	}
-	var e struct{ Error, Message string }
+	var e struct {
+		Error, Message string
+		UserIDs        []string `json:"userIds"` // with forbidden
+	}
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil || e.Error == "" || e.Message == "" {

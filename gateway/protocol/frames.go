@@ -58,6 +58,9 @@ type ErrorFrame struct {
 	ID      json.RawMessage `json:"id,omitempty"`
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
+	// UserIDs lists, with code "forbidden" for a query or subscribe, the
+	// users the connection may not watch.
+	UserIDs []string `json:"userIds,omitempty"`
 }
 
 // PongText is the answer to the text frame "ping".
@@ -81,7 +84,7 @@ func EncodeOK(id json.RawMessage) []byte { return mustMarshal(Reply{Type: "ok", 
 
 // EncodeError renders an error frame.
 func EncodeError(e *Error) []byte {
-	return mustMarshal(ErrorFrame{Type: "error", ID: e.ID, Code: e.Code, Message: e.Message})
+	return mustMarshal(ErrorFrame{Type: "error", ID: e.ID, Code: e.Code, Message: e.Message, UserIDs: e.UserIDs})
 }
 
 // mustMarshal encodes the frame types above, which cannot fail: their

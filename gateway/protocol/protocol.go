@@ -51,7 +51,9 @@ const (
 	// (bad signature, expired, wrong audience...); the connection keeps
 	// its old token until that one expires.
 	CodeInvalidToken = "invalid_token"
-	// CodeForbidden answers a refresh whose token names another user.
+	// CodeForbidden answers a refresh whose token names another user, and
+	// a query or subscribe naming users that the connection's token may
+	// not watch (its "watch" claim); Error.UserIDs lists those.
 	CodeForbidden = "forbidden"
 )
 
@@ -79,6 +81,8 @@ type Error struct {
 	ID      json.RawMessage
 	Code    string
 	Message string
+	// UserIDs are the users a forbidden request may not watch.
+	UserIDs []string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -173,7 +177,7 @@ func Decode(data []byte) (Request, *Error) {
 		}
 	case TypeStatus:
 		if w.fields[fieldStatus] == nil {
-			return fail(CodeBadRequest, `status needs "status": one of online, away, busy`)
+			return fail(CodeBadRequest, `status needs "status": one of online, away, busy, invisible`)
 		}
 		st, err := stringField(w.fields[fieldStatus], "status")
 		if err != nil {
@@ -181,7 +185,7 @@ func Decode(data []byte) (Request, *Error) {
 		}
 		r.Status = presence.Status(st)
 		if !r.Status.Settable() {
-			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy`, excerpt.Of(st))
+			return fail(CodeBadRequest, `"status" %q: must be one of online, away, busy, invisible`, excerpt.Of(st))
 		}
 		if raw := w.fields[fieldText]; raw != nil {
 			if r.Text, err = stringField(raw, "text"); err != nil {

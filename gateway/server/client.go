@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
 )
@@ -57,6 +58,10 @@ type client struct {
 
 	lastRead   atomic.Int64 // unix nanoseconds of the last frame received (idle sweep)
 	tokenUntil atomic.Int64 // unix nanoseconds at which the token expires; 0 = never (token.go)
+	// watch is the token's "watch" claim: whom the connection may
+	// subscribe to and query (nil: anybody). Read and replaced (by a
+	// refresh) only by the read loop.
+	watch *auth.WatchList
 
 	mu         sync.Mutex
 	q          sendQueue
@@ -247,10 +252,16 @@ func (c *client) handle(req protocol.Request) *protocol.Error {
 		}
 		return nil
 	case protocol.TypeQuery:
+		if err := c.checkWatch(req); err != nil {
+			return err
+		}
 		return c.answerPresence(req)
 	case protocol.TypeRefresh:
 		return c.refresh(req)
 	case protocol.TypeSubscribe:
+		if err := c.checkWatch(req); err != nil {
+			return err // nothing of the request is subscribed
+		}
 		var fresh []string
 		for _, id := range req.UserIDs {
 			if _, ok := c.subs[id]; !ok {

@@ -219,11 +219,14 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 		return
 	}
+	var watch *auth.WatchList
 	if s.verifier != nil {
-		if _, err := s.verifier.Verify(r); err != nil {
+		claims, err := s.verifier.Verify(r)
+		if err != nil {
 			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 			return
 		}
+		watch = claims.Watch
 	}
 	raw := r.URL.Query()["userId"]
 	if len(raw) == 0 {
@@ -247,6 +250,10 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	}
+	if bad := watch.Forbidden(ids); len(bad) > 0 {
+		writeJSON(w, http.StatusForbidden, apiError{Error: protocol.CodeForbidden, Message: forbiddenMessage(bad), UserIDs: bad})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	users, err := s.store.Get(ctx, ids)
@@ -263,8 +270,9 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 
 // apiError is the JSON body of every refusal.
 type apiError struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+	Error   string   `json:"error"`
+	Message string   `json:"message"`
+	UserIDs []string `json:"userIds,omitempty"` // with "forbidden": the users the caller may not read
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {

@@ -52,6 +52,7 @@ func (c *client) refresh(req protocol.Request) *protocol.Error {
 			Message: "the token is for another user; a connection keeps its user"}
 	}
 	c.setTokenDeadline(claims.ValidUntil)
+	c.watch = claims.Watch // later requests follow the new token's claim
 	c.send(kindOK, protocol.EncodeOK(req.ID))
 	return nil
 }

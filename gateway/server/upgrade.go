@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/excerpt"
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/protocol"
@@ -44,7 +45,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %q is not allowed", origin))
 		return
 	}
-	userID, tokenUntil, status, code, msg := s.identify(r)
+	userID, claims, status, code, msg := s.identify(r)
 	if status != 0 {
 		s.refuse(w, status, code, msg)
 		return
@@ -115,7 +116,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	upgraded = true
 	ws.SetReadLimit(s.cfg.MaxPayloadBytes)
 	c = newClient(s, ws, raw, pc)
-	c.setTokenDeadline(tokenUntil)
+	c.setTokenDeadline(claims.ValidUntil)
+	c.watch = claims.Watch
 	s.metrics.ConnectionsTotal.Inc()
 	s.metrics.Connections.Set(float64(s.open.Load()))
 	s.noteConnections()
@@ -145,33 +147,35 @@ func (s *Server) serveClient(c *client) {
 	s.unregister(c)
 }
 
-// identify returns the connection's user id and when its token expires
-// (zero: never), or the refusal: 400 for a missing or invalid id, 401 for
-// a missing or bad token, 403 for a userId that disagrees with the
+// identify returns the connection's user id and its token's claims (their
+// zero value without auth: no expiry, no watch restriction), or the
+// refusal: 400 for a missing or invalid id, 401 for a missing or bad token
+// (a "watch" claim of the wrong shape, or none when
+// AUTH_REQUIRE_WATCH_CLAIM), 403 for a userId that disagrees with the
 // token's subject.
-func (s *Server) identify(r *http.Request) (userID string, tokenUntil time.Time, status int, code, msg string) {
+func (s *Server) identify(r *http.Request) (userID string, claims auth.Claims, status int, code, msg string) {
 	q := r.URL.Query()
 	userID = q.Get("userId")
 	if len(q["userId"]) > 1 {
-		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", "give one userId"
+		return "", auth.Claims{}, http.StatusBadRequest, "invalid_user_id", "give one userId"
 	}
 	if s.verifier != nil {
 		claims, err := s.verifier.Verify(r)
 		if err != nil {
-			return "", time.Time{}, http.StatusUnauthorized, "unauthorized", err.Error()
+			return "", auth.Claims{}, http.StatusUnauthorized, "unauthorized", err.Error()
 		}
 		if userID != "" && userID != claims.Subject {
-			return "", time.Time{}, http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", excerpt.Of(userID))
+			return "", auth.Claims{}, http.StatusForbidden, "user_mismatch", fmt.Sprintf("userId %q is not the token's subject", excerpt.Of(userID))
 		}
-		return claims.Subject, claims.ValidUntil, 0, "", ""
+		return claims.Subject, claims, 0, "", ""
 	}
 	if userID == "" {
-		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", "missing userId: connect to /?userId=<id>"
+		return "", auth.Claims{}, http.StatusBadRequest, "invalid_user_id", "missing userId: connect to /?userId=<id>"
 	}
 	if err := protocol.ValidateUserID(userID); err != nil {
-		return "", time.Time{}, http.StatusBadRequest, "invalid_user_id", err.Error()
+		return "", auth.Claims{}, http.StatusBadRequest, "invalid_user_id", err.Error()
 	}
-	return userID, time.Time{}, 0, "", ""
+	return userID, auth.Claims{}, 0, "", ""
 }
 
 // refuse answers an upgrade with an error, counted by reason.

@@ -10,15 +10,18 @@ export declare const CLOSE_TOKEN_EXPIRED: 4001;
 /** Close code of a policy violation (rate limit, bad messages, slow consumer). */
 export declare const CLOSE_POLICY_VIOLATION: 1008;
 
-/** A status a user can set. Gateways may know more (the type stays open). */
-export type SettableStatus = "online" | "away" | "busy" | (string & {});
+/**
+ * A status a user can set. "invisible" shows the user offline to everybody
+ * while it stays connected. Gateways may know more (the type stays open).
+ */
+export type SettableStatus = "online" | "away" | "busy" | "invisible" | (string & {});
 
 /** What the gateway knows about one user (the protocol's user object). */
 export interface User {
   userId: string;
   /** At least one live connection on any replica (or within the offline grace). */
   online: boolean;
-  /** "online", "away", "busy", or "offline" exactly when online is false. */
+  /** "online", "away", "busy", or "offline" exactly when online is false (an invisible user shows "offline"). */
   status: string;
   /** The status text, "" when none. */
   text: string;
@@ -91,13 +94,15 @@ export type ErrorCode =
 
 /** How a request fails, and what the "error" event carries. */
 export declare class PresenceError extends Error {
-  constructor(code: ErrorCode, message: string, details?: { requestId?: number | string; userIds?: string[]; cause?: unknown });
+  constructor(code: ErrorCode, message: string, details?: { requestId?: number | string; userIds?: string[]; forbidden?: string[]; cause?: unknown });
   readonly name: "PresenceError";
   readonly code: ErrorCode;
   /** The id of the request the gateway answered with this error. */
   readonly requestId?: number | string;
   /** subscribe: the ids of the refused request. */
   userIds?: string[];
+  /** forbidden (query, subscribe): the ids the token's "watch" claim does not allow. */
+  forbidden?: string[];
 }
 
 export interface PresenceClientEvents {

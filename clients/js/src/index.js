@@ -88,6 +88,7 @@ export class PresenceError extends Error {
     this.code = code;
     if (details.requestId !== undefined) this.requestId = details.requestId;
     if (details.userIds !== undefined) this.userIds = details.userIds;
+    if (details.forbidden !== undefined) this.forbidden = details.forbidden;
     if (details.cause !== undefined) this.cause = details.cause;
   }
 }
@@ -306,8 +307,8 @@ export class PresenceClient {
   }
 
   /**
-   * setStatus sets this user's status (online, away, busy, or any status the
-   * gateway knows) and text. The client keeps it and sends it again after
+   * setStatus sets this user's status (online, away, busy, invisible, or any
+   * status the gateway knows) and text. The client keeps it and sends it again after
    * every reconnect. It resolves when the gateway accepted it (at once when
    * not connected); if the gateway refuses it as a bad request, the previous
    * one is kept.
@@ -432,7 +433,10 @@ export class PresenceClient {
         break;
       case "error": {
         const entry = msg.id !== undefined ? this.#takePending(msg.id) : undefined;
-        const err = new PresenceError(String(msg.code ?? "internal"), String(msg.message ?? ""), { requestId: msg.id });
+        const err = new PresenceError(String(msg.code ?? "internal"), String(msg.message ?? ""), {
+          requestId: msg.id,
+          forbidden: Array.isArray(msg.userIds) ? msg.userIds.map(String) : undefined,
+        });
         if (entry) entry.reject(err);
         else this.#emit("error", err);
         return;

@@ -99,6 +99,29 @@ test("reconnects across a gateway restart, re-sending the whole watchlist and th
   });
 });
 
+test("the watch claim: forbidden lists the ids; invisible shows a user offline", async (t) => {
+  const secret = "js-client-test-secret";
+  const gw = await startGateway(t, { AUTH_JWT_SECRET: secret });
+  const tokenFor = (claims) => () => signHS256({ ...claims, exp: Math.floor(Date.now() / 1000) + 3600 }, secret);
+  const alice = newClient(t, { url: gw.url, token: tokenFor({ sub: "alice", watch: ["bob"] }) });
+  const bob = newClient(t, { url: gw.url, token: tokenFor({ sub: "bob" }) });
+  await alice.connect();
+  await bob.connect();
+  await assert.rejects(alice.subscribe(["bob", "carol"]), (err) => {
+    assert.equal(err.code, "forbidden");
+    assert.deepEqual(err.forbidden, ["carol"]);
+    return true;
+  });
+  assert.deepEqual(alice.watchlist, []);
+  await alice.subscribe(["bob"]);
+  await waitFor("alice sees bob online", () => alice.get("bob")?.online === true, 10000);
+  await bob.setStatus("invisible");
+  await waitFor("alice sees bob offline", () => alice.get("bob")?.online === false, 10000);
+  assert.equal(alice.get("bob").status, "offline");
+  await bob.setStatus("away");
+  await waitFor("alice sees bob away", () => alice.get("bob")?.status === "away", 10000);
+});
+
 test("refreshes the token before it expires and keeps the connection", async (t) => {
   const secret = "js-client-test-secret";
   const gw = await startGateway(t, { AUTH_JWT_SECRET: secret, AUTH_JWT_LEEWAY: "0s" });

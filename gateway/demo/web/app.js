@@ -63,7 +63,7 @@ function main() {
   if (params.get("autoconnect") === "1") connect();
 }
 
-const STATUS_VALUES = new Set(["online", "away", "busy"]);
+const STATUS_VALUES = new Set(["online", "away", "busy", "invisible"]);
 
 // parseUserList turns "bob, carol  dave,bob" into ["bob", "carol", "dave"]:
 // split on commas and spaces, drop empties and duplicates, keep the order.

@@ -60,12 +60,16 @@ type Store struct {
 // user is one user's state. conns maps a connection id to its last
 // refresh; open holds the connections whose socket is open (see Store).
 type user struct {
-	conns   map[string]time.Time
-	open    map[string]struct{}
-	status  presence.Status // set while online; StatusOnline by default
-	text    string
-	version int64
-	pub     visible // what the last version showed
+	conns  map[string]time.Time
+	open   map[string]struct{}
+	status presence.Status // set while online; StatusOnline by default
+	text   string
+	// hiddenAt is when the user went invisible (zero while visible): it
+	// then shows offline, with this lastSeen, until it sets another status
+	// or really goes offline (which forgets it).
+	hiddenAt time.Time
+	version  int64
+	pub      visible // what the last version showed
 
 	lastSeen   time.Time // when the user went offline (valid while offline)
 	graceStart time.Time // last disconnect, while an offline is pending: the lastSeen shown
@@ -137,10 +141,17 @@ func (s *Store) SetStatus(_ context.Context, c presence.Conn, status presence.St
 	if !status.Settable() {
 		return presence.User{}, fmt.Errorf("memstore: status %q cannot be set", status)
 	}
-	return s.update(c.UserID, func(u *user, _ time.Time) error {
+	return s.update(c.UserID, func(u *user, now time.Time) error {
 		if _, ok := u.conns[c.ID]; !ok {
 			return fmt.Errorf("memstore: connection %q of user %q is not connected", c.ID, c.UserID)
 		}
+		if status == presence.StatusInvisible {
+			if u.hiddenAt.IsZero() {
+				u.hiddenAt = now // the status and text shown before are kept for nobody
+			}
+			return nil
+		}
+		u.hiddenAt = time.Time{}
 		u.status, u.text = status, text
 		return nil
 	})
@@ -363,6 +374,11 @@ func (s *Store) settle(id string, u *user, now time.Time, events []presence.User
 		case !expiredAt.IsZero() && u.graceUntil.IsZero():
 			u.lastSeen = expiredAt
 		}
+		if u.graceUntil.IsZero() && !u.hiddenAt.IsZero() {
+			// Really offline while invisible: watchers saw it go offline
+			// when it hid, and its lastSeen stays that moment.
+			u.lastSeen, u.hiddenAt = u.hiddenAt, time.Time{}
+		}
 	}
 	v := s.visibleNow(u)
 	if !v.online {
@@ -394,7 +410,7 @@ func (s *Store) settle(id string, u *user, now time.Time, events []presence.User
 
 // visibleNow is what clients see of a settled user.
 func (s *Store) visibleNow(u *user) visible {
-	if len(u.conns) == 0 && u.graceUntil.IsZero() {
+	if len(u.conns) == 0 && u.graceUntil.IsZero() || !u.hiddenAt.IsZero() {
 		return visible{status: presence.StatusOffline}
 	}
 	return visible{online: true, status: u.status, text: u.text, connections: len(u.conns)}
@@ -412,6 +428,8 @@ func (s *Store) view(id string, u *user, now time.Time) presence.User {
 		out.LastSeen = u.graceStart.UnixMilli() // within the offline grace
 	case v.online:
 		out.LastSeen = now.UnixMilli()
+	case !u.hiddenAt.IsZero():
+		out.LastSeen = u.hiddenAt.UnixMilli()
 	case !u.lastSeen.IsZero():
 		out.LastSeen = u.lastSeen.UnixMilli()
 	}

@@ -91,10 +91,15 @@ func Run(t *testing.T, newStore Factory, cfg Config) {
 		{"OfflineGrace", false, testOfflineGrace},
 		{"ConcurrentConnections", false, testConcurrent},
 		{"Ready", false, testReady},
+		{"Invisible", false, testInvisible},
+		{"InvisibleWithGrace", false, testInvisibleGrace},
+		{"InvisibleKeptAliveByRun", false, testInvisibleKeptAlive},
 		{"CrossReplicaVisibilityAndEvents", true, testCrossReplica},
 		{"CrashedReplicaUsersGoOffline", true, testCrashedReplica},
 		{"StalledReplicaComesBack", true, testStalledReplicaComesBack},
 		{"CloseRemovesPresence", true, testCloseRemoves},
+		{"InvisibleAcrossReplicas", true, testInvisibleCrossReplica},
+		{"InvisibleUserOfCrashedReplica", true, testInvisibleCrashedReplica},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

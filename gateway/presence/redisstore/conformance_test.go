@@ -1,10 +1,11 @@
 package redisstore
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presencekit/presence-operator/gateway/presence"
 	"github.com/presencekit/presence-operator/gateway/presence/presencetest"

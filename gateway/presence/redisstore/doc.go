@@ -7,8 +7,10 @@
 // Per user, all under the hash tag {<userId>} and therefore in one slot
 // (keys.go): a ZSET of the user's connections on every replica, member
 // "<replica incarnation>|<connection id>", score = expiry in unix ms; a HASH
-// with the state last published (online, count, status, text, lastSeen,
-// version, offline-grace deadline); and a shard channel. Per replica: a lease
+// with the user's state (online, count, status, text, lastSeen, version,
+// offline-grace deadline, and since when it is invisible: while it is,
+// watchers were shown it offline, and nothing about it is published); and a
+// shard channel. Per replica: a lease
 // in the ZSET presence:{replicas} (member = incarnation, score = expiry) and a
 // SET presence:{replica:<inc>}:users naming the users it holds connections
 // for. All times come from Options.Now.

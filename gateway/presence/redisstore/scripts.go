@@ -29,7 +29,11 @@ var (
 // KEYS[2] user HASH: on (1/0, the state last published), n (connection count
 //
 //	last published), st, tx (status and text), ls (lastSeen ms), v (version),
-//	gu (offline-grace deadline ms, 0 = none).
+//	gu (offline-grace deadline ms, 0 = none), iv (when the user went
+//	invisible, ms; 0 = visible). on and n are the user's real state;
+//	watchers are shown it only while iv is 0, and an offline user otherwise
+//	(see presence.StatusInvisible): an invisible user's real transitions
+//	publish nothing, and its lastSeen stays iv.
 //
 // KEYS[3] shard channel for the user's events.
 // ARGV: op, now ms, ttl ms, key ttl ms, then the op's arguments:
@@ -39,7 +43,8 @@ var (
 //	                          lost them (failover, outage, lease lapse)
 //	disconnect <member> <grace ms>
 //	drop <member>...          remove connections at once, no grace (Close)
-//	status <status> <text> <member>   (the member must be live)
+//	status <status> <text> <member>   (the member must be live;
+//	                          "invisible" sets iv and keeps st, tx)
 //	settle                    only drop expired connections and publish
 //	reap <incarnation prefix> drop every connection of a dead replica
 //
@@ -51,7 +56,8 @@ var (
 // replicas can only serialise: the later script sees the earlier one's
 // published state and publishes nothing when there is nothing new.
 //
-// The reply: {version, online, status, text, count, lastSeen, changed (0/1),
+// The reply (the user as watchers see it, invisible meaning offline):
+// {version, online, status, text, count, lastSeen, changed (0/1),
 // to ("online"|"offline"|"status"|"count"|""), removed (for reap: only the
 // dead replica's), live count (without
 // grace), grace deadline ms (0 = none)}.

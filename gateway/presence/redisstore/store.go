@@ -408,7 +408,7 @@ func (s *Store) afterRemoval(ctx context.Context, userID string, res scriptResul
 // SetStatus sets the user's status and text.
 func (s *Store) SetStatus(ctx context.Context, c presence.Conn, status presence.Status, text string) (presence.User, error) {
 	if !status.Settable() {
-		return presence.User{}, fmt.Errorf("status %q cannot be set (want online, away or busy)", status)
+		return presence.User{}, fmt.Errorf("status %q cannot be set (want online, away, busy or invisible)", status)
 	}
 	unlock, err := s.lockUser(c.UserID)
 	if err != nil {
@@ -447,7 +447,7 @@ func (s *Store) Get(ctx context.Context, userIDs []string) ([]presence.User, err
 	zs := make([]*redis.ZSliceCmd, len(userIDs))
 	_, err := s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range userIDs {
-			hs[i] = p.HMGet(ctx, s.keys.user(id), "on", "n", "st", "tx", "ls", "v", "gu")
+			hs[i] = p.HMGet(ctx, s.keys.user(id), "on", "n", "st", "tx", "ls", "v", "gu", "iv")
 			zs[i] = p.ZRangeWithScores(ctx, s.keys.conns(id), 0, -1)
 		}
 		return nil
@@ -476,7 +476,12 @@ func (s *Store) view(id string, h []any, zs []redis.Z, now int64) presence.User 
 		return ""
 	}
 	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
-	pubN, ls, v, gu := num(1), num(4), num(5), num(6)
+	pubN, ls, v, gu, iv := num(1), num(4), num(5), num(6), num(7)
+	if iv > 0 {
+		// Invisible (or was, until its connections expired just now): it
+		// shows offline since it hid, and the script's hash says when.
+		return presence.User{UserID: id, Status: presence.StatusOffline, LastSeen: ls, Version: v}
+	}
 	ttl := s.opts.TTL.Milliseconds()
 	live := 0
 	for _, z := range zs {

@@ -59,6 +59,9 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 	}
 	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
 		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecretFile, Value: jwtMountPath + "/" + jwtFileName})
+		if spec.Auth.RequireWatchClaim {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthRequireWatchClaim, Value: "true"})
+		}
 	}
 	return append(env, spec.Env...)
 }

@@ -26,7 +26,7 @@ func TestDeploymentEnv(t *testing.T) {
 			want: map[string]string{"WS_PORT": "8080", "METRICS_PORT": "9090", "REDIS_NODES_FILE": "/etc/presence/redis-nodes/nodes",
 				"PRESENCE_TTL": "1m0s", "HEARTBEAT_INTERVAL": "20s", "WS_MAX_PAYLOAD_BYTES": "4096", "SHUTDOWN_GRACE": "25s"},
 			absent: []string{"MAX_CONNECTIONS", "ALLOWED_ORIGINS", "REDIS_NODES", "REDIS_USERNAME", "REDIS_USERNAME_FILE",
-				"REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET", "AUTH_JWT_SECRET_FILE"},
+				"REDIS_PASSWORD_FILE", "REDIS_PASSWORD", "AUTH_JWT_SECRET", "AUTH_JWT_SECRET_FILE", "AUTH_REQUIRE_WATCH_CLAIM"},
 		},
 		{
 			name: "every spec field",
@@ -34,14 +34,14 @@ func TestDeploymentEnv(t *testing.T) {
 				gw.Spec.Presence = presencev1alpha1.PresenceSpec{TTL: &metav1.Duration{Duration: 90 * time.Second}, HeartbeatInterval: &metav1.Duration{Duration: 30 * time.Second}}
 				gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{Port: 9000, MaxPayloadBytes: 8192, MaxConnectionsPerPod: ptr.To[int32](10000),
 					AllowedOrigins: []string{"https://a.example", "https://b.example"}}
-				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt", Key: "hs256"}}
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt", Key: "hs256"}, RequireWatchClaim: true}
 				gw.Spec.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
 			},
 			deps: withAuth,
 			want: map[string]string{"WS_PORT": "9000", "PRESENCE_TTL": "1m30s", "HEARTBEAT_INTERVAL": "30s", "WS_MAX_PAYLOAD_BYTES": "8192",
 				"MAX_CONNECTIONS": "10000", "ALLOWED_ORIGINS": "https://a.example,https://b.example", "LOG_LEVEL": "debug",
 				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME_FILE": "/etc/presence/redis/username",
-				"AUTH_JWT_SECRET_FILE": "/etc/presence/jwt/secret"},
+				"AUTH_JWT_SECRET_FILE": "/etc/presence/jwt/secret", "AUTH_REQUIRE_WATCH_CLAIM": "true"},
 			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET"},
 		},
 	}
@@ -191,7 +191,7 @@ func TestEnvNamesAreGatewaySettings(t *testing.T) {
 	g := NewWithT(t)
 	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{MaxConnectionsPerPod: ptr.To[int32](10), AllowedOrigins: []string{"https://a.example"}}
-		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}}
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
 	})
 	for _, e := range Deployment(gw, testDeps(withAuth), "img:1").Spec.Template.Spec.Containers[0].Env {
 		g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)

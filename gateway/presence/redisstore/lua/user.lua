@@ -5,7 +5,7 @@ local ttl = tonumber(ARGV[3])
 local keyttl = tonumber(ARGV[4])
 local conns, hash = KEYS[1], KEYS[2]
 
-local h = redis.call('HMGET', hash, 'on', 'n', 'st', 'tx', 'ls', 'v', 'gu')
+local h = redis.call('HMGET', hash, 'on', 'n', 'st', 'tx', 'ls', 'v', 'gu', 'iv')
 local wasOn = h[1] == '1'
 local pubN = tonumber(h[2]) or 0
 local st = h[3] or 'online'
@@ -13,6 +13,10 @@ local tx = h[4] or ''
 local ls = tonumber(h[5]) or 0
 local v = tonumber(h[6]) or 0
 local gu = tonumber(h[7]) or 0
+-- iv: when the user went invisible (ms), 0 while visible. 'on' and 'n' are
+-- the user's real state; watchers were shown it only while iv was 0.
+local iv = tonumber(h[8]) or 0
+local wasShown = wasOn and iv == 0
 
 local prefix = nil
 if op == 'reap' then prefix = ARGV[5] end
@@ -62,6 +66,9 @@ for i = 1, #drop, 500 do
 end
 local removed = #drop
 if op == 'reap' then removed = reaped end
+-- The user went offline (its connections expired, no grace pending) before
+-- this op: its invisibility ended with that session, like its status.
+if live == 0 and gu <= now then iv = 0 end
 
 local statusChanged = false
 if op == 'connect' then
@@ -80,7 +87,8 @@ elseif op == 'disconnect' then
     seen = now
     if live == 0 and wasOn and grace > 0 and gu <= now then
       gu = now + grace
-      ls = now
+      -- an invisible user's lastSeen stays the moment it hid
+      if iv == 0 then ls = now end
     end
   end
 elseif op == 'drop' then
@@ -93,10 +101,21 @@ elseif op == 'drop' then
   end
   gu = 0
 elseif op == 'status' then
-  if ARGV[5] ~= st or ARGV[6] ~= tx then
-    st = ARGV[5]
-    tx = ARGV[6]
-    statusChanged = true
+  if ARGV[5] == 'invisible' then
+    if iv == 0 then
+      iv = now
+      statusChanged = true
+    end
+  else
+    if iv > 0 then
+      iv = 0
+      statusChanged = true
+    end
+    if ARGV[5] ~= st or ARGV[6] ~= tx then
+      st = ARGV[5]
+      tx = ARGV[6]
+      statusChanged = true
+    end
   end
 end
 
@@ -107,23 +126,27 @@ local n = live
 if grace then n = pubN end
 if not on then n = 0 end
 
+-- What watchers see: offline while invisible, as if the last connection
+-- had closed when the user hid.
+local shown = on and iv == 0
 local to = ''
-if on ~= wasOn then
-  if on then to = 'online' else to = 'offline' end
-elseif on and statusChanged then
+if shown ~= wasShown then
+  if shown then to = 'online' else to = 'offline' end
+elseif shown and statusChanged then
   to = 'status'
-elseif on and n ~= pubN then
+elseif shown and n ~= pubN then
   to = 'count'
 end
 if to ~= '' then
   v = math.max(v + 1, now)
-  if on then ls = now else ls = math.max(ls, seen) end
+  if shown then ls = now elseif on then ls = iv else ls = math.max(ls, seen) end
   if ls == 0 then ls = now end
 end
 if not on then
-  -- a new session starts as "online" with no text
+  -- a new session starts as "online" with no text, and visible
   st = 'online'
   tx = ''
+  iv = 0
 end
 
 if live == 0 then
@@ -135,16 +158,18 @@ local onStr = '0'
 if on then onStr = '1' end
 if to ~= '' or statusChanged or removed > 0 or op == 'connect' or op == 'restore' or op == 'disconnect' and gu > 0 then
   redis.call('HSET', hash, 'on', onStr, 'n', n, 'st', st, 'tx', tx,
-    'ls', string.format('%.0f', ls), 'v', string.format('%.0f', v), 'gu', string.format('%.0f', gu))
+    'ls', string.format('%.0f', ls), 'v', string.format('%.0f', v), 'gu', string.format('%.0f', gu),
+    'iv', string.format('%.0f', iv))
   redis.call('PEXPIRE', hash, keyttl)
 end
+-- the user as watchers see it
+local shownStr, shownSt, shownTx, shownN = '0', 'offline', '', 0
+if shown then shownStr, shownSt, shownTx, shownN = '1', st, tx, n end
 if to ~= '' then
-  local shown = st
-  if not on then shown = 'offline' end
-  redis.call('SPUBLISH', KEYS[3], string.format('%.0f', v) .. '\n' .. onStr .. '\n' .. shown .. '\n' ..
-    n .. '\n' .. string.format('%.0f', ls) .. '\n' .. tx)
+  redis.call('SPUBLISH', KEYS[3], string.format('%.0f', v) .. '\n' .. shownStr .. '\n' .. shownSt .. '\n' ..
+    shownN .. '\n' .. string.format('%.0f', ls) .. '\n' .. shownTx)
 end
 local changed = 0
 if to ~= '' then changed = 1 end
-return {string.format('%.0f', v), onStr, st, tx, n, string.format('%.0f', ls), changed, to, removed, live,
-  string.format('%.0f', gu)}
+return {string.format('%.0f', v), shownStr, shownSt, shownTx, shownN, string.format('%.0f', ls), changed, to, removed,
+  live, string.format('%.0f', gu)}
