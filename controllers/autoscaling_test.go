@@ -67,17 +67,21 @@ func TestAutoscalingBehavior(t *testing.T) {
 // TestAutoscalingConditionMirrorsTheHPA: the HPA controller's conditions
 // (written here by hand: envtest runs no kube-controller-manager) reach the
 // PresenceGateway. An HPA that cannot read its metric is Autoscaling=False
-// and Degraded=True with the HPA's message; the gateways stay Ready.
+// and Degraded=True with the HPA's message; the gateways stay Ready (on the
+// real Redis Cluster).
 func TestAutoscalingConditionMirrorsTheHPA(t *testing.T) {
+	requireRedisCluster(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
-	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+	createRedisCluster(t, ns, "real", testRedisNodes, "")
+	createGateway(t, ns, "chat", "real", func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 10, TargetConnectionsPerPod: ptr.To[int32](5000)}
 	})
 	markRolledOut(t, waitDeployment(t, ns, "chat"))
 	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionAutoscaling)).
 		Should(statusReason(metav1.ConditionUnknown, presencev1alpha1.ReasonAutoscalerPending))
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).
+		Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonReady))
 
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
 	setHPAConditions := func(conds ...autoscalingv2.HorizontalPodAutoscalerCondition) {

@@ -95,10 +95,13 @@ func TestGatewayCreatesOwnedObjects(t *testing.T) {
 		g.Expect(gw.Status.Endpoint).To(Equal("ws://chat." + ns + ".svc:80"))
 		g.Expect(gw.Status.Selector).To(Equal("app.kubernetes.io/instance=chat,app.kubernetes.io/name=presence-gateway"))
 		g.Expect(gw.Status.RedisNodes).To(Equal(seedNodes))
-		g.Expect(gw.Status.Conditions).To(HaveLen(5))
+		var types []string
 		for _, c := range gw.Status.Conditions {
 			g.Expect(c.ObservedGeneration).To(Equal(gw.Generation), c.Type)
+			types = append(types, c.Type)
 		}
+		g.Expect(types).To(ConsistOf(presencev1alpha1.ConditionReady, presencev1alpha1.ConditionAvailable, presencev1alpha1.ConditionProgressing,
+			presencev1alpha1.ConditionRedisReady, presencev1alpha1.ConditionDegraded, presencev1alpha1.ConditionAutoscaling), "spec.autoscaling is set")
 	}).Should(Succeed())
 	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady))
 	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady))
