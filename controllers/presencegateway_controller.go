@@ -348,7 +348,7 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 		}
 		obs.deployment = dep
 	}
-	if gw.Spec.Autoscaling != nil && obs.hpa == nil {
+	if gw.Spec.Autoscaling != nil {
 		hpa := &autoscalingv2.HorizontalPodAutoscaler{}
 		if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, hpa); err != nil {
 			if !apierrors.IsNotFound(err) {

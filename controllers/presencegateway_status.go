@@ -40,8 +40,9 @@ type gatewayObservation struct {
 	// queued, when set, is the RolloutQueued Progressing condition: the
 	// Deployment's new pod template waits for a rollout slot.
 	queued *conditionResult
-	// hpa is the gateway's HorizontalPodAutoscaler as cached (nil: none yet,
-	// or no spec.autoscaling).
+	// hpa is the gateway's HorizontalPodAutoscaler as cached, read by
+	// writeStatus (nil: none yet, or no spec.autoscaling). Its status is
+	// the HPA controller's, so the cache is as good as an apply's result.
 	hpa *autoscalingv2.HorizontalPodAutoscaler
 }
 
