@@ -42,7 +42,8 @@ type PresenceGatewayReconciler struct {
 	// (--gateway-image).
 	DefaultImage string
 	// MaxConcurrentReconciles is how many PresenceGateways are reconciled
-	// at once (--max-concurrent-reconciles-presencegateway); 1 when zero.
+	// at once (--max-concurrent-reconciles-presencegateway, default
+	// DefaultPresenceGatewayWorkers); 1 when zero.
 	MaxConcurrentReconciles int
 	// MaxConcurrentRollouts is how many fleets may roll out a pod template
 	// change they did not ask for in their own spec at once

@@ -35,6 +35,19 @@ const (
 	// once: a check waits up to CheckTimeout on a node that does not
 	// answer, and the other clusters' checks must not queue behind it.
 	DefaultRedisClusterWorkers = 8
+	// DefaultPresenceGatewayWorkers is how many PresenceGateways are
+	// reconciled at once. A reconcile mostly waits on the API server (five
+	// sequential writes), so workers cost almost nothing while they wait:
+	// 500 gateways settle within 60 s with 16 workers and 200 QPS, and
+	// need 156 s with 2 workers and 50 QPS (docs/benchmarks.md#operator).
+	DefaultPresenceGatewayWorkers = 16
+	// DefaultKubeAPIQPS and DefaultKubeAPIBurst are the operator's client
+	// rate limit towards the API server. Reads come from the informer
+	// cache; the limit only paces writes, which the API server's own
+	// Priority and Fairness also queues, so it is a guard against a
+	// runaway loop rather than the API server's protection.
+	DefaultKubeAPIQPS   = 200
+	DefaultKubeAPIBurst = 400
 )
 
 // RedisClusterReconciler checks each RedisCluster with CLUSTER INFO and

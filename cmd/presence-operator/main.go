@@ -80,11 +80,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.checkInterval, "redis-check-interval", controllers.DefaultRedisCheckInterval, "time between two health checks of a RedisCluster")
 	fs.DurationVar(&o.checkTimeout, "redis-check-timeout", controllers.DefaultRedisCheckTimeout, "timeout of one health check of a RedisCluster (its seeds are asked concurrently)")
 	fs.DurationVar(&o.checkHeartbeat, "redis-check-heartbeat", controllers.DefaultRedisCheckHeartbeat, "how old a RedisCluster's status.lastCheckTime may grow before a check that found nothing new writes it again")
-	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", 2, "PresenceGateways reconciled at once")
+	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", controllers.DefaultPresenceGatewayWorkers, "PresenceGateways reconciled at once")
 	fs.IntVar(&o.redisWorkers, "max-concurrent-reconciles-rediscluster", controllers.DefaultRedisClusterWorkers, "RedisClusters reconciled (and health-checked) at once; a Redis that does not answer holds one worker for up to --redis-check-timeout")
 	fs.IntVar(&o.maxRollouts, "max-concurrent-rollouts", 1, "gateway fleets that may roll out at once a new pod template they did not ask for in their own spec (the default image changed, a new operator version): the others wait in line (Progressing=False, RolloutQueued); 0 = no limit. An edit of a PresenceGateway's own spec rolls it at once")
-	fs.Float64Var(&o.apiQPS, "kube-api-qps", 50, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
-	fs.IntVar(&o.apiBurst, "kube-api-burst", 100, "requests the operator may send to the API server in a burst above --kube-api-qps")
+	fs.Float64Var(&o.apiQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
+	fs.IntVar(&o.apiBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests the operator may send to the API server in a burst above --kube-api-qps")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
