@@ -2,6 +2,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,12 @@ type PresenceGatewayReconciler struct {
 	// (--max-concurrent-rollouts; see presencegateway_rollout.go); no
 	// limit when zero.
 	MaxConcurrentRollouts int
+	// APIReader reads what the manager does not cache: the ConfigMap of
+	// spec.auth.jwtPublicKeyRef (the cache holds only the operator's own
+	// ConfigMaps). SetupWithManager sets the manager's when nil.
+	APIReader client.Reader
+	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
+	UnwatchedRecheck time.Duration
 
 	rolloutsOnce sync.Once
 	rollouts     *rolloutLimiter // see limiter
@@ -75,6 +82,11 @@ func (r *PresenceGatewayReconciler) limiter() *rolloutLimiter {
 // looked at again even if no wake-up reached it (the wake-up channel was
 // full); a freed slot normally wakes the next in line at once.
 const queuedRequeue = time.Minute
+
+// DefaultUnwatchedRecheck is how soon a gateway blocked on a missing object
+// that no watch reports (the ConfigMap of spec.auth.jwtPublicKeyRef; the
+// operator caches only its own ConfigMaps) is looked at again.
+const DefaultUnwatchedRecheck = 30 * time.Second
 
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=patch
@@ -171,6 +183,11 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if obs.queued != nil {
 		return ctrl.Result{RequeueAfter: queuedRequeue}, nil
 	}
+	if problem != nil && problem.reason == presencev1alpha1.ReasonJWTKeyNotFound && gw.Spec.Auth.JWTPublicKeyRef.ConfigMapKeyRef != nil {
+		// No watch reports that ConfigMap (the cache holds only the
+		// operator's own): look again.
+		return ctrl.Result{RequeueAfter: cmp.Or(r.UnwatchedRecheck, DefaultUnwatchedRecheck)}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -212,7 +229,33 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		}
 		deps.JWT = s
 	}
+	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTPublicKeyRef != nil {
+		problem, err := r.checkPublicKey(ctx, gw.Namespace, gw.Spec.Auth.JWTPublicKeyRef)
+		if problem != nil || err != nil {
+			return deps, nil, problem, err
+		}
+	}
 	return deps, nil, nil, nil
+}
+
+// checkPublicKey checks that the Secret or ConfigMap key of
+// spec.auth.jwtPublicKeyRef exists: the pods could not start without it.
+// Its content is the gateway's to judge (it logs and keeps the last good
+// keys on a bad file).
+func (r *PresenceGatewayReconciler) checkPublicKey(ctx context.Context, namespace string, ref *presencev1alpha1.KeySourceRef) (*conditionResult, error) {
+	if s := ref.SecretKeyRef; s != nil {
+		_, problem, err := getSecret(ctx, r.Client, namespace, s.Name, s.Key, "spec.auth.jwtPublicKeyRef.secretKeyRef")
+		if problem != nil {
+			problem.reason = presencev1alpha1.ReasonJWTKeyNotFound
+		}
+		return problem, err
+	}
+	c := ref.ConfigMapKeyRef
+	problem, err := getConfigMapKey(ctx, r.APIReader, namespace, c.Name, c.Key, "spec.auth.jwtPublicKeyRef.configMapKeyRef")
+	if problem != nil {
+		problem.reason = presencev1alpha1.ReasonJWTKeyNotFound
+	}
+	return problem, err
 }
 
 // applyAll creates or corrects every owned object and returns the gateway
@@ -388,6 +431,9 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := setupGatewayIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("presencegateway").

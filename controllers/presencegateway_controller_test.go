@@ -381,6 +381,48 @@ func TestMissingJWTSecret(t *testing.T) {
 	waitDeployment(t, ns, "chat")
 }
 
+// TestJWTPublicKeyRef: a missing spec.auth.jwtPublicKeyRef ConfigMap (which
+// no watch reports: the operator caches only its own) blocks the gateway
+// with JWTKeyNotFound until it appears; then the key is mounted and given as
+// AUTH_JWT_PUBLIC_KEY_FILE. A Secret that lacks the key named is reported
+// the same way.
+func TestJWTPublicKeyRef(t *testing.T) {
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+			JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp", Key: "rs256.pem"}},
+			Issuer:          "https://idp.example.com/",
+		}
+	})
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTKeyNotFound),
+		HaveField("Message", ContainSubstring(`ConfigMap "idp" (spec.auth.jwtPublicKeyRef.configMapKeyRef) not found`))))
+	NewWithT(t).Expect(k8sClient.Create(context.Background(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "idp"},
+		Data:       map[string]string{"rs256.pem": "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n"},
+	})).To(Succeed())
+	dep := waitDeployment(t, ns, "chat")
+	env := map[string]string{}
+	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	g := NewWithT(t)
+	g.Expect(env).To(HaveKeyWithValue("AUTH_JWT_PUBLIC_KEY_FILE", "/etc/presence/jwt-public-key/key.pem"))
+	g.Expect(env).To(HaveKeyWithValue("AUTH_JWT_ISSUER", "https://idp.example.com/"))
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.ConfigMap.Name", "idp")))
+
+	createSecret(t, ns, "idp-secret", map[string]string{"other.pem": "x"})
+	createGateway(t, ns, "chat2", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+			JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-secret", Key: "es256.pem"}},
+		}
+	})
+	eventually(t, gatewayCondition(ns, "chat2", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTKeyNotFound),
+		HaveField("Message", ContainSubstring(`has no key "es256.pem"`))))
+}
+
 // scaleTo sets obj's scale subresource to n replicas, reading it again when
 // the write loses an optimistic-concurrency race.
 func scaleTo(t *testing.T, obj client.Object, n int32) {

@@ -141,7 +141,7 @@ func startOperator(s operatorSettings) error {
 	if err := (&PresenceGatewayReconciler{
 		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites, reads: &gatewayReconciles}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: s.defaultImage,
-		MaxConcurrentRollouts: s.maxRollouts,
+		MaxConcurrentRollouts: s.maxRollouts, UnwatchedRecheck: time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ const (
 	// ReasonJWTSecretNotFound: the Secret spec.auth.jwtSecretRef names does
 	// not exist; Redis may well be fine (RedisReady says).
 	ReasonJWTSecretNotFound = "JWTSecretNotFound"
+	// ReasonJWTKeyNotFound: the Secret or ConfigMap of
+	// spec.auth.jwtPublicKeyRef does not exist, or lacks the key named.
+	ReasonJWTKeyNotFound = "JWTKeyNotFound"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be

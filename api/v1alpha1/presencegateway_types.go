@@ -114,7 +114,7 @@ type PresenceGatewaySpec struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'AUTH_REQUIRE_WATCH_CLAIM', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, AUTH_REQUIRE_WATCH_CLAIM, SHUTDOWN_GRACE): use the matching spec field"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWT_JWKS_URL', 'AUTH_JWT_AUDIENCE', 'AUTH_JWT_ISSUER', 'AUTH_REQUIRE_WATCH_CLAIM', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_*, AUTH_REQUIRE_WATCH_CLAIM, SHUTDOWN_GRACE): use the matching spec field"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
 
@@ -231,14 +231,45 @@ type WebsocketSpec struct {
 	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 }
 
-// AuthSpec configures client authentication.
-// +kubebuilder:validation:XValidation:rule="!has(self.requireWatchClaim) || !self.requireWatchClaim || has(self.jwtSecretRef)",message="spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef: without tokens there is no watch claim to require"
+// AuthSpec configures client authentication: with a key source set, every
+// connection needs a JWT signed by it.
+// +kubebuilder:validation:XValidation:rule="[has(self.jwtSecretRef), has(self.jwtPublicKeyRef), has(self.jwksURL)].filter(x, x).size() <= 1",message="spec.auth: give one JWT key source: jwtSecretRef (HS256), jwtPublicKeyRef (RS256/ES256) or jwksURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.requireWatchClaim) || !self.requireWatchClaim || has(self.jwtSecretRef) || has(self.jwtPublicKeyRef) || has(self.jwksURL)",message="spec.auth.requireWatchClaim needs a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL): without tokens there is no watch claim to require"
+// +kubebuilder:validation:XValidation:rule="!(has(self.audience) || has(self.issuer)) || has(self.jwtSecretRef) || has(self.jwtPublicKeyRef) || has(self.jwksURL)",message="spec.auth.audience and spec.auth.issuer need a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL): without one no token is checked"
 type AuthSpec struct {
 	// JWTSecretRef names a Secret key holding the HS256 secret that signs
-	// client tokens; the gateway gets it as AUTH_JWT_SECRET through a Secret
-	// reference (the value never appears in the Deployment).
+	// client tokens. That key is mounted into the pods and given as
+	// AUTH_JWT_SECRET_FILE; the value never appears in the Deployment or
+	// the environment, and the gateway re-reads it when the Secret changes.
 	// +optional
 	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+
+	// JWTPublicKeyRef names a Secret or ConfigMap key holding the PEM public
+	// key(s) (RSA, or ECDSA P-256) that verify RS256/ES256 tokens. Mounted
+	// and given as AUTH_JWT_PUBLIC_KEY_FILE; several PEM blocks in one key
+	// are all accepted, so a rotation can overlap the old and new keys.
+	// +optional
+	JWTPublicKeyRef *KeySourceRef `json:"jwtPublicKeyRef,omitempty"`
+
+	// JWKSURL is an identity provider's JSON Web Key Set (https), which the
+	// gateway fetches and refreshes: AUTH_JWT_JWKS_URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''",message="spec.auth.jwksURL must be an absolute http(s) URL, for example https://idp.example.com/.well-known/jwks.json"
+	JWKSURL string `json:"jwksURL,omitempty"`
+
+	// Audience, when set, must be one of a token's aud values:
+	// AUTH_JWT_AUDIENCE.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Audience string `json:"audience,omitempty"`
+
+	// Issuer, when set, must equal a token's iss: AUTH_JWT_ISSUER.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer,omitempty"`
 
 	// RequireWatchClaim refuses tokens without a "watch" claim (the user
 	// ids, or prefixes ending in "*", a connection may subscribe to and
@@ -246,6 +277,34 @@ type AuthSpec struct {
 	// lacking the claim may watch anybody.
 	// +optional
 	RequireWatchClaim bool `json:"requireWatchClaim,omitempty"`
+}
+
+// KeySourceRef names one key of a Secret or of a ConfigMap in the same
+// namespace: exactly one of the two.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="give exactly one of secretKeyRef and configMapKeyRef"
+type KeySourceRef struct {
+	// SecretKeyRef names a key of a Secret.
+	// +optional
+	SecretKeyRef *ObjectKeyRef `json:"secretKeyRef,omitempty"`
+
+	// ConfigMapKeyRef names a key of a ConfigMap.
+	// +optional
+	ConfigMapKeyRef *ObjectKeyRef `json:"configMapKeyRef,omitempty"`
+}
+
+// ObjectKeyRef names one key of an object (a Secret or a ConfigMap) in the
+// same namespace.
+type ObjectKeyRef struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key in the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
 }
 
 // SecretKeyRef names one key of a Secret in the same namespace.

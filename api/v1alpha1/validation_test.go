@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,9 +118,35 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		}, []string{"spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage"}},
 		{"no cluster name", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Redis.ClusterRef.Name = "" },
 			[]string{"spec.redis.clusterRef.name"}},
-		{"requireWatchClaim without a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
+		{"requireWatchClaim without a JWT key source", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Auth = &presencev1alpha1.AuthSpec{RequireWatchClaim: true}
-		}, []string{"spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef"}},
+		}, []string{"spec.auth.requireWatchClaim needs a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL)"}},
+		{"two JWT key sources", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, JWKSURL: "https://idp.example.com/jwks.json"}
+		}, []string{"spec.auth: give one JWT key source"}},
+		{"audience without a key source", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{Audience: "chat"}
+		}, []string{"spec.auth.audience and spec.auth.issuer need a JWT key source"}},
+		{"JWKS URL without a scheme", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "idp.example.com/jwks.json"}
+		}, []string{"spec.auth.jwksURL must be an absolute http(s) URL"}},
+		{"public key from both a Secret and a ConfigMap", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				SecretKeyRef:    &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"},
+				ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"}}}
+		}, []string{"give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"public key without a key name", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k"}}}
+		}, []string{"spec.auth.jwtPublicKeyRef.configMapKeyRef.key"}},
+		{"public key, audience, issuer and requireWatchClaim", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"}},
+				Audience: "chat", Issuer: "https://idp.example.com/", RequireWatchClaim: true}
+		}, nil},
+		{"JWKS URL", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "https://idp.example.com/.well-known/jwks.json", Issuer: "https://idp.example.com/"}
+		}, nil},
 		{"requireWatchClaim with a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
 		}, nil},
@@ -131,7 +158,7 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			ctx := context.Background()
-			gw := gateway("v"+string(rune('a'+i)), tt.mutate)
+			gw := gateway(fmt.Sprintf("v%d", i), tt.mutate)
 			err := k8sClient.Create(ctx, gw)
 			if len(tt.wantErr) == 0 {
 				g.Expect(err).NotTo(HaveOccurred())

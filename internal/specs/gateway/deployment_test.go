@@ -42,7 +42,27 @@ func TestDeploymentEnv(t *testing.T) {
 				"MAX_CONNECTIONS": "10000", "ALLOWED_ORIGINS": "https://a.example,https://b.example", "LOG_LEVEL": "debug",
 				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME_FILE": "/etc/presence/redis/username",
 				"AUTH_JWT_SECRET_FILE": "/etc/presence/jwt/secret", "AUTH_REQUIRE_WATCH_CLAIM": "true"},
-			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET"},
+			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_JWKS_URL"},
+		},
+		{
+			name: "public key, audience and issuer",
+			gw: func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+					JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp", Key: "rs256.pem"}},
+					Audience:        "chat", Issuer: "https://idp.example.com/",
+				}
+			},
+			want: map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/etc/presence/jwt-public-key/key.pem",
+				"AUTH_JWT_AUDIENCE": "chat", "AUTH_JWT_ISSUER": "https://idp.example.com/"},
+			absent: []string{"AUTH_JWT_SECRET_FILE", "AUTH_JWT_JWKS_URL", "AUTH_REQUIRE_WATCH_CLAIM"},
+		},
+		{
+			name: "JWKS URL",
+			gw: func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "https://idp.example.com/jwks.json", RequireWatchClaim: true}
+			},
+			want:   map[string]string{"AUTH_JWT_JWKS_URL": "https://idp.example.com/jwks.json", "AUTH_REQUIRE_WATCH_CLAIM": "true"},
+			absent: []string{"AUTH_JWT_SECRET_FILE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_AUDIENCE", "AUTH_JWT_ISSUER"},
 		},
 	}
 	for _, tt := range tests {
@@ -195,5 +215,37 @@ func TestEnvNamesAreGatewaySettings(t *testing.T) {
 	})
 	for _, e := range Deployment(gw, testDeps(withAuth), "img:1").Spec.Template.Spec.Containers[0].Env {
 		g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
+	}
+}
+
+// TestDeploymentMountsPublicKey: spec.auth.jwtPublicKeyRef's one key is
+// mounted as key.pem from its Secret or its ConfigMap, as a whole volume
+// (no subPath, so the kubelet updates it in place and a rotation restarts
+// nothing), and its content never reaches the pod template.
+func TestDeploymentMountsPublicKey(t *testing.T) {
+	for name, ref := range map[string]*presencev1alpha1.KeySourceRef{
+		"secret":    {SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-keys", Key: "es256.pem"}},
+		"configmap": {ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-keys", Key: "es256.pem"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			dep := Deployment(testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: ref}
+			}), testDeps(nil), "img:1")
+			pod := dep.Spec.Template.Spec
+			items := []corev1.KeyToPath{{Key: "es256.pem", Path: "key.pem"}}
+			var want OmegaMatcher
+			if ref.SecretKeyRef != nil {
+				want = And(HaveField("VolumeSource.Secret.SecretName", "idp-keys"), HaveField("VolumeSource.Secret.Items", items),
+					HaveField("VolumeSource.ConfigMap", BeNil()))
+			} else {
+				want = And(HaveField("VolumeSource.ConfigMap.Name", "idp-keys"), HaveField("VolumeSource.ConfigMap.Items", items),
+					HaveField("VolumeSource.Secret", BeNil()))
+			}
+			g.Expect(pod.Volumes).To(ContainElement(And(HaveField("Name", "jwt-public-key"), want)))
+			g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(And(
+				HaveField("Name", "jwt-public-key"), HaveField("MountPath", "/etc/presence/jwt-public-key"),
+				HaveField("ReadOnly", true), HaveField("SubPath", ""))))
+		})
 	}
 }
