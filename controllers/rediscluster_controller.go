@@ -68,6 +68,10 @@ type RedisClusterReconciler struct {
 	// MaxConcurrentReconciles is how many RedisClusters are reconciled (and
 	// checked) at once; DefaultRedisClusterWorkers when zero.
 	MaxConcurrentReconciles int
+	// APIReader reads what the manager does not cache: the Service of
+	// spec.serviceRef and its EndpointSlices. SetupWithManager sets the
+	// manager's when nil.
+	APIReader client.Reader
 	// now is the clock of status.lastCheckTime (time.Now when nil).
 	now func() time.Time
 }
@@ -75,6 +79,8 @@ type RedisClusterReconciler struct {
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile checks one RedisCluster and requeues itself for the next check.
@@ -93,10 +99,14 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	next := ctrl.Result{RequeueAfter: r.interval()}
 
-	seeds := checkSeeds(rc)
-	if len(seeds) == 0 {
-		return next, r.writeStatus(ctx, rc, nil, conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonNoNodes,
-			"spec.external.nodes lists no node to check"}, nil)
+	seeds, problem, err := r.resolveSeeds(ctx, rc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem != nil {
+		// A Service that appears or gains endpoints is found by the next
+		// check.
+		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
 	creds, problem, err := r.credentials(ctx, rc)
 	if err != nil {
@@ -104,24 +114,12 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	if problem != nil {
 		// The Secret watch brings us back when it appears.
-		return next, r.writeStatus(ctx, rc, nil, *problem, nil)
+		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
 
 	h := checkCluster(ctx, seeds, creds, r.timeout())
 	ready, degraded := clusterConditions(seeds, h)
-	return next, r.writeStatus(ctx, rc, &h, ready, degraded)
-}
-
-// checkSeeds are the seed nodes the health check asks: spec.external.nodes
-// qualified exactly as the gateways get them (RedisCluster.SeedNodes), so
-// that a short in-cluster name ("redis-0.redis:6379"), which the gateways
-// resolve in the RedisCluster's namespace, is not looked up in the
-// operator's own namespace.
-func checkSeeds(rc *presencev1alpha1.RedisCluster) []string {
-	if rc.Spec.External == nil || len(rc.Spec.External.Nodes) == 0 {
-		return nil
-	}
-	return rc.SeedNodes()
+	return next, r.writeStatus(ctx, rc, seeds, &h, ready, degraded)
 }
 
 // clusterConditions turns a check into the Ready and Degraded conditions.
@@ -170,9 +168,10 @@ func (r *RedisClusterReconciler) credentials(ctx context.Context, rc *presencev1
 
 // writeStatus publishes a check; h is nil when no check could run. Degraded
 // is True with Ready's reason whenever Ready is False.
-func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
+func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, seeds []string, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
 	st := *rc.Status.DeepCopy()
 	st.ObservedGeneration = rc.Generation
+	st.Seeds = seeds
 	st.LastCheckTime = rc.Status.LastCheckTime
 	if h != nil && h.answered != "" {
 		st.Nodes, st.ClusterState, st.SlotsCovered = h.nodes, h.state, int32(h.slotsOK)
@@ -256,6 +255,9 @@ const indexRedisClusterBySecret = "spec.auth.secretRef.name"
 // SetupWithManager registers the controller and the cache index its Secret
 // watch uses.
 func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
 		if a := o.(*presencev1alpha1.RedisCluster).Spec.Auth; a != nil {
 			return []string{a.SecretRef.Name}

@@ -117,6 +117,10 @@ const (
 	// or change the Deployment's scale, or is not active for another reason.
 	ReasonAutoscalerUnableToScale = "AutoscalerUnableToScale"
 
-	// ReasonNoNodes: the RedisCluster lists no node to check (spec.managed is not implemented yet).
+	// ReasonNoNodes: the RedisCluster's source gives no node to check (a
+	// Service without ready endpoints).
 	ReasonNoNodes = "NoNodes"
+	// ReasonSourceNotFound: the source of the cluster's nodes does not exist
+	// (spec.serviceRef names no Service, or no port of it).
+	ReasonSourceNotFound = "SourceNotFound"
 )

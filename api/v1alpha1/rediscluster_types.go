@@ -6,12 +6,23 @@ import (
 
 // RedisClusterSpec describes a Redis Cluster the gateways use.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.external)",message="spec.external is required: it lists the cluster's seed nodes (spec.managed is not implemented yet)"
+// +kubebuilder:validation:XValidation:rule="[has(self.external), has(self.serviceRef)].filter(x, x).size() == 1",message="give exactly one source of the cluster's nodes: spec.external.nodes (host:port seeds) or spec.serviceRef (a Service in this namespace)"
 type RedisClusterSpec struct {
 	// External describes a Redis Cluster that runs elsewhere (a managed
-	// service, another operator, VMs).
+	// service, another operator, VMs) by a list of seed nodes.
 	// +optional
 	External *ExternalRedisCluster `json:"external,omitempty"`
+
+	// ServiceRef names a Service in the RedisCluster's namespace in front of
+	// the cluster's nodes, such as the headless Service of a StatefulSet
+	// (the Bitnami redis-cluster chart creates one). The operator follows
+	// its EndpointSlices and turns their ready endpoints into seed nodes
+	// (status.seeds): <pod>.<service>.<namespace>.svc:<port> for a headless
+	// Service whose endpoints have hostnames, <ip>:<port> otherwise.
+	// Members that come and go change the gateways' seed file, not their
+	// pods.
+	// +optional
+	ServiceRef *RedisServiceRef `json:"serviceRef,omitempty"`
 
 	// Auth names the Secret with the Redis ACL credentials (keys username,
 	// optional, and password).
@@ -32,6 +43,23 @@ type ExternalRedisCluster struct {
 	Nodes []string `json:"nodes"`
 }
 
+// RedisServiceRef names a Service and the port of it that Redis serves.
+type RedisServiceRef struct {
+	// Name of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Port is the Service's port (spec.ports[].port) on which Redis answers;
+	// the seeds use the matching endpoint port.
+	// +optional
+	// +kubebuilder:default=6379
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+}
+
 // RedisAuth references the Redis credentials.
 type RedisAuth struct {
 	// SecretRef names a Secret in the same namespace with the keys password
@@ -44,6 +72,14 @@ type RedisClusterStatus struct {
 	// ObservedGeneration is the spec generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Seeds are the seed nodes the gateways get and the health check asks,
+	// as resolved from the spec: spec.external.nodes with short in-cluster
+	// names qualified with this namespace, or the ready endpoints of
+	// spec.serviceRef.
+	// +optional
+	// +listType=atomic
+	Seeds []string `json:"seeds,omitempty"`
 
 	// Nodes are the host:port of every master and replica, as the cluster
 	// announces them (CLUSTER SHARDS), sorted.
