@@ -196,12 +196,15 @@ func TestSharedChangesLeaveTheTemplate(t *testing.T) {
 	}
 	g.Expect(baseNodes).To(Equal(map[string]string{"nodes": "redis-0.redis.chat.svc:6379\nredis-1.redis.chat.svc:6379\n"}))
 
-	// Without nodes in the spec, those the cluster announced.
-	announced := testDeps(func(d *Deps) {
+	// With spec.serviceRef, the seeds the operator resolved from the
+	// Service's endpoints, not the nodes the cluster announced.
+	fromService := testDeps(func(d *Deps) {
 		d.Redis.Spec.External = nil
+		d.Redis.Spec.ServiceRef = &presencev1alpha1.RedisServiceRef{Name: "redis", Port: 6379}
+		d.Redis.Status.Seeds = []string{"redis-0.redis.chat.svc:6379"}
 		d.Redis.Status.Nodes = []string{"10.0.0.1:6379"}
 	})
-	g.Expect(RedisNodesConfigMap(gw, announced).Data).To(Equal(map[string]string{"nodes": "10.0.0.1:6379\n"}))
+	g.Expect(RedisNodesConfigMap(gw, fromService).Data).To(Equal(map[string]string{"nodes": "redis-0.redis.chat.svc:6379\n"}))
 }
 
 // TestEnvNamesAreGatewaySettings: every variable the operator sets on the
