@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -12,7 +13,7 @@ import (
 
 // ManagedByLabel and ManagedByValue mark every object the operator creates
 // for a PresenceGateway. The manager's cache holds only the Deployments,
-// Services, HorizontalPodAutoscalers and PodDisruptionBudgets that carry
+// Services, HorizontalPodAutoscalers, PodDisruptionBudgets and Ingresses that carry
 // them, so that its memory grows with the gateways, not with the cluster.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -43,6 +44,7 @@ func CacheOptions(watchNamespaces []string) cache.Options {
 			&corev1.ConfigMap{}:                      owned,
 			&autoscalingv2.HorizontalPodAutoscaler{}: owned,
 			&policyv1.PodDisruptionBudget{}:          owned,
+			&networkingv1.Ingress{}:                  owned,
 		},
 		ReaderFailOnMissingInformer: true,
 	}

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,6 +98,7 @@ const DefaultUnwatchedRecheck = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -161,7 +163,7 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			message: "spec.image is empty and the operator has no default image (--gateway-image)"}
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	default:
-		dep, queued, err := r.applyAll(ctx, gw, deps, image)
+		dep, queued, err := r.applyAll(ctx, gw, deps, image, &obs)
 		if err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 				// A race with another writer or with our cache: back to the
@@ -263,7 +265,7 @@ func (r *PresenceGatewayReconciler) checkPublicKey(ctx context.Context, namespac
 // needed no write): status is computed from it, never from a cache that may
 // not have seen the write yet. When its pod template change waits for a
 // rollout slot, the Deployment is left as it is and queued says so.
-func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) (dep *appsv1.Deployment, queued *conditionResult, err error) {
+func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string, obs *gatewayObservation) (dep *appsv1.Deployment, queued *conditionResult, err error) {
 	a := newApplier(r.Client, r.Scheme)
 	// Before the Deployment: its pods mount it.
 	if err := r.applyOne(ctx, a, gw, gwspecs.RedisNodesConfigMap(gw, deps), &corev1.ConfigMap{}); err != nil {
@@ -290,7 +292,16 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 			r.limiter().applied(client.ObjectKeyFromObject(gw), dep.Generation)
 		}
 	}
-	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), &corev1.Service{}); err != nil {
+	svc := &corev1.Service{}
+	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), svc); err != nil {
+		return nil, nil, err
+	}
+	obs.service = svc
+	if ing := gwspecs.Ingress(gw); ing != nil {
+		if err := r.applyOne(ctx, a, gw, ing, &networkingv1.Ingress{}); err != nil {
+			return nil, nil, err
+		}
+	} else if err := r.deleteOwned(ctx, gw, "Ingress", &networkingv1.Ingress{}); err != nil {
 		return nil, nil, err
 	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
@@ -402,6 +413,18 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 			obs.hpa = hpa
 		}
 	}
+	if obs.service == nil && gw.Spec.Service.Type == corev1.ServiceTypeLoadBalancer {
+		// Not applied this time (blocked, or its rollout queued): the
+		// cached one still says where the load balancer is.
+		svc := &corev1.Service{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, svc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("get Service %s: %w", gw.Name, err)
+			}
+		} else if owner := metav1.GetControllerOf(svc); owner != nil && owner.UID == gw.UID {
+			obs.service = svc
+		}
+	}
 
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
@@ -445,6 +468,7 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(hpaChanged())).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.Ingress{}).
 		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster), builder.WithPredicates(RedisClusterChanged())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).
 		// A freed rollout slot wakes the gateways first in line.

@@ -11,6 +11,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -421,6 +422,52 @@ func TestJWTPublicKeyRef(t *testing.T) {
 	eventually(t, gatewayCondition(ns, "chat2", presencev1alpha1.ConditionReady)).Should(And(
 		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTKeyNotFound),
 		HaveField("Message", ContainSubstring(`has no key "es256.pem"`))))
+}
+
+// TestIngressAndEndpoints: spec.ingress creates an Ingress to the client
+// Service's ws port, status.endpoints lists its wss:// URL and, once the
+// load balancer has an address, the LoadBalancer Service's; removing
+// spec.ingress deletes the Ingress.
+func TestIngressAndEndpoints(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+		gw.Spec.Ingress = &presencev1alpha1.IngressSpec{ClassName: ptr.To("nginx"), Host: "presence.example.com", TLSSecretName: "presence-tls"}
+	})
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, ing) }).Should(Succeed())
+	g := NewWithT(t)
+	g.Expect(ing.Spec.Rules).To(ConsistOf(HaveField("Host", "presence.example.com")))
+	g.Expect(ing.Spec.TLS).To(ConsistOf(HaveField("SecretName", "presence-tls")))
+	g.Expect(metav1.GetControllerOf(ing)).To(HaveField("UID", gw.UID))
+
+	endpoints := func(g Gomega) []presencev1alpha1.GatewayEndpoint {
+		cur := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+		g.Expect(get(ctx, cur)).To(Succeed())
+		return cur.Status.Endpoints
+	}
+	inCluster := presencev1alpha1.GatewayEndpoint{Scope: "InCluster", Via: "Service", URL: "ws://chat." + ns + ".svc:80"}
+	viaIngress := presencev1alpha1.GatewayEndpoint{Scope: "External", Via: "Ingress", URL: "wss://presence.example.com/"}
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster, viaIngress}))
+
+	// The cloud's load balancer controller publishes an address.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := get(ctx, svc); err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}}
+		return k8sClient.Status().Update(ctx, svc)
+	})).To(Succeed())
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster, viaIngress,
+		{Scope: "External", Via: "LoadBalancer", URL: "ws://198.51.100.7:80/"}}))
+
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Ingress = nil })
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, ing)) }).Should(BeTrue(), "the Ingress is deleted with spec.ingress")
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
+		{Scope: "External", Via: "LoadBalancer", URL: "ws://198.51.100.7:80/"}}))
 }
 
 // scaleTo sets obj's scale subresource to n replicas, reading it again when

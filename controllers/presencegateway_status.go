@@ -44,6 +44,10 @@ type gatewayObservation struct {
 	// writeStatus (nil: none yet, or no spec.autoscaling). Its status is
 	// the HPA controller's, so the cache is as good as an apply's result.
 	hpa *autoscalingv2.HorizontalPodAutoscaler
+	// service is the client Service, as this reconcile's apply returned it
+	// or else as cached (nil when there is none): its load balancer
+	// address is an endpoint.
+	service *corev1.Service
 }
 
 // autoscaling is the Autoscaling condition, read from the HPA's own
@@ -158,6 +162,7 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 	st := *gw.Status.DeepCopy()
 	st.ObservedGeneration = gw.Generation
 	st.Endpoint = gwspecs.Endpoint(gw)
+	st.Endpoints = gwspecs.Endpoints(gw, obs.service)
 	st.Selector = labels.SelectorFromSet(gwspecs.SelectorLabels(gw)).String()
 	if obs.redisNodes != nil {
 		st.RedisNodes = obs.redisNodes

@@ -193,4 +193,3 @@ func TestRedisClusterServiceNotFound(t *testing.T) {
 		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonSourceNotFound),
 		HaveField("Message", ContainSubstring(`Service "redis" has no port 7000 (spec.serviceRef.port); its ports: 6379`))))
 }
-

@@ -60,6 +60,11 @@ type PresenceGatewaySpec struct {
 	// +kubebuilder:default={}
 	Service ServiceSpec `json:"service,omitempty"`
 
+	// Ingress exposes the gateways outside the cluster through an Ingress
+	// (named after the PresenceGateway) routing to the client Service.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
 	// PodDisruptionBudget configures the PodDisruptionBudget created when more
 	// than one gateway pod can run.
 	// +optional
@@ -324,6 +329,9 @@ type SecretKeyRef struct {
 }
 
 // ServiceSpec configures the gateway Service.
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerClass) || self.type == 'LoadBalancer'",message="spec.service.loadBalancerClass needs spec.service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerSourceRanges) || self.type == 'LoadBalancer'",message="spec.service.loadBalancerSourceRanges needs spec.service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.externalTrafficPolicy) || self.type in ['NodePort', 'LoadBalancer']",message="spec.service.externalTrafficPolicy needs spec.service.type NodePort or LoadBalancer"
 type ServiceSpec struct {
 	// Type of the Service.
 	// +optional
@@ -339,6 +347,67 @@ type ServiceSpec struct {
 	Port int32 `json:"port,omitempty"`
 
 	// Annotations of the Service (for example a cloud load balancer's).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Labels added to the Service's; the operator's own labels win.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// LoadBalancerClass picks the load balancer implementation (type
+	// LoadBalancer only). Immutable once set, as on any Service.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	LoadBalancerClass *string `json:"loadBalancerClass,omitempty"`
+
+	// LoadBalancerSourceRanges restricts the client addresses a load
+	// balancer accepts (CIDRs; type LoadBalancer only).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(r, isCIDR(r))",message="spec.service.loadBalancerSourceRanges entries must be CIDRs, for example 203.0.113.0/24"
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// ExternalTrafficPolicy of a NodePort or LoadBalancer Service: Local
+	// keeps the clients' source addresses (and skips a second hop), Cluster
+	// spreads over every node.
+	// +optional
+	// +kubebuilder:validation:Enum=Cluster;Local
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
+}
+
+// IngressSpec describes the Ingress in front of the client Service. The
+// gateways' WebSocket connections go through it like any HTTP request that
+// upgrades; the gateway's ping interval (HEARTBEAT_INTERVAL, 20 s) keeps
+// them under the usual 60 s proxy read timeouts.
+type IngressSpec struct {
+	// ClassName is the IngressClass; the cluster's default class when
+	// empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ClassName *string `json:"className,omitempty"`
+
+	// Host is the DNS name clients connect to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Host string `json:"host"`
+
+	// Path is the path prefix routed to the gateways.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+
+	// TLSSecretName names a kubernetes.io/tls Secret in the same namespace
+	// holding the certificate of host; clients then connect with wss://.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+
+	// Annotations of the Ingress (the controller's own settings, cert-manager's).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -383,12 +452,40 @@ type PresenceGatewayStatus struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
+	// Endpoints are the URLs clients connect to: the in-cluster one, and
+	// when exposed the Ingress's and the load balancer's (once it has an
+	// address).
+	// +optional
+	// +listType=atomic
+	Endpoints []GatewayEndpoint `json:"endpoints,omitempty"`
+
 	// Conditions: Ready, Available, Progressing, RedisReady, Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// GatewayEndpoint is one URL the gateways answer on.
+type GatewayEndpoint struct {
+	// Scope is InCluster or External.
+	// +kubebuilder:validation:Enum=InCluster;External
+	Scope string `json:"scope"`
+	// Via is what serves the URL: Service, Ingress or LoadBalancer.
+	// +kubebuilder:validation:Enum=Service;Ingress;LoadBalancer
+	Via string `json:"via"`
+	// URL is where clients connect (ws:// or wss://).
+	URL string `json:"url"`
+}
+
+// Scopes and kinds of GatewayEndpoint.
+const (
+	EndpointScopeInCluster  = "InCluster"
+	EndpointScopeExternal   = "External"
+	EndpointViaService      = "Service"
+	EndpointViaIngress      = "Ingress"
+	EndpointViaLoadBalancer = "LoadBalancer"
+)
 
 // PresenceGateway runs a fleet of presence gateway pods in front of a Redis
 // Cluster: a Deployment, a Service, an optional HorizontalPodAutoscaler and a
@@ -402,6 +499,7 @@ type PresenceGatewayStatus struct {
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Redis",type=string,JSONPath=`.spec.redis.clusterRef.name`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="External",type=string,JSONPath=`.status.endpoints[?(@.scope=="External")].url`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Available",type=integer,priority=1,JSONPath=`.status.readyReplicas`

@@ -144,6 +144,36 @@ func TestPresenceGatewayValidation(t *testing.T) {
 				SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"}},
 				Audience: "chat", Issuer: "https://idp.example.com/", RequireWatchClaim: true}
 		}, nil},
+		{"loadBalancerClass on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.LoadBalancerClass = ptr.To("example.com/lb")
+		}, []string{"spec.service.loadBalancerClass needs spec.service.type LoadBalancer"}},
+		{"source ranges on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.LoadBalancerSourceRanges = []string{"10.0.0.0/8"}
+		}, []string{"spec.service.loadBalancerSourceRanges needs spec.service.type LoadBalancer"}},
+		{"a source range that is not a CIDR", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.Type = corev1.ServiceTypeLoadBalancer
+			s.Service.LoadBalancerSourceRanges = []string{"10.0.0.1"}
+		}, []string{"spec.service.loadBalancerSourceRanges entries must be CIDRs"}},
+		{"externalTrafficPolicy on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}, []string{"spec.service.externalTrafficPolicy needs spec.service.type NodePort or LoadBalancer"}},
+		{"every Service option", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service = presencev1alpha1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("example.com/lb"),
+				LoadBalancerSourceRanges: []string{"203.0.113.0/24", "2001:db8::/32"}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+				Labels: map[string]string{"team": "chat"}}
+		}, nil},
+		{"an Ingress without a host", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{}
+		}, []string{"spec.ingress.host"}},
+		{"an Ingress host that is not a DNS name", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "https://presence.example.com"}
+		}, []string{"spec.ingress.host"}},
+		{"an Ingress path without a leading slash", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", Path: "ws"}
+		}, []string{"spec.ingress.path"}},
+		{"an Ingress", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", ClassName: ptr.To("nginx"), TLSSecretName: "tls"}
+		}, nil},
 		{"JWKS URL", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "https://idp.example.com/.well-known/jwks.json", Issuer: "https://idp.example.com/"}
 		}, nil},
