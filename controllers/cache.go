@@ -30,6 +30,10 @@ var ownedObjectsSelector = labels.SelectorFromSet(labels.Set{ManagedByLabel: Man
 // (presencegateway_apply.go), so stripping them would make every reconcile
 // write.
 //
+// HTTPRoutes (when the cluster serves the Gateway API) are cached whole: a
+// ByObject entry makes cache.New resolve its kind at start, which fails on
+// a cluster without the Gateway API, and a cluster's HTTPRoutes are few.
+//
 // Secrets are not cached at all: the reconcilers read the few Secrets they
 // reference from the API server (ClientOptions) and watch Secrets as
 // metadata only (builder.OnlyMetadata). A cached read of a kind without an

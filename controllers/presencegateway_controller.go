@@ -16,9 +16,11 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
@@ -56,6 +59,8 @@ type PresenceGatewayReconciler struct {
 	// spec.auth.jwtPublicKeyRef (the cache holds only the operator's own
 	// ConfigMaps). SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
+	// gatewayAPI is whether the cluster served HTTPRoutes at start.
+	gatewayAPI bool
 	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
 	UnwatchedRecheck time.Duration
 
@@ -99,6 +104,8 @@ const DefaultUnwatchedRecheck = 30 * time.Second
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -304,6 +311,9 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 	} else if err := r.deleteOwned(ctx, gw, "Ingress", &networkingv1.Ingress{}); err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyRoute(ctx, a, gw, obs); err != nil {
+		return nil, nil, err
+	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
 		return nil, nil, err
 	}
@@ -458,7 +468,22 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	// The Gateway API is optional: its HTTPRoutes are owned (and watched)
+	// only when the cluster serves them at start.
+	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, gatewayv1.GroupVersion.Version)
+	switch {
+	case err == nil:
+		r.gatewayAPI = true
+	case meta.IsNoMatchError(err):
+		r.gatewayAPI = false
+	default:
+		return fmt.Errorf("look for the Gateway API (HTTPRoute): %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.gatewayAPI {
+		b = b.Owns(&gatewayv1.HTTPRoute{})
+	}
+	return b.
 		Named("presencegateway").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		// Our own status writes do not change the generation: no self-trigger.
@@ -475,4 +500,55 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, r.slotFreed()).
 		WatchesRawSource(source.Channel(r.limiter().wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
+}
+
+// applyRoute creates or corrects the HTTPRoute of spec.httpRoute, or
+// deletes the one the operator made once the spec drops it, and finds
+// whether its parent Gateways terminate TLS (for status.endpoints). Without
+// the Gateway API the gateway is Degraded, not blocked: it still serves in
+// the cluster.
+func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
+	route := gwspecs.HTTPRoute(gw)
+	switch {
+	case route != nil && !r.gatewayAPI:
+		obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonGatewayAPIMissing,
+			"spec.httpRoute needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or use spec.ingress"}
+		return nil
+	case route == nil && r.gatewayAPI:
+		return r.deleteOwned(ctx, gw, "HTTPRoute", &gatewayv1.HTTPRoute{})
+	case route == nil:
+		return nil
+	}
+	if err := r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{}); err != nil {
+		return err
+	}
+	tls, err := r.routeTerminatesTLS(ctx, gw)
+	obs.routeTLS = tls
+	return err
+}
+
+// routeTerminatesTLS reports whether a listener that spec.httpRoute attaches
+// to speaks HTTPS (read from the API server: Gateways are not the
+// operator's, so not cached). A Gateway that does not exist yet counts as
+// plain HTTP until the next reconcile.
+func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (bool, error) {
+	for _, ref := range gw.Spec.HTTPRoute.ParentRefs {
+		ns := cmp.Or(ref.Namespace, gw.Namespace)
+		g := &gatewayv1.Gateway{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, g); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return false, fmt.Errorf("get Gateway %s/%s: %w", ns, ref.Name, err)
+		}
+		for _, l := range g.Spec.Listeners {
+			if ref.SectionName != "" && string(l.Name) != ref.SectionName {
+				continue
+			}
+			if l.Protocol == gatewayv1.HTTPSProtocolType {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

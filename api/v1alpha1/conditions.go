@@ -56,6 +56,9 @@ const (
 	// ReasonJWTKeyNotFound: the Secret or ConfigMap of
 	// spec.auth.jwtPublicKeyRef does not exist, or lacks the key named.
 	ReasonJWTKeyNotFound = "JWTKeyNotFound"
+	// ReasonGatewayAPIMissing: spec.httpRoute is set but the cluster did
+	// not serve the Gateway API's HTTPRoute when the operator started.
+	ReasonGatewayAPIMissing = "GatewayAPIMissing"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be

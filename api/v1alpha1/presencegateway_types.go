@@ -10,6 +10,7 @@ import (
 // PresenceGatewaySpec is the desired state of a fleet of presence gateway pods.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas >= 1",message="spec.autoscaling.minReplicas must be at least 1"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.httpRoute))",message="give one of spec.ingress and spec.httpRoute: both would expose the same Service twice"
 type PresenceGatewaySpec struct {
 	// Image is the gateway container image. Empty means the operator's
 	// --gateway-image default.
@@ -64,6 +65,13 @@ type PresenceGatewaySpec struct {
 	// (named after the PresenceGateway) routing to the client Service.
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// HTTPRoute exposes the gateways through the Gateway API instead: an
+	// HTTPRoute (named after the PresenceGateway) attached to parentRefs and
+	// routing to the client Service. Needs the Gateway API CRDs
+	// (gateway.networking.k8s.io/v1) when the operator starts.
+	// +optional
+	HTTPRoute *HTTPRouteSpec `json:"httpRoute,omitempty"`
 
 	// PodDisruptionBudget configures the PodDisruptionBudget created when more
 	// than one gateway pod can run.
@@ -466,13 +474,56 @@ type PresenceGatewayStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
+// HTTPRouteSpec describes the HTTPRoute in front of the client Service.
+type HTTPRouteSpec struct {
+	// ParentRefs are the Gateways (or their listeners) the route attaches to.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	ParentRefs []RouteParentRef `json:"parentRefs"`
+
+	// Hostnames the route answers for; when empty, those of the listeners
+	// it attaches to.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hostnames []string `json:"hostnames,omitempty"`
+
+	// Path is the path prefix routed to the gateways.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+}
+
+// RouteParentRef names a Gateway, and optionally one of its listeners.
+type RouteParentRef struct {
+	// Name of the Gateway.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Namespace of the Gateway; the PresenceGateway's when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
+	// SectionName is the Gateway listener to attach to; all when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SectionName string `json:"sectionName,omitempty"`
+}
+
 // GatewayEndpoint is one URL the gateways answer on.
 type GatewayEndpoint struct {
 	// Scope is InCluster or External.
 	// +kubebuilder:validation:Enum=InCluster;External
 	Scope string `json:"scope"`
-	// Via is what serves the URL: Service, Ingress or LoadBalancer.
-	// +kubebuilder:validation:Enum=Service;Ingress;LoadBalancer
+	// Via is what serves the URL: Service, Ingress, LoadBalancer or HTTPRoute.
+	// +kubebuilder:validation:Enum=Service;Ingress;LoadBalancer;HTTPRoute
 	Via string `json:"via"`
 	// URL is where clients connect (ws:// or wss://).
 	URL string `json:"url"`
@@ -485,6 +536,7 @@ const (
 	EndpointViaService      = "Service"
 	EndpointViaIngress      = "Ingress"
 	EndpointViaLoadBalancer = "LoadBalancer"
+	EndpointViaHTTPRoute    = "HTTPRoute"
 )
 
 // PresenceGateway runs a fleet of presence gateway pods in front of a Redis

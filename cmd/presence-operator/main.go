@@ -27,6 +27,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/controllers"
@@ -155,6 +156,7 @@ func run(ctx context.Context, args []string) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
+	utilruntime.Must(gatewayv1.Install(scheme)) // HTTPRoutes, when the cluster serves them
 
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 )
@@ -91,11 +92,60 @@ func Ingress(gw *presencev1alpha1.PresenceGateway) *networkingv1.Ingress {
 	return ing
 }
 
+// HTTPRoute renders the HTTPRoute of spec.httpRoute, nil without it: the
+// path prefix of its hostnames routed to the client Service's port.
+func HTTPRoute(gw *presencev1alpha1.PresenceGateway) *gatewayv1.HTTPRoute {
+	hr := gw.Spec.HTTPRoute
+	if hr == nil {
+		return nil
+	}
+	route := &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: gw.Name, Namespace: gw.Namespace, Labels: ObjectLabels(gw)},
+		Spec: gatewayv1.HTTPRouteSpec{
+			Rules: []gatewayv1.HTTPRouteRule{{
+				Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
+					Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(routePath(hr.Path)),
+				}}},
+				BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+					BackendObjectReference: gatewayv1.BackendObjectReference{
+						Name: gatewayv1.ObjectName(gw.Name), Port: ptr.To(servicePort(gw)),
+					},
+				}}},
+			}},
+		},
+	}
+	for _, p := range hr.ParentRefs {
+		ref := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(p.Name)}
+		if p.Namespace != "" {
+			ref.Namespace = ptr.To(gatewayv1.Namespace(p.Namespace))
+		}
+		if p.SectionName != "" {
+			ref.SectionName = ptr.To(gatewayv1.SectionName(p.SectionName))
+		}
+		route.Spec.ParentRefs = append(route.Spec.ParentRefs, ref)
+	}
+	for _, h := range hr.Hostnames {
+		route.Spec.Hostnames = append(route.Spec.Hostnames, gatewayv1.Hostname(h))
+	}
+	return route
+}
+
+func routePath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
 // Endpoints are the URLs of gw's gateways: the client Service's in-cluster
 // one, the Ingress's (wss:// with a certificate), and the load balancer's
 // once svc (the client Service as last written, nil when unknown) has an
 // address.
-func Endpoints(gw *presencev1alpha1.PresenceGateway, svc *corev1.Service) []presencev1alpha1.GatewayEndpoint {
+//
+// For spec.httpRoute, routeTLS says whether the listeners the route
+// attaches to terminate TLS (wss://), as the reconciler read them from the
+// parent Gateways; its hostnames are listed only when the spec names some.
+func Endpoints(gw *presencev1alpha1.PresenceGateway, svc *corev1.Service, routeTLS bool) []presencev1alpha1.GatewayEndpoint {
 	eps := []presencev1alpha1.GatewayEndpoint{{
 		Scope: presencev1alpha1.EndpointScopeInCluster, Via: presencev1alpha1.EndpointViaService, URL: Endpoint(gw),
 	}}
@@ -112,6 +162,18 @@ func Endpoints(gw *presencev1alpha1.PresenceGateway, svc *corev1.Service) []pres
 			Scope: presencev1alpha1.EndpointScopeExternal, Via: presencev1alpha1.EndpointViaIngress,
 			URL: scheme + "://" + in.Host + path,
 		})
+	}
+	if hr := gw.Spec.HTTPRoute; hr != nil {
+		scheme := "ws"
+		if routeTLS {
+			scheme = "wss"
+		}
+		for _, h := range hr.Hostnames {
+			eps = append(eps, presencev1alpha1.GatewayEndpoint{
+				Scope: presencev1alpha1.EndpointScopeExternal, Via: presencev1alpha1.EndpointViaHTTPRoute,
+				URL: scheme + "://" + h + routePath(hr.Path),
+			})
+		}
 	}
 	if svc != nil && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, lb := range svc.Status.LoadBalancer.Ingress {

@@ -84,21 +84,21 @@ func TestIngress(t *testing.T) {
 func TestEndpoints(t *testing.T) {
 	g := NewWithT(t)
 	inCluster := presencev1alpha1.GatewayEndpoint{Scope: "InCluster", Via: "Service", URL: "ws://chat.chat.svc:80"}
-	g.Expect(Endpoints(testGateway(nil), nil)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster}))
+	g.Expect(Endpoints(testGateway(nil), nil, false)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster}))
 
 	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
 		gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
 		gw.Spec.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", Path: "/ws", TLSSecretName: "tls"}
 	})
 	svc := Service(gw)
-	g.Expect(Endpoints(gw, svc)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
+	g.Expect(Endpoints(gw, svc, false)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
 		{Scope: "External", Via: "Ingress", URL: "wss://presence.example.com/ws"}}), "no load balancer address yet")
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}, {Hostname: "lb.example.net"}}
-	g.Expect(Endpoints(gw, svc)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
+	g.Expect(Endpoints(gw, svc, false)).To(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
 		{Scope: "External", Via: "Ingress", URL: "wss://presence.example.com/ws"},
 		{Scope: "External", Via: "LoadBalancer", URL: "ws://198.51.100.7:80/"},
 		{Scope: "External", Via: "LoadBalancer", URL: "ws://lb.example.net:80/"},
 	}))
 	gw.Spec.Ingress.TLSSecretName = ""
-	g.Expect(Endpoints(gw, nil)[1].URL).To(Equal("ws://presence.example.com/ws"), "without a certificate, plain ws")
+	g.Expect(Endpoints(gw, nil, false)[1].URL).To(Equal("ws://presence.example.com/ws"), "without a certificate, plain ws")
 }
