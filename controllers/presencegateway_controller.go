@@ -61,6 +61,9 @@ type PresenceGatewayReconciler struct {
 	APIReader client.Reader
 	// gatewayAPI is whether the cluster served HTTPRoutes at start.
 	gatewayAPI bool
+	// openShift is whether the cluster served security.openshift.io at
+	// start (see gwspecs.Deps.PlatformAssignsIDs).
+	openShift bool
 	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
 	UnwatchedRecheck time.Duration
 
@@ -146,6 +149,7 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	deps.PlatformAssignsIDs = r.openShift
 	problem := redisProblem
 	if problem == nil {
 		problem = jwtProblem
@@ -478,6 +482,15 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.gatewayAPI = false
 	default:
 		return fmt.Errorf("look for the Gateway API (HTTPRoute): %w", err)
+	}
+	_, err = mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: "security.openshift.io", Kind: "SecurityContextConstraints"})
+	switch {
+	case err == nil:
+		r.openShift = true
+	case meta.IsNoMatchError(err):
+		r.openShift = false
+	default:
+		return fmt.Errorf("look for OpenShift (security.openshift.io): %w", err)
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.gatewayAPI {

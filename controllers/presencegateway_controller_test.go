@@ -13,12 +13,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -537,6 +539,43 @@ func TestHTTPRouteWithoutGatewayAPI(t *testing.T) {
 	st := computeStatus(gw, obs)
 	g.Expect(meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionDegraded)).To(And(
 		HaveField("Status", metav1.ConditionTrue), HaveField("Reason", presencev1alpha1.ReasonGatewayAPIMissing)))
+}
+
+// TestOpenShiftLeavesIDsToTheSCC: an operator started on a cluster that
+// serves security.openshift.io (here its SecurityContextConstraints kind,
+// installed as a CRD so that discovery finds the group) renders gateway pods
+// without runAsUser, runAsGroup or fsGroup, which the restricted SCC
+// assigns; elsewhere it pins 65532.
+func TestOpenShiftLeavesIDsToTheSCC(t *testing.T) {
+	g := NewWithT(t)
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "securitycontextconstraints.security.openshift.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "security.openshift.io", Scope: apiextensionsv1.ClusterScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "securitycontextconstraints", Singular: "securitycontextconstraints",
+				Kind: "SecurityContextConstraints", ListKind: "SecurityContextConstraintsList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptr.To(true)}}}},
+		},
+	}
+	_, err := envtest.InstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+	g.Expect(err).NotTo(HaveOccurred())
+	restartOperator(t, suiteOperator)
+	// Runs before restartOperator's cleanup starts the suite's operator
+	// again (cleanups run last first), so that one sees no OpenShift.
+	t.Cleanup(func() {
+		NewWithT(t).Expect(envtest.UninstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})).To(Succeed())
+	})
+
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", nil)
+	pod := waitDeployment(t, ns, "chat").Spec.Template.Spec
+	g.Expect(pod.SecurityContext.FSGroup).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsUser).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsGroup).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsNonRoot).To(Equal(ptr.To(true)))
 }
 
 // scaleTo sets obj's scale subresource to n replicas, reading it again when
