@@ -30,10 +30,16 @@ help: ## Show the targets.
 
 ##@ Gateway
 
+# What --version prints (internal/version): the chart's appVersion (IMAGE_TAG,
+# below) and the commit, set by the linker.
+VERSION_PKG := github.com/presencekit/presence-operator/internal/version
+GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_LDFLAGS = -X $(VERSION_PKG).Version=$(IMAGE_TAG) -X $(VERSION_PKG).Commit=$(GIT_COMMIT)
+
 .PHONY: build
 build: ## Build bin/presence-gateway and bin/presence-operator.
-	$(GO) build -trimpath -o $(BIN)/presence-gateway ./cmd/presence-gateway
-	@if [ -d cmd/presence-operator ]; then $(GO) build -trimpath -o $(BIN)/presence-operator ./cmd/presence-operator; fi
+	$(GO) build -trimpath -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/presence-gateway ./cmd/presence-gateway
+	$(GO) build -trimpath -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/presence-operator ./cmd/presence-operator
 
 .PHONY: run
 run: ## Run the gateway on the embedded in-memory store on :8080.
