@@ -269,14 +269,14 @@ IMAGES_BUILD = cd $(IMAGES_TOOL_DIR) && $(GO) run . -root $(CURDIR) -out $(IMAGE
 IMAGE_PUSH = $(if $(filter command% environment%,$(origin IMAGE_REGISTRY)),$(IMAGE_REGISTRY))
 
 .PHONY: images
-images: ## Build both images (linux/amd64, linux/arm64) as OCI layouts in bin/images/<name>, without Docker; IMAGE_REGISTRY=... also pushes them.
+images: ## Build both images (linux/amd64, linux/arm64) as OCI layouts in bin/images/<name>, without Docker (cold: ~10 min on 2 cores); IMAGE_REGISTRY=... also pushes them.
 	$(IMAGES_BUILD) -version $(IMAGE_TAG) $(if $(IMAGE_PUSH),-push $(IMAGE_PUSH))
 
 # Builds the images of the chart's appVersion (never pushes) and checks them:
 # platforms, entrypoint, user, labels, no shell, the binary's --version, and
 # that the chart, the Makefile and the binaries agree on the version.
 .PHONY: test-images
-test-images: ## Build the images (as make images, no push) and test them with go-containerregistry.
+test-images: ## Build the images (as make images, no push; cold: ~10 min on 2 cores) and test them with go-containerregistry.
 	$(IMAGES_BUILD)
 	cd $(IMAGES_TOOL_DIR) && IMAGES_DIR=$(IMAGES_DIR) $(GO) test -count=1 ./...
 
