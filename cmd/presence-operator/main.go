@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ import (
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/controllers"
+	"github.com/presencekit/presence-operator/internal/version"
 )
 
 // defaultGatewayImage is the gateway image for PresenceGateways without
@@ -38,7 +40,7 @@ import (
 const defaultGatewayImage = "ghcr.io/presencekit/presence-gateway:0.1.0"
 
 func main() {
-	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-operator:", err)
 		os.Exit(1)
 	}
@@ -64,6 +66,7 @@ type options struct {
 	apiBurst        int
 	watchNamespaces []string
 	zap             zap.Options
+	version         bool
 }
 
 // parseFlags parses and checks args.
@@ -87,9 +90,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.apiQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
 	fs.IntVar(&o.apiBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests the operator may send to the API server in a burst above --kube-api-qps")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
+	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.version {
+		return o, nil // nothing else is read: run prints the version and returns
 	}
 	if o.checkInterval < time.Second {
 		return nil, fmt.Errorf("--redis-check-interval=%s: must be at least 1s", o.checkInterval)
@@ -141,10 +148,15 @@ func parseNamespaces(list string) ([]string, error) {
 	return namespaces, nil
 }
 
-// run parses args and runs the manager until ctx is done.
-func run(ctx context.Context, args []string) error {
+// run parses args and runs the manager until ctx is done; with --version
+// it writes the version to stdout and returns.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o, err := parseFlags(args)
 	if err != nil {
+		return err
+	}
+	if o.version {
+		_, err := fmt.Fprintln(stdout, version.String("presence-operator"))
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
