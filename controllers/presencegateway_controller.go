@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -64,6 +65,9 @@ type PresenceGatewayReconciler struct {
 	// openShift is whether the cluster served security.openshift.io at
 	// start (see gwspecs.Deps.PlatformAssignsIDs).
 	openShift bool
+	// podMonitors is whether the cluster served prometheus-operator's
+	// PodMonitor at start.
+	podMonitors bool
 	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
 	UnwatchedRecheck time.Duration
 
@@ -109,6 +113,7 @@ const DefaultUnwatchedRecheck = 30 * time.Second
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -318,6 +323,9 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 	if err := r.applyRoute(ctx, a, gw, obs); err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyPodMonitor(ctx, a, gw, obs); err != nil {
+		return nil, nil, err
+	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
 		return nil, nil, err
 	}
@@ -474,27 +482,22 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// The Gateway API is optional: its HTTPRoutes are owned (and watched)
 	// only when the cluster serves them at start.
-	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, gatewayv1.GroupVersion.Version)
-	switch {
-	case err == nil:
-		r.gatewayAPI = true
-	case meta.IsNoMatchError(err):
-		r.gatewayAPI = false
-	default:
-		return fmt.Errorf("look for the Gateway API (HTTPRoute): %w", err)
+	var err error
+	if r.gatewayAPI, err = serves(mgr, gatewayv1.GroupName, "HTTPRoute"); err != nil {
+		return err
 	}
-	_, err = mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: "security.openshift.io", Kind: "SecurityContextConstraints"})
-	switch {
-	case err == nil:
-		r.openShift = true
-	case meta.IsNoMatchError(err):
-		r.openShift = false
-	default:
-		return fmt.Errorf("look for OpenShift (security.openshift.io): %w", err)
+	if r.openShift, err = serves(mgr, "security.openshift.io", "SecurityContextConstraints"); err != nil {
+		return err
+	}
+	if r.podMonitors, err = serves(mgr, monitoringv1.SchemeGroupVersion.Group, monitoringv1.PodMonitorsKind); err != nil {
+		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.gatewayAPI {
 		b = b.Owns(&gatewayv1.HTTPRoute{})
+	}
+	if r.podMonitors {
+		b = b.Owns(&monitoringv1.PodMonitor{})
 	}
 	return b.
 		Named("presencegateway").
@@ -564,4 +567,39 @@ func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *
 		}
 	}
 	return false, nil
+}
+
+// serves reports whether the cluster serves group's kind (in any version)
+// now: the optional APIs (Gateway API, prometheus-operator, OpenShift) are
+// looked for once, when the operator starts.
+func serves(mgr ctrl.Manager, group, kind string) (bool, error) {
+	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: group, Kind: kind})
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look for %s %s: %w", group, kind, err)
+	}
+}
+
+// applyPodMonitor creates or corrects the PodMonitor of
+// spec.monitoring.podMonitor, or deletes the one the operator made once the
+// spec drops it. Without prometheus-operator the gateway is Degraded.
+func (r *PresenceGatewayReconciler) applyPodMonitor(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
+	pm := gwspecs.PodMonitor(gw)
+	switch {
+	case pm != nil && !r.podMonitors:
+		if obs.exposure == nil {
+			obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonPrometheusOperatorMissing,
+				"spec.monitoring.podMonitor needs prometheus-operator's PodMonitor (monitoring.coreos.com/v1), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or scrape the pods by their prometheus.io annotations"}
+		}
+		return nil
+	case pm == nil && r.podMonitors:
+		return r.deleteOwned(ctx, gw, "PodMonitor", &monitoringv1.PodMonitor{})
+	case pm == nil:
+		return nil
+	}
+	return r.applyOne(ctx, a, gw, pm, &monitoringv1.PodMonitor{})
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -168,7 +169,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
-	utilruntime.Must(gatewayv1.Install(scheme)) // HTTPRoutes, when the cluster serves them
+	utilruntime.Must(gatewayv1.Install(scheme))        // HTTPRoutes, when the cluster serves them
+	utilruntime.Must(monitoringv1.AddToScheme(scheme)) // PodMonitors, when the cluster serves them
 
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
