@@ -58,7 +58,8 @@ type PresenceGatewayReconciler struct {
 	MaxConcurrentRollouts int
 	// APIReader reads what the manager does not cache: the ConfigMap of
 	// spec.auth.jwtPublicKeyRef (the cache holds only the operator's own
-	// ConfigMaps). SetupWithManager sets the manager's when nil.
+	// ConfigMaps) and the Gateways spec.httpRoute attaches to.
+	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// gatewayAPI is whether the cluster served HTTPRoutes at start.
 	gatewayAPI bool
@@ -448,6 +449,14 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 		}
 	}
 
+	if gw.Spec.HTTPRoute != nil && r.gatewayAPI {
+		tls, err := r.routeTerminatesTLS(ctx, gw)
+		if err != nil {
+			return err
+		}
+		obs.routeTLS = tls
+	}
+
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
 		return nil
@@ -519,8 +528,7 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // applyRoute creates or corrects the HTTPRoute of spec.httpRoute, or
-// deletes the one the operator made once the spec drops it, and finds
-// whether its parent Gateways terminate TLS (for status.endpoints). Without
+// deletes the one the operator made once the spec drops it. Without
 // the Gateway API the gateway is Degraded, not blocked: it still serves in
 // the cluster.
 func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
@@ -535,12 +543,7 @@ func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, 
 	case route == nil:
 		return nil
 	}
-	if err := r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{}); err != nil {
-		return err
-	}
-	tls, err := r.routeTerminatesTLS(ctx, gw)
-	obs.routeTLS = tls
-	return err
+	return r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{})
 }
 
 // routeTerminatesTLS reports whether a listener that spec.httpRoute attaches
@@ -552,7 +555,7 @@ func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *
 		ns := cmp.Or(ref.Namespace, gw.Namespace)
 		g := &gatewayv1.Gateway{}
 		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, g); err != nil {
-			if apierrors.IsNotFound(err) {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				continue
 			}
 			return false, fmt.Errorf("get Gateway %s/%s: %w", ns, ref.Name, err)
