@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/typed"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // FieldManager is the server-side apply field manager of every object the
@@ -61,7 +62,8 @@ func newApplier(c client.Client, scheme *runtime.Scheme) *applier {
 // byGroupConverter turns objects into typed values with the schema of their
 // API group: client-go's knows the built-in kinds only, the Gateway API's
 // module ships its own for HTTPRoute. prometheus-operator's API module ships
-// none, so a PodMonitor's schema is deduced from the object (maps merge by
+// none, nor does KEDA's, so a PodMonitor's or ScaledObject's schema is
+// deduced from the object (maps merge by
 // key, lists are atomic: exact for what the operator sets, one list of
 // endpoints). A converter whose schema merged them all would need their
 // OpenAPI models, which none exports.
@@ -73,7 +75,7 @@ func (c byGroupConverter) ObjectToTyped(obj runtime.Object, opts ...typed.Valida
 	switch obj.GetObjectKind().GroupVersionKind().Group {
 	case gatewayv1.GroupName:
 		return c.gatewayAPI.ObjectToTyped(obj, opts...)
-	case monitoringv1.SchemeGroupVersion.Group:
+	case monitoringv1.SchemeGroupVersion.Group, gwspecs.KEDAGroup:
 		return c.deduced.ObjectToTyped(obj, opts...)
 	}
 	return c.builtin.ObjectToTyped(obj, opts...)
@@ -161,6 +163,10 @@ func (a *applier) applyAs(ctx context.Context, config *unstructured.Unstructured
 	u := config.DeepCopy()
 	if err := a.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return err
+	}
+	if uo, ok := into.(*unstructured.Unstructured); ok {
+		uo.Object = u.Object
+		return nil
 	}
 	fresh, err := newObject(into, a.scheme)
 	if err != nil {
@@ -272,6 +278,9 @@ func (a *applier) upToDate(live client.Object, config *unstructured.Unstructured
 	if !ok {
 		return false, nil
 	}
+	if _, isUnstructured := live.(*unstructured.Unstructured); isUnstructured {
+		return unstructuredDerivative(config.Object, extracted, config)
+	}
 	got, err := a.scheme.New(gvk)
 	if err != nil {
 		return false, err
@@ -290,6 +299,31 @@ func (a *applier) upToDate(live client.Object, config *unstructured.Unstructured
 		m.SetNamespace(config.GetNamespace())
 	}
 	return equality.Semantic.DeepDerivative(wantObj, got), nil
+}
+
+// unstructuredDerivative compares a kind the operator has no Go type for (a
+// KEDA ScaledObject) as JSON: want's values must be those of got, the
+// fields the operator owns in the live object. Both go through JSON first,
+// so that a number is a float64 in both.
+func unstructuredDerivative(want, got map[string]any, config *unstructured.Unstructured) (bool, error) {
+	got["apiVersion"], got["kind"] = config.GetAPIVersion(), config.GetKind()
+	if err := unstructured.SetNestedField(got, config.GetName(), "metadata", "name"); err != nil {
+		return false, err
+	}
+	if err := unstructured.SetNestedField(got, config.GetNamespace(), "metadata", "namespace"); err != nil {
+		return false, err
+	}
+	var norm [2]any
+	for i, m := range []map[string]any{want, got} {
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return false, err
+		}
+		if err := json.Unmarshal(raw, &norm[i]); err != nil {
+			return false, err
+		}
+	}
+	return equality.Semantic.DeepDerivative(norm[0], norm[1]), nil
 }
 
 // managedSet is the field set manager owns through apply on the object

@@ -69,6 +69,8 @@ type PresenceGatewayReconciler struct {
 	// podMonitors is whether the cluster served prometheus-operator's
 	// PodMonitor at start.
 	podMonitors bool
+	// keda is whether the cluster served KEDA's ScaledObject at start.
+	keda bool
 	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
 	UnwatchedRecheck time.Duration
 
@@ -115,6 +117,7 @@ const DefaultUnwatchedRecheck = 30 * time.Second
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -327,6 +330,9 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 	if err := r.applyPodMonitor(ctx, a, gw, obs); err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyScaledObject(ctx, a, gw, obs); err != nil {
+		return nil, nil, err
+	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
 		return nil, nil, err
 	}
@@ -449,6 +455,20 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 		}
 	}
 
+	if as := gw.Spec.Autoscaling; as != nil && as.KEDA != nil && obs.keda == nil {
+		// Not applied this time (blocked): the cached one.
+		obs.keda = &kedaObservation{missing: !r.keda}
+		if r.keda {
+			so := newScaledObject()
+			if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, so); err != nil {
+				if !apierrors.IsNotFound(err) {
+					return fmt.Errorf("get ScaledObject %s: %w", gw.Name, err)
+				}
+			} else if owner := metav1.GetControllerOf(so); owner != nil && owner.UID == gw.UID {
+				obs.keda.scaledObject = so
+			}
+		}
+	}
 	if gw.Spec.HTTPRoute != nil && r.gatewayAPI {
 		tls, err := r.routeTerminatesTLS(ctx, gw)
 		if err != nil {
@@ -501,12 +521,18 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.podMonitors, err = serves(mgr, monitoringv1.SchemeGroupVersion.Group, monitoringv1.PodMonitorsKind); err != nil {
 		return err
 	}
+	if r.keda, err = serves(mgr, gwspecs.KEDAGroup, gwspecs.ScaledObjectGVK.Kind); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.gatewayAPI {
 		b = b.Owns(&gatewayv1.HTTPRoute{})
 	}
 	if r.podMonitors {
 		b = b.Owns(&monitoringv1.PodMonitor{})
+	}
+	if r.keda {
+		b = b.Owns(newScaledObject())
 	}
 	return b.
 		Named("presencegateway").
@@ -605,4 +631,34 @@ func (r *PresenceGatewayReconciler) applyPodMonitor(ctx context.Context, a *appl
 		return nil
 	}
 	return r.applyOne(ctx, a, gw, pm, &monitoringv1.PodMonitor{})
+}
+
+func newScaledObject() *unstructured.Unstructured {
+	so := &unstructured.Unstructured{}
+	so.SetGroupVersionKind(gwspecs.ScaledObjectGVK)
+	return so
+}
+
+// applyScaledObject creates or corrects the KEDA ScaledObject of
+// spec.autoscaling.keda, or deletes the one the operator made once the spec
+// drops it, and records it for the Autoscaling condition. (The HPA of the
+// other mode is deleted by the HPA's own step: gwspecs.HPA is nil in KEDA
+// mode.)
+func (r *PresenceGatewayReconciler) applyScaledObject(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
+	so := gwspecs.ScaledObject(gw)
+	switch {
+	case so != nil && !r.keda:
+		obs.keda = &kedaObservation{missing: true}
+		return nil
+	case so == nil && r.keda:
+		return r.deleteOwned(ctx, gw, "ScaledObject", newScaledObject())
+	case so == nil:
+		return nil
+	}
+	live := newScaledObject()
+	if err := r.applyOne(ctx, a, gw, so, live); err != nil {
+		return err
+	}
+	obs.keda = &kedaObservation{scaledObject: live}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 
@@ -50,9 +51,48 @@ type gatewayObservation struct {
 	service *corev1.Service
 	// routeTLS says whether spec.httpRoute's parent Gateways terminate TLS.
 	routeTLS bool
+	// keda is set in KEDA mode (spec.autoscaling.keda): the Autoscaling
+	// condition then comes from it, not from an HPA.
+	keda *kedaObservation
 	// exposure, when set, is a problem with exposing the gateways outside
 	// the cluster (Degraded; the gateways still serve in the cluster).
 	exposure *conditionResult
+}
+
+// kedaObservation is what KEDA mode found: missing says the cluster does
+// not serve ScaledObjects; else scaledObject is the ScaledObject as last
+// written or cached (nil until it exists).
+type kedaObservation struct {
+	missing      bool
+	scaledObject *unstructured.Unstructured
+}
+
+// kedaAutoscaling is the Autoscaling condition in KEDA mode, from the
+// ScaledObject's Ready condition, which KEDA sets from its triggers.
+func kedaAutoscaling(k *kedaObservation) conditionResult {
+	if k.missing {
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonKEDAMissing,
+			"spec.autoscaling.keda needs KEDA (keda.sh/v1alpha1 ScaledObject), which the cluster did not serve when the operator started: install KEDA and restart the operator, or remove spec.autoscaling.keda to use a HorizontalPodAutoscaler"}
+	}
+	if k.scaledObject == nil {
+		return conditionResult{metav1.ConditionUnknown, presencev1alpha1.ReasonAutoscalerPending, "the ScaledObject has not been created yet"}
+	}
+	conds, _, _ := unstructured.NestedSlice(k.scaledObject.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] != "Ready" {
+			continue
+		}
+		msg := fmt.Sprintf("ScaledObject %s: Ready=%v %v: %v", k.scaledObject.GetName(), m["status"], m["reason"], m["message"])
+		switch m["status"] {
+		case "True":
+			return conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonScaledObjectReady, msg}
+		case "False":
+			return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonScaledObjectNotReady, msg}
+		}
+	}
+	return conditionResult{metav1.ConditionUnknown, presencev1alpha1.ReasonAutoscalerPending,
+		fmt.Sprintf("KEDA has not reported on ScaledObject %s yet", k.scaledObject.GetName())}
 }
 
 // autoscaling is the Autoscaling condition, read from the HPA's own
@@ -230,6 +270,9 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 		meta.RemoveStatusCondition(&st.Conditions, presencev1alpha1.ConditionAutoscaling)
 	} else {
 		as := autoscaling(obs.hpa)
+		if obs.keda != nil {
+			as = kedaAutoscaling(obs.keda)
+		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: presencev1alpha1.ConditionAutoscaling, Status: as.status, Reason: as.reason, Message: truncate(as.message), ObservedGeneration: gw.Generation,
 		})

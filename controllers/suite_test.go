@@ -97,6 +97,9 @@ func setupSuite(env *envtestenv.Env) (stop func(), err error) {
 	if err := installPodMonitorCRD(env.Config); err != nil {
 		return nil, err
 	}
+	if err := installScaledObjectCRD(env.Config); err != nil {
+		return nil, err
+	}
 	// The manager runs as a user bound to config/rbac/role.yaml only, the
 	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
 	// reconcilers need but the markers lack fails the tests.
@@ -148,6 +151,25 @@ func installPodMonitorCRD(cfg *rest.Config) error {
 	}
 	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{p}, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install the PodMonitor CRD from %s: %w", p, err)
+	}
+	return nil
+}
+
+// KEDA's release whose ScaledObject CRD the tests install.
+const (
+	kedaModule  = "github.com/kedacore/keda/v2"
+	kedaVersion = "v2.21.0"
+)
+
+// installScaledObjectCRD installs KEDA's ScaledObject CRD from its Go
+// module (see package gomod), before the operator looks for it.
+func installScaledObjectCRD(cfg *rest.Config) error {
+	p, err := gomod.File(context.Background(), kedaModule, kedaVersion, "config/crd/bases/keda.sh_scaledobjects.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{p}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("install the ScaledObject CRD from %s: %w", p, err)
 	}
 	return nil
 }

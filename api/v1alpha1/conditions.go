@@ -63,6 +63,16 @@ const (
 	// the cluster did not serve prometheus-operator's PodMonitor when the
 	// operator started.
 	ReasonPrometheusOperatorMissing = "PrometheusOperatorMissing"
+	// ReasonKEDAMissing: Autoscaling=False, spec.autoscaling.keda is set but
+	// the cluster did not serve KEDA's ScaledObject when the operator
+	// started.
+	ReasonKEDAMissing = "KEDAMissing"
+	// ReasonScaledObjectNotReady: Autoscaling=False, KEDA reports the
+	// ScaledObject not Ready (its message says why: a trigger that cannot
+	// read its metric, a bad target).
+	ReasonScaledObjectNotReady = "ScaledObjectNotReady"
+	// ReasonScaledObjectReady: Autoscaling=True, KEDA scales the gateways.
+	ReasonScaledObjectReady = "ScaledObjectReady"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be

@@ -140,6 +140,7 @@ type PresenceGatewaySpec struct {
 // the HPA scales on 80% CPU.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",message="spec.autoscaling.maxReplicas must be greater than or equal to spec.autoscaling.minReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.keda) || has(self.targetConnectionsPerPod) || has(self.targetCPUUtilizationPercentage)",message="spec.autoscaling.keda needs spec.autoscaling.targetConnectionsPerPod (or targetCPUUtilizationPercentage): KEDA scales on those"
 type AutoscalingSpec struct {
 	// MinReplicas is the lower bound of the gateway pod count.
 	// +optional
@@ -165,6 +166,15 @@ type AutoscalingSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	TargetConnectionsPerPod *int32 `json:"targetConnectionsPerPod,omitempty"`
+
+	// KEDA, when set, has the operator create a KEDA ScaledObject instead of
+	// a HorizontalPodAutoscaler: KEDA reads presence_gateway_connections
+	// straight from every gateway pod's /metrics (its metrics-api scaler,
+	// through the <name>-metrics Service), so targetConnectionsPerPod works
+	// with no Prometheus and no custom metrics adapter. Needs KEDA's CRDs
+	// (keda.sh/v1alpha1) when the operator starts.
+	// +optional
+	KEDA *KEDASpec `json:"keda,omitempty"`
 
 	// Behavior is the HPA's scaling behaviour. Each direction left out gets
 	// the operator's default: scaleDown waits out a 5-minute
@@ -477,6 +487,16 @@ type PresenceGatewayStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// KEDASpec configures the KEDA ScaledObject.
+type KEDASpec struct {
+	// PollingInterval is how often KEDA reads the gateways' metrics, in
+	// seconds; KEDA's default (30) when unset.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	PollingInterval *int32 `json:"pollingInterval,omitempty"`
 }
 
 // MonitoringSpec says how the gateways are scraped.

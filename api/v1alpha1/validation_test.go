@@ -174,6 +174,13 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		{"a PodMonitor interval that is not a duration", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{Interval: "15 seconds"}}
 		}, []string{"spec.monitoring.podMonitor.interval"}},
+		{"KEDA without a target", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4, KEDA: &presencev1alpha1.KEDASpec{}}
+		}, []string{"spec.autoscaling.keda needs spec.autoscaling.targetConnectionsPerPod"}},
+		{"KEDA on connections", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4, TargetConnectionsPerPod: ptr.To[int32](1000),
+				KEDA: &presencev1alpha1.KEDASpec{PollingInterval: ptr.To[int32](10)}}
+		}, nil},
 		{"a PodMonitor", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{Interval: "1m30s", Labels: map[string]string{"release": "prom"}}}
 		}, nil},

@@ -11,10 +11,10 @@ import (
 )
 
 // HPA renders gw's HorizontalPodAutoscaler, or nil without
-// spec.autoscaling.
+// spec.autoscaling, or with spec.autoscaling.keda (KEDA makes its own).
 func HPA(gw *presencev1alpha1.PresenceGateway) *autoscalingv2.HorizontalPodAutoscaler {
 	as := gw.Spec.Autoscaling
-	if as == nil {
+	if as == nil || as.KEDA != nil {
 		return nil
 	}
 	var metrics []autoscalingv2.MetricSpec
