@@ -89,6 +89,12 @@ func TestDashboard(t *testing.T) {
 		"histogram_quantile(0.99, sum by (le, command) (rate(presence_gateway_redis_command_duration_seconds_bucket{",
 		"rate(presence_gateway_upgrade_rejections_total{",
 		"rate(presence_gateway_slow_consumer_disconnects_total{",
+		// The storms: reconnects, coalescing, dead replicas reaped.
+		"rate(presence_gateway_connections_total{",
+		"rate(presence_gateway_disconnections_total{",
+		"rate(presence_gateway_events_coalesced_total{",
+		"rate(presence_gateway_redis_events_coalesced_total{",
+		"rate(presence_gateway_reaped_connections_total{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel queries %s", want)
