@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +179,10 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// hang on a missing Secret volume. Objects created earlier stay.
 		obs.blocked = problem
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, problem.reason, "Reconcile", "%s", problem.message)
+	case len(gwspecs.TemplateConflicts(gw, deps)) > 0:
+		obs.blocked = &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSpec,
+			message: strings.Join(gwspecs.TemplateConflicts(gw, deps), "; ")}
+		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	case image == "":
 		obs.blocked = &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSpec,
 			message: "spec.image is empty and the operator has no default image (--gateway-image)"}

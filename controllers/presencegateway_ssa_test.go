@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -43,6 +45,12 @@ func withEveryOptionalField(gw *presencev1alpha1.PresenceGateway) {
 	gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
 	gw.Spec.Service.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
 	gw.Spec.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	gw.Spec.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{
+		SecurityContext:     &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000)},
+		Containers:          []corev1.Container{{Name: "proxy", Image: "envoy:1"}},
+		Volumes:             []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		GatewayVolumeMounts: []corev1.VolumeMount{{Name: "cache", MountPath: "/cache"}},
+	}}
 }
 
 // TestRemovedSpecFieldsLeaveTheObjects: removing an optional field from a
@@ -95,6 +103,25 @@ func TestRemovedSpecFieldsLeaveTheObjects(t *testing.T) {
 			func(_ *appsv1.Deployment, s *corev1.Service) any {
 				return s.Spec.Type == corev1.ServiceTypeLoadBalancer
 			}},
+		{"template sidecar", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Template.Spec.Containers = nil },
+			func(d *appsv1.Deployment, _ *corev1.Service) any { return len(d.Spec.Template.Spec.Containers) > 1 },
+			func(d *appsv1.Deployment, _ *corev1.Service) any {
+				return d.Spec.Template.Spec.Containers[0].Name == "gateway"
+			}},
+		{"template volume and its mount", func(gw *presencev1alpha1.PresenceGateway) {
+			gw.Spec.Template.Spec.Volumes, gw.Spec.Template.Spec.GatewayVolumeMounts = nil, nil
+		},
+			func(d *appsv1.Deployment, _ *corev1.Service) any {
+				return slices.ContainsFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "cache" })
+			},
+			func(d *appsv1.Deployment, _ *corev1.Service) any {
+				return slices.ContainsFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tmp" })
+			}},
+		{"template securityContext override", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Template.Spec.SecurityContext = nil },
+			func(d *appsv1.Deployment, _ *corev1.Service) any {
+				return d.Spec.Template.Spec.SecurityContext.RunAsUser
+			},
+			func(d *appsv1.Deployment, _ *corev1.Service) any { return d.Spec.Template.Spec.SecurityContext.FSGroup }},
 		// The API server defaults a removed externalTrafficPolicy to Cluster.
 		{"externalTrafficPolicy", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Service.ExternalTrafficPolicy = "" },
 			func(_ *appsv1.Deployment, s *corev1.Service) any {

@@ -116,6 +116,15 @@ type PresenceGatewaySpec struct {
 	// +optional
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 
+	// Template is a partial pod template merged over the gateway pods the
+	// operator builds: what the spec does not name (a sidecar, a volume, a
+	// service account, the pod's security context). The operator keeps the
+	// gateway container's name, image, command, ports, probes, environment
+	// and container security context, and the selector labels: the
+	// gateways' behaviour and the Services, probes and drain depend on them.
+	// +optional
+	Template *PodTemplate `json:"template,omitempty"`
+
 	// ImagePullSecrets of the gateway pods.
 	// +optional
 	// +listType=atomic
@@ -487,6 +496,86 @@ type PresenceGatewayStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PodTemplate is the part of the gateway pods' template a PresenceGateway
+// may add to or override.
+type PodTemplate struct {
+	// Metadata adds labels and annotations to the pods (as podLabels and
+	// podAnnotations do; those win on the same key, the selector labels win
+	// over both).
+	// +optional
+	Metadata PodTemplateMetadata `json:"metadata,omitempty"`
+
+	// Spec adds to the pod spec.
+	// +optional
+	Spec PodTemplateSpec `json:"spec,omitempty"`
+}
+
+// PodTemplateMetadata are labels and annotations of the gateway pods.
+type PodTemplateMetadata struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodTemplateSpec is what a PresenceGateway may add to the gateway pods.
+type PodTemplateSpec struct {
+	// ServiceAccountName runs the pods under this ServiceAccount (the
+	// namespace's default one otherwise).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// AutomountServiceAccountToken mounts the ServiceAccount's token (the
+	// gateway needs none, so the operator sets false; a sidecar may).
+	// +optional
+	AutomountServiceAccountToken *bool `json:"automountServiceAccountToken,omitempty"`
+
+	// SecurityContext of the pods: each field set here replaces the
+	// operator's (runAsNonRoot, fsGroup 65532, RuntimeDefault seccomp).
+	// +optional
+	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
+
+	// InitContainers run before the gateway container.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	InitContainers []corev1.Container `json:"initContainers,omitempty"`
+
+	// Containers run beside the gateway container (sidecars); none may be
+	// named gateway.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.name != 'gateway')",message="spec.template.spec.containers: the name gateway is the operator's container; name sidecars otherwise"
+	Containers []corev1.Container `json:"containers,omitempty"`
+
+	// Volumes added to the pods; their names must differ from the
+	// operator's volumes (tmp, redis-nodes, redis-auth, jwt, ...).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Volumes []corev1.Volume `json:"volumes,omitempty"`
+
+	// GatewayVolumeMounts mount volumes into the gateway container, at paths
+	// other than the operator's mounts.
+	// +optional
+	// +listType=map
+	// +listMapKey=mountPath
+	// +kubebuilder:validation:MaxItems=32
+	GatewayVolumeMounts []corev1.VolumeMount `json:"gatewayVolumeMounts,omitempty"`
+
+	// TerminationGracePeriodSeconds of the pods: at least 35, the gateway's
+	// drain (SHUTDOWN_GRACE, 25 s) and the operator's margin (10 s).
+	// +optional
+	// +kubebuilder:validation:Minimum=35
+	// +kubebuilder:validation:Maximum=3600
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 }
 
 // KEDASpec configures the KEDA ScaledObject.

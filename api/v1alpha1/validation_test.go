@@ -181,6 +181,18 @@ func TestPresenceGatewayValidation(t *testing.T) {
 			s.Autoscaling = &presencev1alpha1.AutoscalingSpec{MaxReplicas: 4, TargetConnectionsPerPod: ptr.To[int32](1000),
 				KEDA: &presencev1alpha1.KEDASpec{PollingInterval: ptr.To[int32](10)}}
 		}, nil},
+		{"a sidecar named gateway", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{Containers: []corev1.Container{{Name: "gateway", Image: "x"}}}}
+		}, []string{"spec.template.spec.containers: the name gateway is the operator's container"}},
+		{"a grace period shorter than the drain", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{TerminationGracePeriodSeconds: ptr.To[int64](10)}}
+		}, []string{"spec.template.spec.terminationGracePeriodSeconds"}},
+		{"a template with a sidecar and a volume", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{
+				Containers: []corev1.Container{{Name: "proxy", Image: "envoy"}},
+				Volumes:    []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			}}
+		}, nil},
 		{"a PodMonitor", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{Interval: "1m30s", Labels: map[string]string{"release": "prom"}}}
 		}, nil},

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,16 +87,15 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 // Deployment renders the gateway Deployment of gw.
 func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *appsv1.Deployment {
 	spec := gw.Spec
-	podLabels := maps.Clone(spec.PodLabels)
-	if podLabels == nil {
-		podLabels = map[string]string{}
+	podLabels := map[string]string{}
+	podAnnotations := map[string]string{}
+	if t := spec.Template; t != nil {
+		maps.Copy(podLabels, t.Metadata.Labels)
+		maps.Copy(podAnnotations, t.Metadata.Annotations)
 	}
+	maps.Copy(podLabels, spec.PodLabels)
 	maps.Copy(podLabels, ObjectLabels(gw)) // ours win: the selector must keep matching
-
-	podAnnotations := maps.Clone(spec.PodAnnotations)
-	if podAnnotations == nil {
-		podAnnotations = map[string]string{}
-	}
+	maps.Copy(podAnnotations, spec.PodAnnotations)
 	maps.Copy(podAnnotations, map[string]string{
 		"prometheus.io/scrape": "true",
 		"prometheus.io/port":   strconv.Itoa(MetricsPort),
@@ -180,7 +182,7 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 		},
 	}
 
-	return &appsv1.Deployment{
+	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: gw.Name, Namespace: gw.Namespace, Labels: ObjectLabels(gw)},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(desiredReplicas(gw)),
@@ -217,6 +219,115 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 			},
 		},
 	}
+	applyTemplate(&dep.Spec.Template.Spec, spec.Template)
+	return dep
+}
+
+// applyTemplate merges spec.template's spec over the pod spec the operator
+// built: what it adds (containers, init containers, volumes, mounts on the
+// gateway container) goes after the operator's, and what it sets
+// (service account, token mount, security context fields, grace period)
+// replaces the operator's value. TemplateConflicts refuses names and paths
+// that would collide, before this runs.
+func applyTemplate(pod *corev1.PodSpec, t *presencev1alpha1.PodTemplate) {
+	if t == nil {
+		return
+	}
+	ts := t.Spec
+	if ts.ServiceAccountName != "" {
+		pod.ServiceAccountName = ts.ServiceAccountName
+	}
+	if ts.AutomountServiceAccountToken != nil {
+		pod.AutomountServiceAccountToken = ptr.To(*ts.AutomountServiceAccountToken)
+	}
+	if ts.TerminationGracePeriodSeconds != nil {
+		pod.TerminationGracePeriodSeconds = ptr.To(*ts.TerminationGracePeriodSeconds)
+	}
+	if sc := ts.SecurityContext; sc != nil {
+		pod.SecurityContext = mergeSecurityContext(pod.SecurityContext, sc)
+	}
+	for _, c := range ts.InitContainers {
+		pod.InitContainers = append(pod.InitContainers, *c.DeepCopy())
+	}
+	for _, c := range ts.Containers {
+		pod.Containers = append(pod.Containers, *c.DeepCopy())
+	}
+	for _, v := range ts.Volumes {
+		pod.Volumes = append(pod.Volumes, *v.DeepCopy())
+	}
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == ContainerName {
+			for _, m := range ts.GatewayVolumeMounts {
+				pod.Containers[i].VolumeMounts = append(pod.Containers[i].VolumeMounts, *m.DeepCopy())
+			}
+		}
+	}
+}
+
+// mergeSecurityContext returns ours with every field the user set replaced
+// by theirs: a JSON merge, which is what "each field set here replaces the
+// operator's" means for a struct of optional fields.
+func mergeSecurityContext(ours, theirs *corev1.PodSecurityContext) *corev1.PodSecurityContext {
+	a, errA := json.Marshal(ours)
+	b, errB := json.Marshal(theirs)
+	merged := map[string]any{}
+	if errA != nil || errB != nil || json.Unmarshal(a, &merged) != nil {
+		return theirs.DeepCopy()
+	}
+	var over map[string]any
+	if json.Unmarshal(b, &over) != nil {
+		return theirs.DeepCopy()
+	}
+	maps.Copy(merged, over)
+	raw, err := json.Marshal(merged)
+	out := &corev1.PodSecurityContext{}
+	if err != nil || json.Unmarshal(raw, out) != nil {
+		return theirs.DeepCopy()
+	}
+	return out
+}
+
+// TemplateConflicts lists what spec.template would collide with in the pod
+// the operator builds: a volume name or a gateway mount path the operator
+// uses, or a container name taken twice. Nil when there is none.
+func TemplateConflicts(gw *presencev1alpha1.PresenceGateway, deps Deps) []string {
+	t := gw.Spec.Template
+	if t == nil {
+		return nil
+	}
+	built := Deployment(&presencev1alpha1.PresenceGateway{ObjectMeta: gw.ObjectMeta, Spec: withoutTemplate(gw.Spec)}, deps, "image").Spec.Template.Spec
+	var problems []string
+	volumes := map[string]bool{}
+	for _, v := range built.Volumes {
+		volumes[v.Name] = true
+	}
+	for _, v := range t.Spec.Volumes {
+		if volumes[v.Name] {
+			problems = append(problems, fmt.Sprintf("spec.template.spec.volumes: %q is the operator's volume", v.Name))
+		}
+	}
+	paths := map[string]bool{}
+	for _, m := range built.Containers[0].VolumeMounts {
+		paths[m.MountPath] = true
+	}
+	for _, m := range t.Spec.GatewayVolumeMounts {
+		if paths[m.MountPath] {
+			problems = append(problems, fmt.Sprintf("spec.template.spec.gatewayVolumeMounts: %s is where the operator mounts its own volume", m.MountPath))
+		}
+	}
+	names := map[string]bool{ContainerName: true}
+	for _, c := range append(slices.Clone(t.Spec.InitContainers), t.Spec.Containers...) {
+		if names[c.Name] {
+			problems = append(problems, fmt.Sprintf("spec.template.spec: the container name %q is used twice", c.Name))
+		}
+		names[c.Name] = true
+	}
+	return problems
+}
+
+func withoutTemplate(s presencev1alpha1.PresenceGatewaySpec) presencev1alpha1.PresenceGatewaySpec {
+	s.Template = nil
+	return s
 }
 
 // jwtPublicKeyVolume mounts the one key of spec.auth.jwtPublicKeyRef as

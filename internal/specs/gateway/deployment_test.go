@@ -273,3 +273,68 @@ func TestPlatformAssignsIDs(t *testing.T) {
 	g.Expect(c.AllowPrivilegeEscalation).To(Equal(ptr.To(false)))
 	g.Expect(c.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 }
+
+// TestTemplate: spec.template adds sidecars, init containers, volumes and
+// gateway mounts after the operator's, replaces the service account, token
+// mount and grace period, and replaces only the security context fields it
+// sets; the selector labels and the gateway container stay the operator's.
+func TestTemplate(t *testing.T) {
+	g := NewWithT(t)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.PodLabels = map[string]string{"tier": "from-podLabels"}
+		gw.Spec.Template = &presencev1alpha1.PodTemplate{
+			Metadata: presencev1alpha1.PodTemplateMetadata{
+				Labels:      map[string]string{"tier": "from-template", "team": "chat", "app.kubernetes.io/instance": "hijack"},
+				Annotations: map[string]string{"example.test/note": "1"},
+			},
+			Spec: presencev1alpha1.PodTemplateSpec{
+				ServiceAccountName:            "presence",
+				AutomountServiceAccountToken:  ptr.To(true),
+				SecurityContext:               &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](2000)},
+				InitContainers:                []corev1.Container{{Name: "warm", Image: "busybox"}},
+				Containers:                    []corev1.Container{{Name: "proxy", Image: "envoy"}},
+				Volumes:                       []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+				GatewayVolumeMounts:           []corev1.VolumeMount{{Name: "cache", MountPath: "/cache"}},
+				TerminationGracePeriodSeconds: ptr.To[int64](90),
+			},
+		}
+	})
+	tmpl := Deployment(gw, testDeps(nil), "img:1").Spec.Template
+	pod := tmpl.Spec
+	g.Expect(tmpl.Labels).To(HaveKeyWithValue("tier", "from-podLabels"), "podLabels win over the template's")
+	g.Expect(tmpl.Labels).To(HaveKeyWithValue("team", "chat"))
+	g.Expect(tmpl.Labels).To(HaveKeyWithValue("app.kubernetes.io/instance", "chat"), "the selector labels win")
+	g.Expect(tmpl.Annotations).To(HaveKeyWithValue("example.test/note", "1"))
+	g.Expect(pod.ServiceAccountName).To(Equal("presence"))
+	g.Expect(pod.AutomountServiceAccountToken).To(Equal(ptr.To(true)))
+	g.Expect(pod.TerminationGracePeriodSeconds).To(Equal(ptr.To[int64](90)))
+	g.Expect(pod.SecurityContext.RunAsUser).To(Equal(ptr.To[int64](1000)))
+	g.Expect(pod.SecurityContext.FSGroup).To(Equal(ptr.To[int64](2000)))
+	g.Expect(pod.SecurityContext.RunAsNonRoot).To(Equal(ptr.To(true)), "fields the template leaves out stay the operator's")
+	g.Expect(pod.SecurityContext.SeccompProfile).NotTo(BeNil())
+	g.Expect(pod.InitContainers).To(ConsistOf(HaveField("Name", "warm")))
+	g.Expect(pod.Containers).To(HaveLen(2))
+	g.Expect(pod.Containers[0].Name).To(Equal("gateway"), "the operator's container first, unchanged")
+	g.Expect(pod.Containers[1].Name).To(Equal("proxy"))
+	g.Expect(pod.Volumes).To(ContainElement(HaveField("Name", "cache")))
+	g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(HaveField("MountPath", "/cache")))
+	g.Expect(TemplateConflicts(gw, testDeps(nil))).To(BeEmpty())
+}
+
+func TestTemplateConflicts(t *testing.T) {
+	g := NewWithT(t)
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{
+			Volumes:             []corev1.Volume{{Name: "tmp"}, {Name: "redis-nodes"}},
+			GatewayVolumeMounts: []corev1.VolumeMount{{Name: "x", MountPath: "/tmp"}},
+			InitContainers:      []corev1.Container{{Name: "proxy"}},
+			Containers:          []corev1.Container{{Name: "proxy"}},
+		}}
+	})
+	g.Expect(TemplateConflicts(gw, testDeps(nil))).To(ConsistOf(
+		`spec.template.spec.volumes: "tmp" is the operator's volume`,
+		`spec.template.spec.volumes: "redis-nodes" is the operator's volume`,
+		"spec.template.spec.gatewayVolumeMounts: /tmp is where the operator mounts its own volume",
+		`spec.template.spec: the container name "proxy" is used twice`,
+	))
+}
