@@ -173,15 +173,16 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if image == "" {
 		image = r.DefaultImage
 	}
+	conflicts := gwspecs.TemplateConflicts(gw, deps)
 	switch {
 	case problem != nil:
 		// A missing reference blocks rendering: pods would only crash or
 		// hang on a missing Secret volume. Objects created earlier stay.
 		obs.blocked = problem
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, problem.reason, "Reconcile", "%s", problem.message)
-	case len(gwspecs.TemplateConflicts(gw, deps)) > 0:
+	case len(conflicts) > 0:
 		obs.blocked = &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSpec,
-			message: strings.Join(gwspecs.TemplateConflicts(gw, deps), "; ")}
+			message: strings.Join(conflicts, "; ")}
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	case image == "":
 		obs.blocked = &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSpec,
