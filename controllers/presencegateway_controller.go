@@ -173,7 +173,10 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if image == "" {
 		image = r.DefaultImage
 	}
-	conflicts := gwspecs.TemplateConflicts(gw, deps)
+	var conflicts []string
+	if problem == nil { // deps are complete only without a problem
+		conflicts = gwspecs.TemplateConflicts(gw, deps)
+	}
 	switch {
 	case problem != nil:
 		// A missing reference blocks rendering: pods would only crash or
