@@ -638,6 +638,28 @@ func TestPodMonitorWithoutPrometheusOperator(t *testing.T) {
 	g.Expect(obs.exposure.message).To(ContainSubstring("monitoring.coreos.com/v1"))
 }
 
+// TestTemplateConflictIsInvalidSpec: a spec.template volume named like one
+// of the operator's is InvalidSpec, naming it (once the RedisCluster exists:
+// before, that is what is missing); fixed, the pods get the sidecar.
+func TestTemplateConflictIsInvalidSpec(t *testing.T) {
+	ns := newNamespace(t)
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Template = &presencev1alpha1.PodTemplate{Spec: presencev1alpha1.PodTemplateSpec{
+			Containers: []corev1.Container{{Name: "proxy", Image: "envoy:1"}},
+			Volumes:    []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		}}
+	})
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotFound))
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSpec),
+		HaveField("Message", ContainSubstring(`spec.template.spec.volumes: "tmp" is the operator's volume`))))
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Template.Spec.Volumes[0].Name = "scratch" })
+	dep := waitDeployment(t, ns, "chat")
+	NewWithT(t).Expect(dep.Spec.Template.Spec.Containers).To(ContainElement(HaveField("Name", "proxy")))
+}
+
 // scaleTo sets obj's scale subresource to n replicas, reading it again when
 // the write loses an optimistic-concurrency race.
 func scaleTo(t *testing.T, obj client.Object, n int32) {
