@@ -49,6 +49,10 @@ type PresenceGatewayReconciler struct {
 	// (--max-concurrent-rollouts; see presencegateway_rollout.go); no
 	// limit when zero.
 	MaxConcurrentRollouts int
+	// APIReader reads from the API server what the cache does not hold:
+	// the ConfigMap of a RedisCluster's spec.tls.caRef. The manager's
+	// APIReader; Client when nil.
+	APIReader client.Reader
 
 	rolloutsOnce sync.Once
 	rollouts     *rolloutLimiter // see limiter
@@ -200,6 +204,17 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 			return deps, problem, nil, err
 		}
 		deps.RedisAuth = s
+	}
+	if src := caSourceOf(rc); src != nil {
+		// The pods mount it: a missing object or key would leave them
+		// waiting for the volume.
+		reader := r.APIReader
+		if reader == nil {
+			reader = r.Client
+		}
+		if _, problem, err := readCA(ctx, r.Client, reader, gw.Namespace, src, ref); problem != nil || err != nil {
+			return deps, problem, nil, err
+		}
 	}
 	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTSecretRef != nil {
 		s, problem, err := getSecret(ctx, r.Client, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")

@@ -38,7 +38,7 @@ type aclProbe struct {
 // channel it uses them with: gateway/presence/redisstore (store.go,
 // heartbeat.go, userops.go, lua/*.lua) and its subscriber (shardsub:
 // SSUBSCRIBE, SUNSUBSCRIBE, PING), and go-redis's cluster client (CLUSTER
-// SLOTS). A test reads the store's sources and fails when a command is
+// SLOTS, COMMAND). A test reads the store's sources and fails when a command is
 // added there and not here.
 var gatewayCommands = []aclProbe{
 	{"EVALSHA", []any{"EVALSHA", aclProbeSHA, 3, aclProbeConns, aclProbeUserHash, aclProbeChannel}},
@@ -60,6 +60,7 @@ var gatewayCommands = []aclProbe{
 	{"SSUBSCRIBE", []any{"SSUBSCRIBE", aclProbeChannel}},
 	{"SUNSUBSCRIBE", []any{"SUNSUBSCRIBE", aclProbeChannel}},
 	{"CLUSTER SLOTS", []any{"CLUSTER", "SLOTS"}},
+	{"COMMAND", []any{"COMMAND"}},
 	{"PING", []any{"PING"}},
 }
 

@@ -104,7 +104,7 @@ func checkTLSConfig(rc *presencev1alpha1.RedisCluster, caPEM []byte) *tls.Config
 	}
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName, // empty: each node's host, set per dial
+		ServerName:         t.ServerName,         // empty: each node's host, set per dial
 		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // the user's explicit, documented choice (tests only)
 	}
 	if caPEM != nil {

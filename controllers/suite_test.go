@@ -141,13 +141,13 @@ func startOperator(s operatorSettings) error {
 	if err := (&PresenceGatewayReconciler{
 		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites, reads: &gatewayReconciles}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: s.defaultImage,
-		MaxConcurrentRollouts: s.maxRollouts,
+		MaxConcurrentRollouts: s.maxRollouts, APIReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
-		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
+		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout, APIReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

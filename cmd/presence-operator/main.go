@@ -189,6 +189,7 @@ func run(ctx context.Context, args []string) error {
 		DefaultImage:            o.gatewayImage,
 		MaxConcurrentReconciles: o.gatewayWorkers,
 		MaxConcurrentRollouts:   o.maxRollouts,
+		APIReader:               mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the PresenceGateway controller: %w", err)
 	}
@@ -199,6 +200,7 @@ func run(ctx context.Context, args []string) error {
 		CheckTimeout:            o.checkTimeout,
 		CheckHeartbeat:          o.checkHeartbeat,
 		MaxConcurrentReconciles: o.redisWorkers,
+		APIReader:               mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the RedisCluster controller: %w", err)
 	}
