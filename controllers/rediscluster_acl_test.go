@@ -193,3 +193,67 @@ func TestGatewayCommandsCoverTheStore(t *testing.T) {
 		g.Expect(probed).To(ContainElement(cmd), "%s sends %s, which the ACL probe (gatewayCommands) does not check", where, cmd)
 	}
 }
+
+// TestRedisClusterACLUser: a RedisCluster whose spec.auth.username names an
+// ACL user (on every node) is Ready when the user may run what the gateways
+// need, and InsufficientPermissions naming the missing commands when not;
+// its gateways get the user as REDIS_USERNAME. The user set both in the
+// spec and in the Secret is refused.
+func TestRedisClusterACLUser(t *testing.T) {
+	requireRedisCluster(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	user := "presencekit-" + ns
+	aclUser(t, user, gatewayACLRules+" -spublish -evalsha")
+	createSecret(t, ns, "redis-auth", map[string]string{"password": "pw"})
+	rc := &presencev1alpha1.RedisCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acl"},
+		Spec: presencev1alpha1.RedisClusterSpec{
+			External: &presencev1alpha1.ExternalRedisCluster{Nodes: testRedisNodes[:1]},
+			Auth:     &presencev1alpha1.RedisAuth{SecretRef: presencev1alpha1.LocalRef{Name: "redis-auth"}, Username: user},
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, rc)).To(Succeed())
+
+	eventually(t, clusterCondition(ns, "acl", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonInsufficientPermissions),
+		HaveField("Message", And(ContainSubstring(fmt.Sprintf("the ACL user %q may not run what the gateways need: EVALSHA, SPUBLISH", user)),
+			Not(ContainSubstring("ZADD"))))))
+	eventually(t, clusterCondition(ns, "acl", presencev1alpha1.ConditionDegraded)).Should(
+		statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonInsufficientPermissions))
+
+	createGateway(t, ns, "chat", "acl", nil)
+	dep := waitDeployment(t, ns, "chat")
+	g.Expect(envValue(dep, "REDIS_USERNAME")).To(Equal(user))
+	g.Expect(envValue(dep, "REDIS_PASSWORD_FILE")).To(Equal("/etc/presence/redis/password"))
+	_, usernameFile := envOf(dep, "REDIS_USERNAME_FILE")
+	g.Expect(usernameFile).To(BeFalse(), "the user comes from the spec, not from the Secret")
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionRedisReady)).Should(And(
+		HaveField("Status", metav1.ConditionFalse), HaveField("Message", ContainSubstring(presencev1alpha1.ReasonInsufficientPermissions))))
+
+	// Granted the commands, the same user is Ready at the next check.
+	aclUser(t, user, gatewayACLRules)
+	eventually(t, clusterCondition(ns, "acl", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
+
+	// A username key in the Secret too: which one is meant is unclear.
+	both := createSecret(t, ns, "both", map[string]string{"username": "other", "password": "pw"})
+	editRedisCluster(t, rc, func(rc *presencev1alpha1.RedisCluster) { rc.Spec.Auth.SecretRef.Name = both.Name })
+	eventually(t, clusterCondition(ns, "acl", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret),
+		HaveField("Message", ContainSubstring("the ACL user is set twice"))))
+}
+
+// editRedisCluster applies edit to a fresh read of rc and updates it, again
+// on a conflict (the checks write its status meanwhile).
+func editRedisCluster(t *testing.T, rc *presencev1alpha1.RedisCluster, edit func(*presencev1alpha1.RedisCluster)) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, func() error {
+		if err := get(ctx, rc); err != nil {
+			return err
+		}
+		edit(rc)
+		return k8sClient.Update(ctx, rc)
+	}).Should(Succeed())
+}

@@ -119,9 +119,9 @@ func TestRedisClusterTLS(t *testing.T) {
 
 		// The CA in a ConfigMap instead, first missing: the gateway waits
 		// for it rather than rendering pods that would wait for the volume.
-		g.Expect(get(ctx, rc)).To(Succeed())
-		rc.Spec.TLS.CARef = &presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}
-		g.Expect(k8sClient.Update(ctx, rc)).To(Succeed())
+		editRedisCluster(t, rc, func(rc *presencev1alpha1.RedisCluster) {
+			rc.Spec.TLS.CARef = &presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}
+		})
 		eventually(t, clusterCondition(ns, "tls", presencev1alpha1.ConditionReady)).Should(And(
 			statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonConfigMapNotFound),
 			HaveField("Message", ContainSubstring(`"bundle"`))))
