@@ -18,18 +18,8 @@ import (
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/internal/needs"
+	"github.com/presencekit/presence-operator/internal/redistest"
 )
-
-// GatewayACLRules is the least an ACL user of the gateways needs, as
-// docs/operations.md gives it (beside "on >password"): the key and channel
-// patterns of the default namespace, the commands of gatewayCommands, the
-// check's own (CLUSTER INFO, CLUSTER SHARDS) and HELLO, which go-redis sends
-// on connecting. (Redis 7.2 adds CLIENT SETINFO, which go-redis also sends
-// and whose refusal it ignores; the test cluster is Debian's 7.0, which
-// does not know it.)
-const gatewayACLRules = "~presence:* &presence:* +evalsha +eval +zadd +zrem +zrange +zrangebyscore +zscore +pexpire +del " +
-	"+hset +hmget +sadd +srem +sscan +spublish +ssubscribe +sunsubscribe +ping +command " +
-	"+cluster|slots +cluster|info +cluster|shards +multi +discard +hello"
 
 // requireRedisOnly is requireRedisCluster for the tests that talk to Redis
 // without an API server.
@@ -80,7 +70,7 @@ func TestCheckClusterACL(t *testing.T) {
 		rules       string
 		wantMissing []string // empty: Ready
 	}{
-		{"the documented rules", gatewayACLRules, nil},
+		{"the documented rules", redistest.DocumentedACLRules(t, "presence"), nil},
 		{"everything", "~* &* +@all", nil},
 		{"no sharded pub/sub, no HSET", "~presence:* &presence:* +@all -spublish -ssubscribe -hset",
 			[]string{"HSET", "SPUBLISH", "SSUBSCRIBE"}},
@@ -205,7 +195,7 @@ func TestRedisClusterACLUser(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	user := "presencekit-" + ns
-	aclUser(t, user, gatewayACLRules+" -spublish -evalsha")
+	aclUser(t, user, redistest.DocumentedACLRules(t, "presence")+" -spublish -evalsha")
 	createSecret(t, ns, "redis-auth", map[string]string{"password": "pw"})
 	rc := &presencev1alpha1.RedisCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acl"},
@@ -233,7 +223,7 @@ func TestRedisClusterACLUser(t *testing.T) {
 		HaveField("Status", metav1.ConditionFalse), HaveField("Message", ContainSubstring(presencev1alpha1.ReasonInsufficientPermissions))))
 
 	// Granted the commands, the same user is Ready at the next check.
-	aclUser(t, user, gatewayACLRules)
+	aclUser(t, user, redistest.DocumentedACLRules(t, "presence"))
 	eventually(t, clusterCondition(ns, "acl", presencev1alpha1.ConditionReady)).Should(statusReason(metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK))
 
 	// A username key in the Secret too: which one is meant is unclear.

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -172,4 +173,40 @@ func NewCA(tb testing.TB, name string) (pemBytes []byte, cert *x509.Certificate,
 		tb.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert, key
+}
+
+// DocumentedACLRules are the rules of the ACL user docs/operations.md
+// gives for the gateways ("Redis ACL user": the ACL SETUSER block, without
+// the user name, "on" and the password), with the key and channel patterns
+// of namespace instead of "presence". The tests that run the store and the
+// operator's check under such a user read them here, so that the document
+// cannot drift from what works.
+func DocumentedACLRules(tb testing.TB, namespace string) string {
+	tb.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	doc := filepath.Join(filepath.Dir(file), "..", "..", "docs", "operations.md")
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := string(b)
+	start := strings.Index(text, "ACL SETUSER presence on ><password>")
+	if start < 0 {
+		tb.Fatalf("%s: no line starting with %q", doc, "ACL SETUSER presence on ><password>")
+	}
+	block, _, _ := strings.Cut(text[start:], "```")
+	fields := strings.Fields(strings.ReplaceAll(block, "\\", " "))[4:] // after ACL SETUSER presence on
+	var rules []string
+	for _, f := range fields {
+		switch {
+		case strings.HasPrefix(f, ">"):
+			continue // the password
+		case f == "~presence:*":
+			f = "~" + namespace + ":*"
+		case f == "&presence:*":
+			f = "&" + namespace + ":*"
+		}
+		rules = append(rules, f)
+	}
+	return strings.Join(rules, " ")
 }
