@@ -236,8 +236,8 @@ func TestDeploymentRedisTLS(t *testing.T) {
 				HaveField("VolumeSource.Secret.Items", Equal([]corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}))),
 		},
 		{
-			name: "CA from a ConfigMap",
-			deps: withTLSAndUser(&presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}, "", false),
+			name:    "CA from a ConfigMap",
+			deps:    withTLSAndUser(&presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}, "", false),
 			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/presence/redis-tls/ca.crt"},
 			absent:  []string{"REDIS_TLS_INSECURE_SKIP_VERIFY", "REDIS_TLS_SERVER_NAME"},
 			wantVolume: And(HaveField("VolumeSource.ConfigMap.Name", "bundle"),
