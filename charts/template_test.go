@@ -340,11 +340,11 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--redis-check-interval=30s",
 		"--redis-check-timeout=3s",
 		"--redis-check-heartbeat=5m",
-		"--max-concurrent-reconciles-presencegateway=2",
+		"--max-concurrent-reconciles-presencegateway=16",
 		"--max-concurrent-reconciles-rediscluster=8",
 		"--max-concurrent-rollouts=1",
-		"--kube-api-qps=50",
-		"--kube-api-burst=100",
+		"--kube-api-qps=200",
+		"--kube-api-burst=400",
 		"--gateway-image=ghcr.io/presencekit/presence-gateway:" + version,
 	} {
 		if !slices.Contains(c.Args, arg) {

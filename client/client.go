@@ -5,8 +5,9 @@
 // (package gateway/protocol):
 //   - Dial connects to ws(s)://<gateway>/?userId=<id>[&token=<jwt>] and
 //     waits for the welcome frame;
-//   - the client sends the text "ping" every heartbeatMs, and gives up on a
-//     gateway it has not heard from for three heartbeats;
+//   - the client sends the text "ping" every heartbeatMs (or
+//     Options.PingInterval), and gives up on a gateway it has not heard from
+//     for three of those intervals;
 //   - after every reconnect it re-sends the whole watchlist (in requests of
 //     at most 100 ids) and the status it was asked to keep;
 //   - it keeps, per watched user, the state with the highest version and
@@ -106,6 +107,14 @@ type Options struct {
 	DiscardEvents bool
 	// DialOptions are passed to websocket.Dial (an HTTP client, headers).
 	DialOptions *websocket.DialOptions
+	// DialAttempts, when above 0, makes Dial give up after that many failed
+	// attempts instead of retrying until its context ends (a load tool that
+	// counts failed connects). Reconnects after Dial are not affected.
+	DialAttempts int
+	// PingInterval replaces the welcome's heartbeatMs as the interval of the
+	// keep-alive ping (a load tool that sets its own rate). A gateway closes
+	// a connection it has not heard from for IDLE_TIMEOUT: keep it below.
+	PingInterval time.Duration
 	// Rand is the jitter's random source, in [0, 1) (default math/rand/v2).
 	Rand func() float64
 }
@@ -229,6 +238,9 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("client: dial %s: %w (last attempt: %w)", o.URL, ctx.Err(), err)
+		}
+		if o.DialAttempts > 0 && attempt+1 >= o.DialAttempts {
+			return nil, err
 		}
 		delay := c.backoff(attempt, 0)
 		c.note(StateEvent{State: StateWaiting, Attempt: attempt, Delay: delay, Err: err})

@@ -3,12 +3,16 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/presencekit/presence-operator/client"
 )
@@ -401,4 +405,47 @@ func TestBackoffDelayIsEqualJitterUpToTheCap(t *testing.T) {
 			t.Fatalf("attempt %d: delays [%s, %s], want [%s, %s]", attempt, lo, hi, ceiling/2, ceiling)
 		}
 	}
+}
+
+func TestDialAttemptsBoundsTheRetries(t *testing.T) {
+	// Nothing listens, and the backoff is long: with one attempt allowed,
+	// Dial returns that attempt's error at once, not the context's.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.Dial(ctx, client.Options{URL: "ws://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/", UserID: "a",
+		BackoffBase: 5 * time.Second, DialAttempts: 1})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		t.Fatalf("Dial with one attempt and nothing listening: %v, want the attempt's error at once", err)
+	}
+}
+
+func TestPingIntervalReplacesTheHeartbeat(t *testing.T) {
+	// A stand-in gateway that asks for a ping a minute and counts the pings.
+	var pings atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer func() { _ = ws.CloseNow() }()
+		welcome := `{"type":"welcome","userId":"a","connectionId":"c1","heartbeatMs":60000,"ttlMs":180000}`
+		if ws.Write(r.Context(), websocket.MessageText, []byte(welcome)) != nil {
+			return
+		}
+		for {
+			_, data, err := ws.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if string(data) == "ping" {
+				pings.Add(1)
+				if ws.Write(r.Context(), websocket.MessageText, []byte("pong")) != nil {
+					return
+				}
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	dial(t, client.Options{URL: srv.URL, UserID: "a", DiscardEvents: true, PingInterval: 50 * time.Millisecond})
+	eventually(t, 10*time.Second, "three pings at the client's interval", func() bool { return pings.Load() >= 3 })
 }

@@ -91,8 +91,12 @@ func (g *gateway) start(port int) error {
 	g.log = &gatewayproc.LogBuffer{}
 	g.exited = make(chan struct{})
 	g.cmd = exec.Command(bin)
+	metricsPort := freePort(g.t)
+	for metricsPort == port { // both chosen free, one after the other: the same port may come twice
+		metricsPort = freePort(g.t)
+	}
 	g.cmd.Env = append(os.Environ(), append([]string{
-		"WS_PORT=" + strconv.Itoa(port), "METRICS_PORT=" + strconv.Itoa(freePort(g.t)), "LOG_FORMAT=text", "SHUTDOWN_GRACE=1s",
+		"WS_PORT=" + strconv.Itoa(port), "METRICS_PORT=" + strconv.Itoa(metricsPort), "LOG_FORMAT=text", "SHUTDOWN_GRACE=1s",
 	}, g.env...)...)
 	g.cmd.Stderr = g.log
 	if err := g.cmd.Start(); err != nil {

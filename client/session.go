@@ -325,6 +325,9 @@ func (c *Client) applyUsers(users []User, snapshot bool) {
 func (c *Client) keepAlive(s *session) {
 	defer s.wg.Done()
 	every := time.Duration(s.welcome.HeartbeatMs) * time.Millisecond
+	if c.o.PingInterval > 0 {
+		every = c.o.PingInterval
+	}
 	if every <= 0 {
 		every = 20 * time.Second
 	}

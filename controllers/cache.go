@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -12,7 +13,7 @@ import (
 
 // ManagedByLabel and ManagedByValue mark every object the operator creates
 // for a PresenceGateway. The manager's cache holds only the Deployments,
-// Services, HorizontalPodAutoscalers and PodDisruptionBudgets that carry
+// Services, HorizontalPodAutoscalers, PodDisruptionBudgets and Ingresses that carry
 // them, so that its memory grows with the gateways, not with the cluster.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -29,6 +30,10 @@ var ownedObjectsSelector = labels.SelectorFromSet(labels.Set{ManagedByLabel: Man
 // (presencegateway_apply.go), so stripping them would make every reconcile
 // write.
 //
+// HTTPRoutes (when the cluster serves the Gateway API) are cached whole: a
+// ByObject entry makes cache.New resolve its kind at start, which fails on
+// a cluster without the Gateway API, and a cluster's HTTPRoutes are few.
+//
 // Secrets are not cached at all: the reconcilers read the few Secrets they
 // reference from the API server (ClientOptions) and watch Secrets as
 // metadata only (builder.OnlyMetadata). A cached read of a kind without an
@@ -43,6 +48,7 @@ func CacheOptions(watchNamespaces []string) cache.Options {
 			&corev1.ConfigMap{}:                      owned,
 			&autoscalingv2.HorizontalPodAutoscaler{}: owned,
 			&policyv1.PodDisruptionBudget{}:          owned,
+			&networkingv1.Ingress{}:                  owned,
 		},
 		ReaderFailOnMissingInformer: true,
 	}

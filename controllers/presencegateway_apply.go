@@ -19,7 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayapply "sigs.k8s.io/gateway-api/applyconfiguration"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 )
@@ -47,7 +50,32 @@ type applier struct {
 }
 
 func newApplier(c client.Client, scheme *runtime.Scheme) *applier {
-	return &applier{Client: c, scheme: scheme, converter: applyconfigurations.NewTypeConverter(scheme)}
+	return &applier{Client: c, scheme: scheme, converter: byGroupConverter{
+		builtin:    applyconfigurations.NewTypeConverter(scheme),
+		gatewayAPI: gatewayapply.NewTypeConverter(scheme),
+	}}
+}
+
+// byGroupConverter turns objects into typed values with the schema of their
+// API group: client-go's knows the built-in kinds only, the Gateway API's
+// module ships its own for HTTPRoute. (A converter whose schema merged both
+// would need their OpenAPI models, which neither exports.)
+type byGroupConverter struct {
+	builtin, gatewayAPI managedfields.TypeConverter
+}
+
+func (c byGroupConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	if obj.GetObjectKind().GroupVersionKind().Group == gatewayv1.GroupName {
+		return c.gatewayAPI.ObjectToTyped(obj, opts...)
+	}
+	return c.builtin.ObjectToTyped(obj, opts...)
+}
+
+func (c byGroupConverter) TypedToObject(v *typed.TypedValue) (runtime.Object, error) {
+	if obj, err := c.builtin.TypedToObject(v); err == nil {
+		return obj, nil
+	}
+	return c.gatewayAPI.TypedToObject(v)
 }
 
 // applyResult is what apply did.

@@ -2,6 +2,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +12,15 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
@@ -42,17 +47,22 @@ type PresenceGatewayReconciler struct {
 	// (--gateway-image).
 	DefaultImage string
 	// MaxConcurrentReconciles is how many PresenceGateways are reconciled
-	// at once (--max-concurrent-reconciles-presencegateway); 1 when zero.
+	// at once (--max-concurrent-reconciles-presencegateway, default
+	// DefaultPresenceGatewayWorkers); 1 when zero.
 	MaxConcurrentReconciles int
 	// MaxConcurrentRollouts is how many fleets may roll out a pod template
 	// change they did not ask for in their own spec at once
 	// (--max-concurrent-rollouts; see presencegateway_rollout.go); no
 	// limit when zero.
 	MaxConcurrentRollouts int
-	// APIReader reads from the API server what the cache does not hold:
-	// the ConfigMap of a RedisCluster's spec.tls.caRef. The manager's
-	// APIReader; Client when nil.
+	// APIReader reads what the manager does not cache: the ConfigMaps of
+	// spec.auth.jwtPublicKeyRef and of the RedisCluster's spec.tls.caRef
+	// (the cache holds only the operator's own ConfigMaps). SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
+	// gatewayAPI is whether the cluster served HTTPRoutes at start.
+	gatewayAPI bool
+	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
+	UnwatchedRecheck time.Duration
 
 	rolloutsOnce sync.Once
 	rollouts     *rolloutLimiter // see limiter
@@ -79,6 +89,12 @@ func (r *PresenceGatewayReconciler) limiter() *rolloutLimiter {
 // full); a freed slot normally wakes the next in line at once.
 const queuedRequeue = time.Minute
 
+// DefaultUnwatchedRecheck is how soon a gateway blocked on a missing object
+// that no watch reports (the ConfigMap of spec.auth.jwtPublicKeyRef or of
+// its RedisCluster's spec.tls.caRef; the operator caches only its own
+// ConfigMaps) is looked at again.
+const DefaultUnwatchedRecheck = 30 * time.Second
+
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/status,verbs=patch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways/finalizers,verbs=update
@@ -88,6 +104,9 @@ const queuedRequeue = time.Minute
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -152,7 +171,7 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			message: "spec.image is empty and the operator has no default image (--gateway-image)"}
 		r.Recorder.Eventf(gw, nil, corev1.EventTypeWarning, obs.blocked.reason, "Reconcile", "%s", obs.blocked.message)
 	default:
-		dep, queued, err := r.applyAll(ctx, gw, deps, image)
+		dep, queued, err := r.applyAll(ctx, gw, deps, image, &obs)
 		if err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 				// A race with another writer or with our cache: back to the
@@ -173,6 +192,12 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	if obs.queued != nil {
 		return ctrl.Result{RequeueAfter: queuedRequeue}, nil
+	}
+	if problem != nil && problem.reason == presencev1alpha1.ReasonJWTKeyNotFound && gw.Spec.Auth.JWTPublicKeyRef.ConfigMapKeyRef != nil ||
+		redisProblem != nil && caFromConfigMap(deps.Redis) && (redisProblem.reason == presencev1alpha1.ReasonConfigMapNotFound || redisProblem.reason == presencev1alpha1.ReasonInvalidCA) {
+		// No watch reports that ConfigMap (the cache holds only the
+		// operator's own): look again.
+		return ctrl.Result{RequeueAfter: cmp.Or(r.UnwatchedRecheck, DefaultUnwatchedRecheck)}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -208,11 +233,7 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 	if src := caSourceOf(rc); src != nil {
 		// The pods mount it: a missing object or key would leave them
 		// waiting for the volume.
-		reader := r.APIReader
-		if reader == nil {
-			reader = r.Client
-		}
-		if _, problem, err := readCA(ctx, r.Client, reader, gw.Namespace, src, ref); problem != nil || err != nil {
+		if _, problem, err := readCA(ctx, r.Client, r.APIReader, gw.Namespace, src, ref); problem != nil || err != nil {
 			return deps, problem, nil, err
 		}
 	}
@@ -226,7 +247,33 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 		}
 		deps.JWT = s
 	}
+	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTPublicKeyRef != nil {
+		problem, err := r.checkPublicKey(ctx, gw.Namespace, gw.Spec.Auth.JWTPublicKeyRef)
+		if problem != nil || err != nil {
+			return deps, nil, problem, err
+		}
+	}
 	return deps, nil, nil, nil
+}
+
+// checkPublicKey checks that the Secret or ConfigMap key of
+// spec.auth.jwtPublicKeyRef exists: the pods could not start without it.
+// Its content is the gateway's to judge (it logs and keeps the last good
+// keys on a bad file).
+func (r *PresenceGatewayReconciler) checkPublicKey(ctx context.Context, namespace string, ref *presencev1alpha1.KeySourceRef) (*conditionResult, error) {
+	if s := ref.SecretKeyRef; s != nil {
+		_, problem, err := getSecret(ctx, r.Client, namespace, s.Name, s.Key, "spec.auth.jwtPublicKeyRef.secretKeyRef")
+		if problem != nil {
+			problem.reason = presencev1alpha1.ReasonJWTKeyNotFound
+		}
+		return problem, err
+	}
+	c := ref.ConfigMapKeyRef
+	problem, err := getConfigMapKey(ctx, r.APIReader, namespace, c.Name, c.Key, "spec.auth.jwtPublicKeyRef.configMapKeyRef")
+	if problem != nil {
+		problem.reason = presencev1alpha1.ReasonJWTKeyNotFound
+	}
+	return problem, err
 }
 
 // applyAll creates or corrects every owned object and returns the gateway
@@ -234,7 +281,7 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 // needed no write): status is computed from it, never from a cache that may
 // not have seen the write yet. When its pod template change waits for a
 // rollout slot, the Deployment is left as it is and queued says so.
-func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string) (dep *appsv1.Deployment, queued *conditionResult, err error) {
+func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1alpha1.PresenceGateway, deps gwspecs.Deps, image string, obs *gatewayObservation) (dep *appsv1.Deployment, queued *conditionResult, err error) {
 	a := newApplier(r.Client, r.Scheme)
 	// Before the Deployment: its pods mount it.
 	if err := r.applyOne(ctx, a, gw, gwspecs.RedisNodesConfigMap(gw, deps), &corev1.ConfigMap{}); err != nil {
@@ -261,7 +308,19 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 			r.limiter().applied(client.ObjectKeyFromObject(gw), dep.Generation)
 		}
 	}
-	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), &corev1.Service{}); err != nil {
+	svc := &corev1.Service{}
+	if err := r.applyOne(ctx, a, gw, gwspecs.Service(gw), svc); err != nil {
+		return nil, nil, err
+	}
+	obs.service = svc
+	if ing := gwspecs.Ingress(gw); ing != nil {
+		if err := r.applyOne(ctx, a, gw, ing, &networkingv1.Ingress{}); err != nil {
+			return nil, nil, err
+		}
+	} else if err := r.deleteOwned(ctx, gw, "Ingress", &networkingv1.Ingress{}); err != nil {
+		return nil, nil, err
+	}
+	if err := r.applyRoute(ctx, a, gw, obs); err != nil {
 		return nil, nil, err
 	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
@@ -373,6 +432,18 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 			obs.hpa = hpa
 		}
 	}
+	if obs.service == nil && gw.Spec.Service.Type == corev1.ServiceTypeLoadBalancer {
+		// Not applied this time (blocked, or its rollout queued): the
+		// cached one still says where the load balancer is.
+		svc := &corev1.Service{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: gw.Namespace, Name: gw.Name}, svc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("get Service %s: %w", gw.Name, err)
+			}
+		} else if owner := metav1.GetControllerOf(svc); owner != nil && owner.UID == gw.UID {
+			obs.service = svc
+		}
+	}
 
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
@@ -403,7 +474,25 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := setupGatewayIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	// The Gateway API is optional: its HTTPRoutes are owned (and watched)
+	// only when the cluster serves them at start.
+	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, gatewayv1.GroupVersion.Version)
+	switch {
+	case err == nil:
+		r.gatewayAPI = true
+	case meta.IsNoMatchError(err):
+		r.gatewayAPI = false
+	default:
+		return fmt.Errorf("look for the Gateway API (HTTPRoute): %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.gatewayAPI {
+		b = b.Owns(&gatewayv1.HTTPRoute{})
+	}
+	return b.
 		Named("presencegateway").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		// Our own status writes do not change the generation: no self-trigger.
@@ -413,10 +502,62 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(hpaChanged())).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.Ingress{}).
 		Watches(&presencev1alpha1.RedisCluster{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForRedisCluster), builder.WithPredicates(RedisClusterChanged())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysForSecret), builder.OnlyMetadata).
 		// A freed rollout slot wakes the gateways first in line.
 		Watches(&appsv1.Deployment{}, r.slotFreed()).
 		WatchesRawSource(source.Channel(r.limiter().wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
+}
+
+// applyRoute creates or corrects the HTTPRoute of spec.httpRoute, or
+// deletes the one the operator made once the spec drops it, and finds
+// whether its parent Gateways terminate TLS (for status.endpoints). Without
+// the Gateway API the gateway is Degraded, not blocked: it still serves in
+// the cluster.
+func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
+	route := gwspecs.HTTPRoute(gw)
+	switch {
+	case route != nil && !r.gatewayAPI:
+		obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonGatewayAPIMissing,
+			"spec.httpRoute needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or use spec.ingress"}
+		return nil
+	case route == nil && r.gatewayAPI:
+		return r.deleteOwned(ctx, gw, "HTTPRoute", &gatewayv1.HTTPRoute{})
+	case route == nil:
+		return nil
+	}
+	if err := r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{}); err != nil {
+		return err
+	}
+	tls, err := r.routeTerminatesTLS(ctx, gw)
+	obs.routeTLS = tls
+	return err
+}
+
+// routeTerminatesTLS reports whether a listener that spec.httpRoute attaches
+// to speaks HTTPS (read from the API server: Gateways are not the
+// operator's, so not cached). A Gateway that does not exist yet counts as
+// plain HTTP until the next reconcile.
+func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *presencev1alpha1.PresenceGateway) (bool, error) {
+	for _, ref := range gw.Spec.HTTPRoute.ParentRefs {
+		ns := cmp.Or(ref.Namespace, gw.Namespace)
+		g := &gatewayv1.Gateway{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, g); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return false, fmt.Errorf("get Gateway %s/%s: %w", ns, ref.Name, err)
+		}
+		for _, l := range g.Spec.Listeners {
+			if ref.SectionName != "" && string(l.Name) != ref.SectionName {
+				continue
+			}
+			if l.Protocol == gatewayv1.HTTPSProtocolType {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

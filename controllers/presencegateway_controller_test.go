@@ -11,12 +11,15 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 )
@@ -379,6 +382,161 @@ func TestMissingJWTSecret(t *testing.T) {
 		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonRedisClusterNotReady)) // nothing answers on the seed ports
 	createSecret(t, ns, "jwt", map[string]string{"secret": "s"})
 	waitDeployment(t, ns, "chat")
+}
+
+// TestJWTPublicKeyRef: a missing spec.auth.jwtPublicKeyRef ConfigMap (which
+// no watch reports: the operator caches only its own) blocks the gateway
+// with JWTKeyNotFound until it appears; then the key is mounted and given as
+// AUTH_JWT_PUBLIC_KEY_FILE. A Secret that lacks the key named is reported
+// the same way.
+func TestJWTPublicKeyRef(t *testing.T) {
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+			JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp", Key: "rs256.pem"}},
+			Issuer:          "https://idp.example.com/",
+		}
+	})
+	eventually(t, gatewayCondition(ns, "chat", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTKeyNotFound),
+		HaveField("Message", ContainSubstring(`ConfigMap "idp" (spec.auth.jwtPublicKeyRef.configMapKeyRef) not found`))))
+	NewWithT(t).Expect(k8sClient.Create(context.Background(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "idp"},
+		Data:       map[string]string{"rs256.pem": "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n"},
+	})).To(Succeed())
+	dep := waitDeployment(t, ns, "chat")
+	env := map[string]string{}
+	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	g := NewWithT(t)
+	g.Expect(env).To(HaveKeyWithValue("AUTH_JWT_PUBLIC_KEY_FILE", "/etc/presence/jwt-public-key/key.pem"))
+	g.Expect(env).To(HaveKeyWithValue("AUTH_JWT_ISSUER", "https://idp.example.com/"))
+	g.Expect(dep.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.ConfigMap.Name", "idp")))
+
+	createSecret(t, ns, "idp-secret", map[string]string{"other.pem": "x"})
+	createGateway(t, ns, "chat2", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+			JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-secret", Key: "es256.pem"}},
+		}
+	})
+	eventually(t, gatewayCondition(ns, "chat2", presencev1alpha1.ConditionReady)).Should(And(
+		statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonJWTKeyNotFound),
+		HaveField("Message", ContainSubstring(`has no key "es256.pem"`))))
+}
+
+// TestIngressAndEndpoints: spec.ingress creates an Ingress to the client
+// Service's ws port, status.endpoints lists its wss:// URL and, once the
+// load balancer has an address, the LoadBalancer Service's; removing
+// spec.ingress deletes the Ingress.
+func TestIngressAndEndpoints(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+		gw.Spec.Ingress = &presencev1alpha1.IngressSpec{ClassName: ptr.To("nginx"), Host: "presence.example.com", TLSSecretName: "presence-tls"}
+	})
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, ing) }).Should(Succeed())
+	g := NewWithT(t)
+	g.Expect(ing.Spec.Rules).To(ConsistOf(HaveField("Host", "presence.example.com")))
+	g.Expect(ing.Spec.TLS).To(ConsistOf(HaveField("SecretName", "presence-tls")))
+	g.Expect(metav1.GetControllerOf(ing)).To(HaveField("UID", gw.UID))
+
+	endpoints := func(g Gomega) []presencev1alpha1.GatewayEndpoint {
+		cur := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+		g.Expect(get(ctx, cur)).To(Succeed())
+		return cur.Status.Endpoints
+	}
+	inCluster := presencev1alpha1.GatewayEndpoint{Scope: "InCluster", Via: "Service", URL: "ws://chat." + ns + ".svc:80"}
+	viaIngress := presencev1alpha1.GatewayEndpoint{Scope: "External", Via: "Ingress", URL: "wss://presence.example.com/"}
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster, viaIngress}))
+
+	// The cloud's load balancer controller publishes an address.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := get(ctx, svc); err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}}
+		return k8sClient.Status().Update(ctx, svc)
+	})).To(Succeed())
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster, viaIngress,
+		{Scope: "External", Via: "LoadBalancer", URL: "ws://198.51.100.7:80/"}}))
+
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Ingress = nil })
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, ing)) }).Should(BeTrue(), "the Ingress is deleted with spec.ingress")
+	eventually(t, endpoints).Should(Equal([]presencev1alpha1.GatewayEndpoint{inCluster,
+		{Scope: "External", Via: "LoadBalancer", URL: "ws://198.51.100.7:80/"}}))
+}
+
+// TestHTTPRoute: spec.httpRoute creates an HTTPRoute (the Gateway API's own
+// CRDs, from its Go module) to the client Service, status.endpoints lists
+// its hostnames with wss:// when the parent Gateway's listener is HTTPS,
+// and removing spec.httpRoute deletes the route.
+func TestHTTPRoute(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	g := NewWithT(t)
+	g.Expect(k8sClient.Create(ctx, &gatewayv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge"},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "example", Listeners: []gatewayv1.Listener{
+			{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType},
+			{Name: "https", Port: 443, Protocol: gatewayv1.HTTPSProtocolType, TLS: &gatewayv1.ListenerTLSConfig{
+				CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "edge-tls"}}}},
+		}},
+	})).To(Succeed())
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.HTTPRoute = &presencev1alpha1.HTTPRouteSpec{
+			ParentRefs: []presencev1alpha1.RouteParentRef{{Name: "edge", SectionName: "https"}},
+			Hostnames:  []string{"presence.example.com"},
+		}
+	})
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, route) }).Should(Succeed())
+	g.Expect(route.Spec.ParentRefs).To(ConsistOf(And(
+		HaveField("Name", gatewayv1.ObjectName("edge")), HaveField("SectionName", ptr.To(gatewayv1.SectionName("https"))))))
+	g.Expect(route.Spec.Hostnames).To(Equal([]gatewayv1.Hostname{"presence.example.com"}))
+	g.Expect(route.Spec.Rules).To(HaveLen(1))
+	g.Expect(route.Spec.Rules[0].BackendRefs).To(ConsistOf(And(
+		HaveField("Name", gatewayv1.ObjectName("chat")), HaveField("Port", ptr.To(gatewayv1.PortNumber(80))))))
+	g.Expect(metav1.GetControllerOf(route)).To(HaveField("UID", gw.UID))
+
+	endpoints := func(g Gomega) []presencev1alpha1.GatewayEndpoint {
+		cur := &presencev1alpha1.PresenceGateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+		g.Expect(get(ctx, cur)).To(Succeed())
+		return cur.Status.Endpoints
+	}
+	eventually(t, endpoints).Should(ContainElement(presencev1alpha1.GatewayEndpoint{
+		Scope: "External", Via: "HTTPRoute", URL: "wss://presence.example.com/"}))
+
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.HTTPRoute = nil })
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, route)) }).Should(BeTrue(), "the HTTPRoute is deleted with spec.httpRoute")
+	eventually(t, endpoints).Should(HaveLen(1))
+}
+
+// TestHTTPRouteWithoutGatewayAPI: on a cluster that did not serve HTTPRoute
+// when the operator started, spec.httpRoute makes the gateway Degraded with
+// a message that says what to install; nothing is sent to the API server.
+func TestHTTPRouteWithoutGatewayAPI(t *testing.T) {
+	r := &PresenceGatewayReconciler{gatewayAPI: false}
+	gw := &presencev1alpha1.PresenceGateway{Spec: presencev1alpha1.PresenceGatewaySpec{HTTPRoute: &presencev1alpha1.HTTPRouteSpec{
+		ParentRefs: []presencev1alpha1.RouteParentRef{{Name: "edge"}},
+	}}}
+	obs := &gatewayObservation{}
+	g := NewWithT(t)
+	g.Expect(r.applyRoute(context.Background(), nil, gw, obs)).To(Succeed())
+	g.Expect(obs.exposure).NotTo(BeNil())
+	g.Expect(obs.exposure.status).To(Equal(metav1.ConditionTrue))
+	g.Expect(obs.exposure.reason).To(Equal(presencev1alpha1.ReasonGatewayAPIMissing))
+	g.Expect(obs.exposure.message).To(ContainSubstring("install its CRDs and restart the operator"))
+	obs.redis = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonRedisClusterReady, "ok"}
+	st := computeStatus(gw, obs)
+	g.Expect(meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionDegraded)).To(And(
+		HaveField("Status", metav1.ConditionTrue), HaveField("Reason", presencev1alpha1.ReasonGatewayAPIMissing)))
 }
 
 // scaleTo sets obj's scale subresource to n replicas, reading it again when

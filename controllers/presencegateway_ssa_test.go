@@ -39,6 +39,10 @@ func withEveryOptionalField(gw *presencev1alpha1.PresenceGateway) {
 	gw.Spec.PodAnnotations = map[string]string{"example.test/a": "1", "example.test/b": "2"}
 	gw.Spec.PodLabels = map[string]string{"team-a": "1", "team-b": "2"}
 	gw.Spec.Service.Annotations = map[string]string{"example.test/lb-a": "1", "example.test/lb-b": "2"}
+	gw.Spec.Service.Labels = map[string]string{"team-a": "1", "team-b": "2"}
+	gw.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+	gw.Spec.Service.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
+	gw.Spec.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 }
 
 // TestRemovedSpecFieldsLeaveTheObjects: removing an optional field from a
@@ -83,6 +87,19 @@ func TestRemovedSpecFieldsLeaveTheObjects(t *testing.T) {
 			func(_ *appsv1.Deployment, s *corev1.Service) any { return s.Annotations["example.test/lb-b"] }},
 		{"every Service annotation", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Service.Annotations = nil },
 			func(_ *appsv1.Deployment, s *corev1.Service) any { return s.Annotations }, nil},
+		{"one Service label", func(gw *presencev1alpha1.PresenceGateway) { delete(gw.Spec.Service.Labels, "team-a") },
+			func(_ *appsv1.Deployment, s *corev1.Service) any { return s.Labels["team-a"] },
+			func(_ *appsv1.Deployment, s *corev1.Service) any { return s.Labels["team-b"] }},
+		{"loadBalancerSourceRanges", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Service.LoadBalancerSourceRanges = nil },
+			func(_ *appsv1.Deployment, s *corev1.Service) any { return s.Spec.LoadBalancerSourceRanges },
+			func(_ *appsv1.Deployment, s *corev1.Service) any {
+				return s.Spec.Type == corev1.ServiceTypeLoadBalancer
+			}},
+		// The API server defaults a removed externalTrafficPolicy to Cluster.
+		{"externalTrafficPolicy", func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Service.ExternalTrafficPolicy = "" },
+			func(_ *appsv1.Deployment, s *corev1.Service) any {
+				return s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+			}, nil},
 	}
 	ctx := context.Background()
 	ns := newNamespace(t)

@@ -44,6 +44,15 @@ type gatewayObservation struct {
 	// writeStatus (nil: none yet, or no spec.autoscaling). Its status is
 	// the HPA controller's, so the cache is as good as an apply's result.
 	hpa *autoscalingv2.HorizontalPodAutoscaler
+	// service is the client Service, as this reconcile's apply returned it
+	// or else as cached (nil when there is none): its load balancer
+	// address is an endpoint.
+	service *corev1.Service
+	// routeTLS says whether spec.httpRoute's parent Gateways terminate TLS.
+	routeTLS bool
+	// exposure, when set, is a problem with exposing the gateways outside
+	// the cluster (Degraded; the gateways still serve in the cluster).
+	exposure *conditionResult
 }
 
 // autoscaling is the Autoscaling condition, read from the HPA's own
@@ -158,6 +167,7 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 	st := *gw.Status.DeepCopy()
 	st.ObservedGeneration = gw.Generation
 	st.Endpoint = gwspecs.Endpoint(gw)
+	st.Endpoints = gwspecs.Endpoints(gw, obs.service, obs.routeTLS)
 	st.Selector = labels.SelectorFromSet(gwspecs.SelectorLabels(gw)).String()
 	if obs.redisNodes != nil {
 		st.RedisNodes = obs.redisNodes
@@ -208,6 +218,10 @@ func computeStatus(gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation
 		ready = conditionResult{metav1.ConditionFalse, progressing.reason, progressing.message}
 	case available.status != metav1.ConditionTrue:
 		ready = conditionResult{metav1.ConditionFalse, available.reason, available.message}
+	}
+
+	if obs.exposure != nil && degraded.status != metav1.ConditionTrue {
+		degraded = *obs.exposure
 	}
 
 	// The HPA does not make the gateways unready (their pods serve), but

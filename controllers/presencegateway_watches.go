@@ -78,10 +78,18 @@ func setupGatewayIndexes(ctx context.Context, indexer client.FieldIndexer) error
 		return fmt.Errorf("index PresenceGateway by %s: %w", indexGatewayByRedisCluster, err)
 	}
 	if err := indexer.IndexField(ctx, &presencev1alpha1.PresenceGateway{}, indexGatewayByJWTSecret, func(o client.Object) []string {
-		if a := o.(*presencev1alpha1.PresenceGateway).Spec.Auth; a != nil && a.JWTSecretRef != nil {
-			return []string{a.JWTSecretRef.Name}
+		a := o.(*presencev1alpha1.PresenceGateway).Spec.Auth
+		if a == nil {
+			return nil
 		}
-		return nil
+		var names []string
+		if a.JWTSecretRef != nil {
+			names = append(names, a.JWTSecretRef.Name)
+		}
+		if a.JWTPublicKeyRef != nil && a.JWTPublicKeyRef.SecretKeyRef != nil {
+			names = append(names, a.JWTPublicKeyRef.SecretKeyRef.Name)
+		}
+		return names
 	}); err != nil {
 		return fmt.Errorf("index PresenceGateway by %s: %w", indexGatewayByJWTSecret, err)
 	}
@@ -94,10 +102,8 @@ func (r *PresenceGatewayReconciler) gatewaysForRedisCluster(ctx context.Context,
 }
 
 // gatewaysForSecret maps a Secret to the gateways that mount it: directly
-// (spec.auth.jwtSecretRef) or through their RedisCluster's spec.auth or
-// spec.tls.caRef. (A CA ConfigMap is not watched: a gateway blocked on a
-// missing one is reconciled again when its RedisCluster's check, which
-// reads the ConfigMap each interval, changes the cluster's status.) The
+// (spec.auth.jwtSecretRef, spec.auth.jwtPublicKeyRef.secretKeyRef) or
+// through their RedisCluster's spec.auth or spec.tls.caRef.secretKeyRef. The
 // RedisClusters of the Secret's namespace are filtered here rather than
 // through the RedisCluster controller's index, so that this controller does
 // not depend on another one's setup.

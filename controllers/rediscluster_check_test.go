@@ -224,14 +224,12 @@ func TestCheckSeedsAreTheGatewaysSeeds(t *testing.T) {
 			Nodes: []string{"redis-0.redis:6379", "redis:6379", "10.0.0.1:6379", "redis-1.redis.other.svc:6379"},
 		}},
 	}
-	g.Expect(checkSeeds(rc)).To(Equal([]string{
+	r := &RedisClusterReconciler{}
+	seeds, problem, err := r.resolveSeeds(context.Background(), rc)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(problem).To(BeNil())
+	g.Expect(seeds).To(Equal([]string{
 		"redis-0.redis.chat.svc:6379", "redis.chat.svc:6379", "10.0.0.1:6379", "redis-1.redis.other.svc:6379",
 	}))
-	g.Expect(checkSeeds(rc)).To(Equal(gwspecs.RedisNodes(rc)), "the gateways' seeds")
-
-	// Without spec nodes there is nothing to check (the announced nodes are
-	// what a check finds, not what it starts from).
-	rc.Spec.External = nil
-	rc.Status.Nodes = []string{"10.0.0.9:6379"}
-	g.Expect(checkSeeds(rc)).To(BeEmpty())
+	g.Expect(seeds).To(Equal(gwspecs.RedisNodes(rc)), "the gateways' seeds")
 }

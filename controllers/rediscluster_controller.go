@@ -37,6 +37,19 @@ const (
 	// once: a check waits up to CheckTimeout on a node that does not
 	// answer, and the other clusters' checks must not queue behind it.
 	DefaultRedisClusterWorkers = 8
+	// DefaultPresenceGatewayWorkers is how many PresenceGateways are
+	// reconciled at once. A reconcile mostly waits on the API server (five
+	// sequential writes), so workers cost almost nothing while they wait:
+	// 500 gateways settle within 60 s with 16 workers and 200 QPS, and
+	// need 156 s with 2 workers and 50 QPS (docs/benchmarks.md#operator).
+	DefaultPresenceGatewayWorkers = 16
+	// DefaultKubeAPIQPS and DefaultKubeAPIBurst are the operator's client
+	// rate limit towards the API server. Reads come from the informer
+	// cache; the limit only paces writes, which the API server's own
+	// Priority and Fairness also queues, so it is a guard against a
+	// runaway loop rather than the API server's protection.
+	DefaultKubeAPIQPS   = 200
+	DefaultKubeAPIBurst = 400
 )
 
 // RedisClusterReconciler checks each RedisCluster with CLUSTER INFO and
@@ -57,9 +70,10 @@ type RedisClusterReconciler struct {
 	// MaxConcurrentReconciles is how many RedisClusters are reconciled (and
 	// checked) at once; DefaultRedisClusterWorkers when zero.
 	MaxConcurrentReconciles int
-	// APIReader reads from the API server what the cache does not hold:
-	// the ConfigMap of spec.tls.caRef (the cache holds only the operator's
-	// own ConfigMaps). The manager's APIReader; Client when nil.
+	// APIReader reads what the manager does not cache: the Service of
+	// spec.serviceRef and its EndpointSlices, the ConfigMap of
+	// spec.tls.caRef (the cache holds only the operator's own ConfigMaps).
+	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// now is the clock of status.lastCheckTime (time.Now when nil).
 	now func() time.Time
@@ -69,6 +83,8 @@ type RedisClusterReconciler struct {
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile checks one RedisCluster and requeues itself for the next check.
@@ -87,10 +103,14 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	next := ctrl.Result{RequeueAfter: r.interval()}
 
-	seeds := checkSeeds(rc)
-	if len(seeds) == 0 {
-		return next, r.writeStatus(ctx, rc, nil, conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonNoNodes,
-			"spec.external.nodes lists no node to check"}, nil)
+	seeds, problem, err := r.resolveSeeds(ctx, rc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem != nil {
+		// A Service that appears or gains endpoints is found by the next
+		// check.
+		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
 	access, problem, err := r.access(ctx, rc)
 	if err != nil {
@@ -99,24 +119,12 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if problem != nil {
 		// The Secret watch brings us back when a Secret appears; a CA
 		// ConfigMap is read again at the next interval.
-		return next, r.writeStatus(ctx, rc, nil, *problem, nil)
+		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
 
 	h := checkCluster(ctx, seeds, access, r.timeout())
 	ready, degraded := clusterConditions(seeds, access.username, h)
-	return next, r.writeStatus(ctx, rc, &h, ready, degraded)
-}
-
-// checkSeeds are the seed nodes the health check asks: spec.external.nodes
-// qualified exactly as the gateways get them (RedisCluster.SeedNodes), so
-// that a short in-cluster name ("redis-0.redis:6379"), which the gateways
-// resolve in the RedisCluster's namespace, is not looked up in the
-// operator's own namespace.
-func checkSeeds(rc *presencev1alpha1.RedisCluster) []string {
-	if rc.Spec.External == nil || len(rc.Spec.External.Nodes) == 0 {
-		return nil
-	}
-	return rc.SeedNodes()
+	return next, r.writeStatus(ctx, rc, seeds, &h, ready, degraded)
 }
 
 // clusterConditions turns a check into the Ready and Degraded conditions.
@@ -185,7 +193,7 @@ func (r *RedisClusterReconciler) access(ctx context.Context, rc *presencev1alpha
 	}
 	var caPEM []byte
 	if src := caSourceOf(rc); src != nil {
-		pem, problem, err := readCA(ctx, r.Client, r.apiReader(), rc.Namespace, src, "")
+		pem, problem, err := readCA(ctx, r.Client, r.APIReader, rc.Namespace, src, "")
 		if problem != nil || err != nil {
 			return a, problem, err
 		}
@@ -195,19 +203,12 @@ func (r *RedisClusterReconciler) access(ctx context.Context, rc *presencev1alpha
 	return a, nil, nil
 }
 
-// apiReader reads what the cache does not hold (the CA ConfigMap).
-func (r *RedisClusterReconciler) apiReader() client.Reader {
-	if r.APIReader != nil {
-		return r.APIReader
-	}
-	return r.Client
-}
-
 // writeStatus publishes a check; h is nil when no check could run. Degraded
 // is True with Ready's reason whenever Ready is False.
-func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
+func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1alpha1.RedisCluster, seeds []string, h *clusterHealth, ready conditionResult, degraded *conditionResult) error {
 	st := *rc.Status.DeepCopy()
 	st.ObservedGeneration = rc.Generation
+	st.Seeds = seeds
 	st.LastCheckTime = rc.Status.LastCheckTime
 	if h != nil && h.answered != "" {
 		st.Nodes, st.ClusterState, st.SlotsCovered = h.nodes, h.state, int32(h.slotsOK)
@@ -306,6 +307,9 @@ func secretsOf(rc *presencev1alpha1.RedisCluster) []string {
 // SetupWithManager registers the controller and the cache index its Secret
 // watch uses.
 func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
 		return secretsOf(o.(*presencev1alpha1.RedisCluster))
 	}); err != nil {

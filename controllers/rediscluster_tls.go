@@ -38,6 +38,13 @@ func caSourceOf(rc *presencev1alpha1.RedisCluster) *caSource {
 	return nil
 }
 
+// caFromConfigMap says whether rc's CA is in a ConfigMap (which no watch
+// reports).
+func caFromConfigMap(rc *presencev1alpha1.RedisCluster) bool {
+	src := caSourceOf(rc)
+	return src != nil && src.kind == "ConfigMap"
+}
+
 // readCA reads the PEM bundle of spec.tls.caRef: a Secret through secrets
 // (the API server: Secrets are not cached), a ConfigMap through configMaps
 // (the API server too: the cache holds only the operator's own

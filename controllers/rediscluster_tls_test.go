@@ -84,7 +84,7 @@ func TestRedisClusterTLS(t *testing.T) {
 			Spec: presencev1alpha1.RedisClusterSpec{
 				External: &presencev1alpha1.ExternalRedisCluster{Nodes: seeds},
 				TLS: &presencev1alpha1.RedisTLS{Enabled: true, ServerName: "localhost",
-					CARef: &presencev1alpha1.CARef{SecretKeyRef: &presencev1alpha1.KeyRef{Name: "redis-tls", Key: "ca.crt"}}},
+					CARef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "redis-tls", Key: "ca.crt"}}},
 			},
 		}
 		g.Expect(k8sClient.Create(ctx, rc)).To(Succeed())
@@ -120,7 +120,7 @@ func TestRedisClusterTLS(t *testing.T) {
 		// The CA in a ConfigMap instead, first missing: the gateway waits
 		// for it rather than rendering pods that would wait for the volume.
 		editRedisCluster(t, rc, func(rc *presencev1alpha1.RedisCluster) {
-			rc.Spec.TLS.CARef = &presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}
+			rc.Spec.TLS.CARef = &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "bundle", Key: "root-certs.pem"}}
 		})
 		eventually(t, clusterCondition(ns, "tls", presencev1alpha1.ConditionReady)).Should(And(
 			statusReason(metav1.ConditionFalse, presencev1alpha1.ReasonConfigMapNotFound),

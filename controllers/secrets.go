@@ -32,3 +32,25 @@ func getSecret(ctx context.Context, c client.Reader, namespace, name, key, field
 	}
 	return s, nil, nil
 }
+
+// getConfigMapKey checks that a referenced ConfigMap exists and holds key
+// (in data or binaryData), through r, which must not be the manager's cache:
+// that holds only the operator's own ConfigMaps. Like getSecret, a missing
+// ConfigMap or key is a problem for the user, err a failed API call.
+func getConfigMapKey(ctx context.Context, r client.Reader, namespace, name, key, field string) (*conditionResult, error) {
+	cm := &corev1.ConfigMap{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonSecretNotFound,
+				message: fmt.Sprintf("ConfigMap %q (%s) not found in namespace %s", name, field, namespace)}, nil
+		}
+		return nil, fmt.Errorf("get ConfigMap %s: %w", name, err)
+	}
+	_, inData := cm.Data[key]
+	_, inBinary := cm.BinaryData[key]
+	if !inData && !inBinary {
+		return &conditionResult{status: metav1.ConditionFalse, reason: presencev1alpha1.ReasonInvalidSecret,
+			message: fmt.Sprintf("ConfigMap %q (%s) has no key %q", name, field, key)}, nil
+	}
+	return nil, nil
+}

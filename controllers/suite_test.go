@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -67,6 +69,7 @@ const (
 func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(testScheme))
+	utilruntime.Must(gatewayv1.Install(testScheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	// As in the operator: go-redis's dial errors (the tests point clusters
 	// at closed ports) go to the debug level, not to stderr.
@@ -85,6 +88,9 @@ func setupSuite(env *envtestenv.Env) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	if err := installGatewayAPI(env.Config); err != nil {
+		return nil, err
+	}
 	// The manager runs as a user bound to config/rbac/role.yaml only, the
 	// ClusterRole generated from the +kubebuilder:rbac markers: a verb the
 	// reconcilers need but the markers lack fails the tests.
@@ -100,6 +106,23 @@ func setupSuite(env *envtestenv.Env) (stop func(), err error) {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}, nil
+}
+
+// installGatewayAPI installs the Gateway API's standard CRDs from the
+// sigs.k8s.io/gateway-api module at the version go.mod pins (the operator
+// uses its types), so that spec.httpRoute is tested against the real
+// schema. The operator looks for HTTPRoute when it starts, so this comes
+// first.
+func installGatewayAPI(cfg *rest.Config) error {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return fmt.Errorf("find the sigs.k8s.io/gateway-api module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("install the Gateway API CRDs from %s: %w", dir, err)
+	}
+	return nil
 }
 
 // operatorSettings are the operator flags the tests vary.
@@ -141,7 +164,7 @@ func startOperator(s operatorSettings) error {
 	if err := (&PresenceGatewayReconciler{
 		Client: &countingWriter{Client: mgr.GetClient(), n: &gatewayWrites, reads: &gatewayReconciles}, Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("presencegateway-controller"), DefaultImage: s.defaultImage,
-		MaxConcurrentRollouts: s.maxRollouts, APIReader: mgr.GetAPIReader(),
+		MaxConcurrentRollouts: s.maxRollouts, UnwatchedRecheck: time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -53,6 +53,12 @@ const (
 	// ReasonJWTSecretNotFound: the Secret spec.auth.jwtSecretRef names does
 	// not exist; Redis may well be fine (RedisReady says).
 	ReasonJWTSecretNotFound = "JWTSecretNotFound"
+	// ReasonJWTKeyNotFound: the Secret or ConfigMap of
+	// spec.auth.jwtPublicKeyRef does not exist, or lacks the key named.
+	ReasonJWTKeyNotFound = "JWTKeyNotFound"
+	// ReasonGatewayAPIMissing: spec.httpRoute is set but the cluster did
+	// not serve the Gateway API's HTTPRoute when the operator started.
+	ReasonGatewayAPIMissing = "GatewayAPIMissing"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be
@@ -125,6 +131,10 @@ const (
 	// or change the Deployment's scale, or is not active for another reason.
 	ReasonAutoscalerUnableToScale = "AutoscalerUnableToScale"
 
-	// ReasonNoNodes: the RedisCluster lists no node to check (spec.managed is not implemented yet).
+	// ReasonNoNodes: the RedisCluster's source gives no node to check (a
+	// Service without ready endpoints).
 	ReasonNoNodes = "NoNodes"
+	// ReasonSourceNotFound: the source of the cluster's nodes does not exist
+	// (spec.serviceRef names no Service, or no port of it).
+	ReasonSourceNotFound = "SourceNotFound"
 )

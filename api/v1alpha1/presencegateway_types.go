@@ -10,6 +10,7 @@ import (
 // PresenceGatewaySpec is the desired state of a fleet of presence gateway pods.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas >= 1",message="spec.autoscaling.minReplicas must be at least 1"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ingress) && has(self.httpRoute))",message="give one of spec.ingress and spec.httpRoute: both would expose the same Service twice"
 type PresenceGatewaySpec struct {
 	// Image is the gateway container image. Empty means the operator's
 	// --gateway-image default.
@@ -59,6 +60,18 @@ type PresenceGatewaySpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Service ServiceSpec `json:"service,omitempty"`
+
+	// Ingress exposes the gateways outside the cluster through an Ingress
+	// (named after the PresenceGateway) routing to the client Service.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// HTTPRoute exposes the gateways through the Gateway API instead: an
+	// HTTPRoute (named after the PresenceGateway) attached to parentRefs and
+	// routing to the client Service. Needs the Gateway API CRDs
+	// (gateway.networking.k8s.io/v1) when the operator starts.
+	// +optional
+	HTTPRoute *HTTPRouteSpec `json:"httpRoute,omitempty"`
 
 	// PodDisruptionBudget configures the PodDisruptionBudget created when more
 	// than one gateway pod can run.
@@ -114,7 +127,7 @@ type PresenceGatewaySpec struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVER_NAME', 'REDIS_TLS_INSECURE_SKIP_VERIFY', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'AUTH_REQUIRE_WATCH_CLAIM', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_SECRET*, AUTH_REQUIRE_WATCH_CLAIM, SHUTDOWN_GRACE): use the matching spec field"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['WS_PORT', 'METRICS_PORT', 'REDIS_NODES', 'REDIS_NODES_FILE', 'REDIS_USERNAME', 'REDIS_USERNAME_FILE', 'REDIS_PASSWORD', 'REDIS_PASSWORD_FILE', 'REDIS_TLS', 'REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVER_NAME', 'REDIS_TLS_INSECURE_SKIP_VERIFY', 'PRESENCE_TTL', 'HEARTBEAT_INTERVAL', 'WS_MAX_PAYLOAD_BYTES', 'MAX_CONNECTIONS', 'ALLOWED_ORIGINS', 'AUTH_JWT_SECRET', 'AUTH_JWT_SECRET_FILE', 'AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWT_JWKS_URL', 'AUTH_JWT_AUDIENCE', 'AUTH_JWT_ISSUER', 'AUTH_REQUIRE_WATCH_CLAIM', 'SHUTDOWN_GRACE']))",message="spec.env must not set a variable the operator derives from the spec (WS_PORT, METRICS_PORT, REDIS_*, PRESENCE_TTL, HEARTBEAT_INTERVAL, WS_MAX_PAYLOAD_BYTES, MAX_CONNECTIONS, ALLOWED_ORIGINS, AUTH_JWT_*, AUTH_REQUIRE_WATCH_CLAIM, SHUTDOWN_GRACE): use the matching spec field"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
 
@@ -231,14 +244,45 @@ type WebsocketSpec struct {
 	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 }
 
-// AuthSpec configures client authentication.
-// +kubebuilder:validation:XValidation:rule="!has(self.requireWatchClaim) || !self.requireWatchClaim || has(self.jwtSecretRef)",message="spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef: without tokens there is no watch claim to require"
+// AuthSpec configures client authentication: with a key source set, every
+// connection needs a JWT signed by it.
+// +kubebuilder:validation:XValidation:rule="[has(self.jwtSecretRef), has(self.jwtPublicKeyRef), has(self.jwksURL)].filter(x, x).size() <= 1",message="spec.auth: give one JWT key source: jwtSecretRef (HS256), jwtPublicKeyRef (RS256/ES256) or jwksURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.requireWatchClaim) || !self.requireWatchClaim || has(self.jwtSecretRef) || has(self.jwtPublicKeyRef) || has(self.jwksURL)",message="spec.auth.requireWatchClaim needs a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL): without tokens there is no watch claim to require"
+// +kubebuilder:validation:XValidation:rule="!(has(self.audience) || has(self.issuer)) || has(self.jwtSecretRef) || has(self.jwtPublicKeyRef) || has(self.jwksURL)",message="spec.auth.audience and spec.auth.issuer need a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL): without one no token is checked"
 type AuthSpec struct {
 	// JWTSecretRef names a Secret key holding the HS256 secret that signs
-	// client tokens; the gateway gets it as AUTH_JWT_SECRET through a Secret
-	// reference (the value never appears in the Deployment).
+	// client tokens. That key is mounted into the pods and given as
+	// AUTH_JWT_SECRET_FILE; the value never appears in the Deployment or
+	// the environment, and the gateway re-reads it when the Secret changes.
 	// +optional
 	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+
+	// JWTPublicKeyRef names a Secret or ConfigMap key holding the PEM public
+	// key(s) (RSA, or ECDSA P-256) that verify RS256/ES256 tokens. Mounted
+	// and given as AUTH_JWT_PUBLIC_KEY_FILE; several PEM blocks in one key
+	// are all accepted, so a rotation can overlap the old and new keys.
+	// +optional
+	JWTPublicKeyRef *KeySourceRef `json:"jwtPublicKeyRef,omitempty"`
+
+	// JWKSURL is an identity provider's JSON Web Key Set (https), which the
+	// gateway fetches and refreshes: AUTH_JWT_JWKS_URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''",message="spec.auth.jwksURL must be an absolute http(s) URL, for example https://idp.example.com/.well-known/jwks.json"
+	JWKSURL string `json:"jwksURL,omitempty"`
+
+	// Audience, when set, must be one of a token's aud values:
+	// AUTH_JWT_AUDIENCE.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Audience string `json:"audience,omitempty"`
+
+	// Issuer, when set, must equal a token's iss: AUTH_JWT_ISSUER.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer,omitempty"`
 
 	// RequireWatchClaim refuses tokens without a "watch" claim (the user
 	// ids, or prefixes ending in "*", a connection may subscribe to and
@@ -246,6 +290,34 @@ type AuthSpec struct {
 	// lacking the claim may watch anybody.
 	// +optional
 	RequireWatchClaim bool `json:"requireWatchClaim,omitempty"`
+}
+
+// KeySourceRef names one key of a Secret or of a ConfigMap in the same
+// namespace: exactly one of the two.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="give exactly one of secretKeyRef and configMapKeyRef"
+type KeySourceRef struct {
+	// SecretKeyRef names a key of a Secret.
+	// +optional
+	SecretKeyRef *ObjectKeyRef `json:"secretKeyRef,omitempty"`
+
+	// ConfigMapKeyRef names a key of a ConfigMap.
+	// +optional
+	ConfigMapKeyRef *ObjectKeyRef `json:"configMapKeyRef,omitempty"`
+}
+
+// ObjectKeyRef names one key of an object (a Secret or a ConfigMap) in the
+// same namespace.
+type ObjectKeyRef struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key in the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
 }
 
 // SecretKeyRef names one key of a Secret in the same namespace.
@@ -265,6 +337,9 @@ type SecretKeyRef struct {
 }
 
 // ServiceSpec configures the gateway Service.
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerClass) || self.type == 'LoadBalancer'",message="spec.service.loadBalancerClass needs spec.service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerSourceRanges) || self.type == 'LoadBalancer'",message="spec.service.loadBalancerSourceRanges needs spec.service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.externalTrafficPolicy) || self.type in ['NodePort', 'LoadBalancer']",message="spec.service.externalTrafficPolicy needs spec.service.type NodePort or LoadBalancer"
 type ServiceSpec struct {
 	// Type of the Service.
 	// +optional
@@ -280,6 +355,67 @@ type ServiceSpec struct {
 	Port int32 `json:"port,omitempty"`
 
 	// Annotations of the Service (for example a cloud load balancer's).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Labels added to the Service's; the operator's own labels win.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// LoadBalancerClass picks the load balancer implementation (type
+	// LoadBalancer only). Immutable once set, as on any Service.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	LoadBalancerClass *string `json:"loadBalancerClass,omitempty"`
+
+	// LoadBalancerSourceRanges restricts the client addresses a load
+	// balancer accepts (CIDRs; type LoadBalancer only).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(r, isCIDR(r))",message="spec.service.loadBalancerSourceRanges entries must be CIDRs, for example 203.0.113.0/24"
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// ExternalTrafficPolicy of a NodePort or LoadBalancer Service: Local
+	// keeps the clients' source addresses (and skips a second hop), Cluster
+	// spreads over every node.
+	// +optional
+	// +kubebuilder:validation:Enum=Cluster;Local
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
+}
+
+// IngressSpec describes the Ingress in front of the client Service. The
+// gateways' WebSocket connections go through it like any HTTP request that
+// upgrades; the gateway's ping interval (HEARTBEAT_INTERVAL, 20 s) keeps
+// them under the usual 60 s proxy read timeouts.
+type IngressSpec struct {
+	// ClassName is the IngressClass; the cluster's default class when
+	// empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ClassName *string `json:"className,omitempty"`
+
+	// Host is the DNS name clients connect to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Host string `json:"host"`
+
+	// Path is the path prefix routed to the gateways.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+
+	// TLSSecretName names a kubernetes.io/tls Secret in the same namespace
+	// holding the certificate of host; clients then connect with wss://.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+
+	// Annotations of the Ingress (the controller's own settings, cert-manager's).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -324,12 +460,84 @@ type PresenceGatewayStatus struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
+	// Endpoints are the URLs clients connect to: the in-cluster one, and
+	// when exposed the Ingress's and the load balancer's (once it has an
+	// address).
+	// +optional
+	// +listType=atomic
+	Endpoints []GatewayEndpoint `json:"endpoints,omitempty"`
+
 	// Conditions: Ready, Available, Progressing, RedisReady, Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// HTTPRouteSpec describes the HTTPRoute in front of the client Service.
+type HTTPRouteSpec struct {
+	// ParentRefs are the Gateways (or their listeners) the route attaches to.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	ParentRefs []RouteParentRef `json:"parentRefs"`
+
+	// Hostnames the route answers for; when empty, those of the listeners
+	// it attaches to.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hostnames []string `json:"hostnames,omitempty"`
+
+	// Path is the path prefix routed to the gateways.
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+}
+
+// RouteParentRef names a Gateway, and optionally one of its listeners.
+type RouteParentRef struct {
+	// Name of the Gateway.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Namespace of the Gateway; the PresenceGateway's when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
+	// SectionName is the Gateway listener to attach to; all when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SectionName string `json:"sectionName,omitempty"`
+}
+
+// GatewayEndpoint is one URL the gateways answer on.
+type GatewayEndpoint struct {
+	// Scope is InCluster or External.
+	// +kubebuilder:validation:Enum=InCluster;External
+	Scope string `json:"scope"`
+	// Via is what serves the URL: Service, Ingress, LoadBalancer or HTTPRoute.
+	// +kubebuilder:validation:Enum=Service;Ingress;LoadBalancer;HTTPRoute
+	Via string `json:"via"`
+	// URL is where clients connect (ws:// or wss://).
+	URL string `json:"url"`
+}
+
+// Scopes and kinds of GatewayEndpoint.
+const (
+	EndpointScopeInCluster  = "InCluster"
+	EndpointScopeExternal   = "External"
+	EndpointViaService      = "Service"
+	EndpointViaIngress      = "Ingress"
+	EndpointViaLoadBalancer = "LoadBalancer"
+	EndpointViaHTTPRoute    = "HTTPRoute"
+)
 
 // PresenceGateway runs a fleet of presence gateway pods in front of a Redis
 // Cluster: a Deployment, a Service, an optional HorizontalPodAutoscaler and a
@@ -343,6 +551,7 @@ type PresenceGatewayStatus struct {
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Redis",type=string,JSONPath=`.spec.redis.clusterRef.name`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="External",type=string,JSONPath=`.status.endpoints[?(@.scope=="External")].url`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Available",type=integer,priority=1,JSONPath=`.status.readyReplicas`

@@ -30,8 +30,8 @@ func QualifyRedisNode(node, namespace string) string {
 
 // SeedNodes is the list of seed nodes both the gateways (REDIS_NODES_FILE) and
 // the operator's health check use: spec.external.nodes, qualified with the
-// RedisCluster's namespace (QualifyRedisNode), or without them the nodes
-// the cluster announced (addresses, unchanged).
+// RedisCluster's namespace (QualifyRedisNode); for spec.serviceRef, the
+// seeds the operator resolved from the Service's endpoints (status.seeds).
 func (rc *RedisCluster) SeedNodes() []string {
 	if rc.Spec.External != nil && len(rc.Spec.External.Nodes) > 0 {
 		out := make([]string, 0, len(rc.Spec.External.Nodes))
@@ -40,5 +40,8 @@ func (rc *RedisCluster) SeedNodes() []string {
 		}
 		return out
 	}
-	return slices.Clone(rc.Status.Nodes)
+	if rc.Spec.ServiceRef != nil {
+		return slices.Clone(rc.Status.Seeds)
+	}
+	return nil
 }

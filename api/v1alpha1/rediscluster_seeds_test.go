@@ -37,9 +37,16 @@ func TestSeedNodes(t *testing.T) {
 	if len(got) != 2 || got[0] != "redis-0.redis.data.svc:6379" || got[1] != "10.0.0.1:6379" {
 		t.Errorf("SeedNodes() = %q", got)
 	}
+	// spec.serviceRef: the seeds the operator resolved, never the nodes
+	// the cluster announced (those are what a check finds).
 	rc.Spec.External = nil
 	rc.Status.Nodes = []string{"10.0.0.9:6379"}
-	if got := rc.SeedNodes(); len(got) != 1 || got[0] != "10.0.0.9:6379" {
-		t.Errorf("SeedNodes() without spec nodes = %q", got)
+	if got := rc.SeedNodes(); len(got) != 0 {
+		t.Errorf("SeedNodes() without a source = %q, want none", got)
+	}
+	rc.Spec.ServiceRef = &presencev1alpha1.RedisServiceRef{Name: "redis", Port: 6379}
+	rc.Status.Seeds = []string{"redis-0.redis.data.svc:6379"}
+	if got := rc.SeedNodes(); len(got) != 1 || got[0] != "redis-0.redis.data.svc:6379" {
+		t.Errorf("SeedNodes() with spec.serviceRef = %q, want status.seeds", got)
 	}
 }

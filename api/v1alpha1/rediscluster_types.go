@@ -6,12 +6,23 @@ import (
 
 // RedisClusterSpec describes a Redis Cluster the gateways use.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.external)",message="spec.external is required: it lists the cluster's seed nodes (spec.managed is not implemented yet)"
+// +kubebuilder:validation:XValidation:rule="[has(self.external), has(self.serviceRef)].filter(x, x).size() == 1",message="give exactly one source of the cluster's nodes: spec.external.nodes (host:port seeds) or spec.serviceRef (a Service in this namespace)"
 type RedisClusterSpec struct {
 	// External describes a Redis Cluster that runs elsewhere (a managed
-	// service, another operator, VMs).
+	// service, another operator, VMs) by a list of seed nodes.
 	// +optional
 	External *ExternalRedisCluster `json:"external,omitempty"`
+
+	// ServiceRef names a Service in the RedisCluster's namespace in front of
+	// the cluster's nodes, such as the headless Service of a StatefulSet
+	// (the Bitnami redis-cluster chart creates one). The operator follows
+	// its EndpointSlices and turns their ready endpoints into seed nodes
+	// (status.seeds): <pod>.<service>.<namespace>.svc:<port> for a headless
+	// Service whose endpoints have hostnames, <ip>:<port> otherwise.
+	// Members that come and go change the gateways' seed file, not their
+	// pods.
+	// +optional
+	ServiceRef *RedisServiceRef `json:"serviceRef,omitempty"`
 
 	// Auth names the Secret with the Redis ACL credentials (keys username,
 	// optional, and password), or the ACL user beside it (auth.username).
@@ -33,13 +44,14 @@ type RedisTLS struct {
 	// Enabled turns TLS on (REDIS_TLS on the gateways).
 	Enabled bool `json:"enabled"`
 
-	// CARef names the CA bundle (PEM) that signed the nodes' certificates,
-	// in a Secret or a ConfigMap of the RedisCluster's namespace. Without
-	// it, the system roots of the gateway image (and of the operator) are
-	// trusted. The gateways mount it (REDIS_TLS_CA_FILE) and re-read it
-	// when it changes.
+	// CARef names the CA bundle (PEM) that signed the nodes' certificates:
+	// a key of a Secret (e.g. ca.crt beside a cert-manager certificate) or
+	// of a ConfigMap (e.g. a trust-manager bundle) in the RedisCluster's
+	// namespace. Without it, the system roots of the gateway image (and of
+	// the operator) are trusted. The gateways mount it (REDIS_TLS_CA_FILE)
+	// and re-read it when it changes.
 	// +optional
-	CARef *CARef `json:"caRef,omitempty"`
+	CARef *KeySourceRef `json:"caRef,omitempty"`
 
 	// ServerName is the name every node's certificate is verified against
 	// (REDIS_TLS_SERVER_NAME), instead of the host of the address dialled.
@@ -58,32 +70,6 @@ type RedisTLS struct {
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
-// CARef is a key of a Secret or of a ConfigMap holding a PEM CA bundle:
-// exactly one of the two.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="spec.tls.caRef: set exactly one of secretKeyRef and configMapKeyRef"
-type CARef struct {
-	// SecretKeyRef is a key of a Secret (e.g. ca.crt of a cert-manager Certificate's Secret).
-	// +optional
-	SecretKeyRef *KeyRef `json:"secretKeyRef,omitempty"`
-	// ConfigMapKeyRef is a key of a ConfigMap (e.g. a trust-manager Bundle).
-	// +optional
-	ConfigMapKeyRef *KeyRef `json:"configMapKeyRef,omitempty"`
-}
-
-// KeyRef names one key of a Secret or ConfigMap in the same namespace.
-type KeyRef struct {
-	// Name of the object.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
-	// Key in the object.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
-	Key string `json:"key"`
-}
-
 // ExternalRedisCluster lists the seed nodes of an existing Redis Cluster.
 type ExternalRedisCluster struct {
 	// Nodes are host:port seed nodes; the gateways discover the rest of the
@@ -95,6 +81,23 @@ type ExternalRedisCluster struct {
 	// +kubebuilder:validation:items:Pattern=`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
 	// +kubebuilder:validation:XValidation:rule="self.all(n, int(n.substring(n.lastIndexOf(':') + 1)) >= 1 && int(n.substring(n.lastIndexOf(':') + 1)) <= 65535)",message="spec.external.nodes: every entry must be host:port with a port from 1 to 65535"
 	Nodes []string `json:"nodes"`
+}
+
+// RedisServiceRef names a Service and the port of it that Redis serves.
+type RedisServiceRef struct {
+	// Name of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Port is the Service's port (spec.ports[].port) on which Redis answers;
+	// the seeds use the matching endpoint port.
+	// +optional
+	// +kubebuilder:default=6379
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
 }
 
 // RedisAuth references the Redis credentials.
@@ -120,6 +123,14 @@ type RedisClusterStatus struct {
 	// ObservedGeneration is the spec generation this status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Seeds are the seed nodes the gateways get and the health check asks,
+	// as resolved from the spec: spec.external.nodes with short in-cluster
+	// names qualified with this namespace, or the ready endpoints of
+	// spec.serviceRef.
+	// +optional
+	// +listType=atomic
+	Seeds []string `json:"seeds,omitempty"`
 
 	// Nodes are the host:port of every master and replica, as the cluster
 	// announces them (CLUSTER SHARDS), sorted.

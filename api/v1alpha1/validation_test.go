@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,9 +118,65 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		}, []string{"spec.podDisruptionBudget.maxUnavailable must be a non-negative number or a percentage"}},
 		{"no cluster name", func(s *presencev1alpha1.PresenceGatewaySpec) { s.Redis.ClusterRef.Name = "" },
 			[]string{"spec.redis.clusterRef.name"}},
-		{"requireWatchClaim without a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
+		{"requireWatchClaim without a JWT key source", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Auth = &presencev1alpha1.AuthSpec{RequireWatchClaim: true}
-		}, []string{"spec.auth.requireWatchClaim needs spec.auth.jwtSecretRef"}},
+		}, []string{"spec.auth.requireWatchClaim needs a JWT key source (jwtSecretRef, jwtPublicKeyRef or jwksURL)"}},
+		{"two JWT key sources", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, JWKSURL: "https://idp.example.com/jwks.json"}
+		}, []string{"spec.auth: give one JWT key source"}},
+		{"audience without a key source", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{Audience: "chat"}
+		}, []string{"spec.auth.audience and spec.auth.issuer need a JWT key source"}},
+		{"JWKS URL without a scheme", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "idp.example.com/jwks.json"}
+		}, []string{"spec.auth.jwksURL must be an absolute http(s) URL"}},
+		{"public key from both a Secret and a ConfigMap", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				SecretKeyRef:    &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"},
+				ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"}}}
+		}, []string{"give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"public key without a key name", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k"}}}
+		}, []string{"spec.auth.jwtPublicKeyRef.configMapKeyRef.key"}},
+		{"public key, audience, issuer and requireWatchClaim", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{
+				SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "k", Key: "pem"}},
+				Audience: "chat", Issuer: "https://idp.example.com/", RequireWatchClaim: true}
+		}, nil},
+		{"loadBalancerClass on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.LoadBalancerClass = ptr.To("example.com/lb")
+		}, []string{"spec.service.loadBalancerClass needs spec.service.type LoadBalancer"}},
+		{"source ranges on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.LoadBalancerSourceRanges = []string{"10.0.0.0/8"}
+		}, []string{"spec.service.loadBalancerSourceRanges needs spec.service.type LoadBalancer"}},
+		{"a source range that is not a CIDR", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.Type = corev1.ServiceTypeLoadBalancer
+			s.Service.LoadBalancerSourceRanges = []string{"10.0.0.1"}
+		}, []string{"spec.service.loadBalancerSourceRanges entries must be CIDRs"}},
+		{"externalTrafficPolicy on a ClusterIP Service", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}, []string{"spec.service.externalTrafficPolicy needs spec.service.type NodePort or LoadBalancer"}},
+		{"every Service option", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Service = presencev1alpha1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("example.com/lb"),
+				LoadBalancerSourceRanges: []string{"203.0.113.0/24", "2001:db8::/32"}, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+				Labels: map[string]string{"team": "chat"}}
+		}, nil},
+		{"an Ingress without a host", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{}
+		}, []string{"spec.ingress.host"}},
+		{"an Ingress host that is not a DNS name", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "https://presence.example.com"}
+		}, []string{"spec.ingress.host"}},
+		{"an Ingress path without a leading slash", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", Path: "ws"}
+		}, []string{"spec.ingress.path"}},
+		{"an Ingress", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", ClassName: ptr.To("nginx"), TLSSecretName: "tls"}
+		}, nil},
+		{"JWKS URL", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "https://idp.example.com/.well-known/jwks.json", Issuer: "https://idp.example.com/"}
+		}, nil},
 		{"requireWatchClaim with a JWT secret", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
 		}, nil},
@@ -131,7 +188,7 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			ctx := context.Background()
-			gw := gateway("v"+string(rune('a'+i)), tt.mutate)
+			gw := gateway(fmt.Sprintf("v%d", i), tt.mutate)
 			err := k8sClient.Create(ctx, gw)
 			if len(tt.wantErr) == 0 {
 				g.Expect(err).NotTo(HaveOccurred())
@@ -167,7 +224,16 @@ func TestRedisClusterValidation(t *testing.T) {
 			External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0.redis:6379", "10.0.0.1:7000", "[::1]:7001"}},
 			Auth:     &presencev1alpha1.RedisAuth{SecretRef: presencev1alpha1.LocalRef{Name: "auth"}},
 		}, nil},
-		{"no external", presencev1alpha1.RedisClusterSpec{}, []string{"spec.external is required"}},
+		{"no source", presencev1alpha1.RedisClusterSpec{}, []string{"give exactly one source of the cluster's nodes: spec.external.nodes (host:port seeds) or spec.serviceRef"}},
+		{"two sources", presencev1alpha1.RedisClusterSpec{
+			External:   &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0.redis:6379"}},
+			ServiceRef: &presencev1alpha1.RedisServiceRef{Name: "redis"},
+		}, []string{"give exactly one source of the cluster's nodes"}},
+		{"a Service", presencev1alpha1.RedisClusterSpec{ServiceRef: &presencev1alpha1.RedisServiceRef{Name: "redis-cluster-headless", Port: 6379}}, nil},
+		{"a Service name that is not a label", presencev1alpha1.RedisClusterSpec{ServiceRef: &presencev1alpha1.RedisServiceRef{Name: "Redis.Cluster"}},
+			[]string{"spec.serviceRef.name"}},
+		{"a Service port out of range", presencev1alpha1.RedisClusterSpec{ServiceRef: &presencev1alpha1.RedisServiceRef{Name: "redis", Port: 70000}},
+			[]string{"spec.serviceRef.port"}},
 		{"no nodes", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{}}},
 			[]string{"spec.external.nodes"}},
 		{"node without port", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0"}}},
@@ -178,23 +244,23 @@ func TestRedisClusterValidation(t *testing.T) {
 			[]string{"spec.external.nodes: every entry must be host:port with a port from 1 to 65535"}},
 		{"tls with a CA from a Secret, a server name and an ACL user", withTLS(&presencev1alpha1.RedisTLS{
 			Enabled: true, ServerName: "redis.example.internal",
-			CARef: &presencev1alpha1.CARef{SecretKeyRef: &presencev1alpha1.KeyRef{Name: "redis-tls", Key: "ca.crt"}},
+			CARef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "redis-tls", Key: "ca.crt"}},
 		}, "presence"), nil},
 		{"tls with a CA from a ConfigMap", withTLS(&presencev1alpha1.RedisTLS{
-			Enabled: true, CARef: &presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "ca.pem"}},
+			Enabled: true, CARef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "bundle", Key: "ca.pem"}},
 		}, ""), nil},
 		{"tls skipping verification", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, InsecureSkipVerify: true}, ""), nil},
-		{"tls CA from both a Secret and a ConfigMap", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.CARef{
-			SecretKeyRef: &presencev1alpha1.KeyRef{Name: "a", Key: "ca.crt"}, ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "b", Key: "ca.crt"},
-		}}, ""), []string{"spec.tls.caRef: set exactly one of secretKeyRef and configMapKeyRef"}},
-		{"tls CA from neither", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.CARef{}}, ""),
-			[]string{"spec.tls.caRef: set exactly one of secretKeyRef and configMapKeyRef"}},
-		{"tls CA without a key", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.CARef{
-			SecretKeyRef: &presencev1alpha1.KeyRef{Name: "a"}}}, ""), []string{"spec.tls.caRef.secretKeyRef.key"}},
+		{"tls CA from both a Secret and a ConfigMap", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{
+			SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a", Key: "ca.crt"}, ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "b", Key: "ca.crt"},
+		}}, ""), []string{"spec.tls.caRef", "give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"tls CA from neither", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{}}, ""),
+			[]string{"spec.tls.caRef", "give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"tls CA without a key", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{
+			SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a"}}}, ""), []string{"spec.tls.caRef.secretKeyRef.key"}},
 		{"tls settings while disabled", withTLS(&presencev1alpha1.RedisTLS{ServerName: "redis.example.internal"}, ""),
 			[]string{"spec.tls: caRef, serverName and insecureSkipVerify need enabled: true"}},
 		{"tls skipping verification with a CA", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, InsecureSkipVerify: true,
-			CARef: &presencev1alpha1.CARef{SecretKeyRef: &presencev1alpha1.KeyRef{Name: "a", Key: "ca.crt"}}}, ""),
+			CARef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a", Key: "ca.crt"}}}, ""),
 			[]string{"spec.tls: insecureSkipVerify verifies no certificate"}},
 		{"tls server name with a port", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, ServerName: "redis:6379"}, ""),
 			[]string{"spec.tls.serverName"}},

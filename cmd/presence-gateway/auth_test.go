@@ -78,6 +78,8 @@ func TestAuthFromEnvironment(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// A raw connection: the test wants the close code, which the Go client
+	// would answer with a fresh token and a reconnect.
 	c, err := dial(ctx, p.WS+"/?token="+token("first", time.Now().Add(4*time.Second), "presence"))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
@@ -40,6 +41,8 @@ func run(t testing.TB, env ...string) *gatewayproc.Proc {
 func TestSIGTERMDrain(t *testing.T) {
 	const grace = 3 * time.Second
 	p := run(t, "SHUTDOWN_GRACE="+grace.String())
+	// Raw connections, not the Go client: the test times each close frame
+	// and checks its code, and the client would reconnect after it.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var conns []*websocket.Conn
@@ -143,18 +146,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	p := run(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dial(ctx, p.WS+"/?userId=m1")
+	c, err := client.Dial(ctx, client.Options{URL: p.WS, UserID: "m1", DiscardEvents: true, DialAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = c.CloseNow() }()
-	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","userIds":["m2"]}`)); err != nil {
+	defer func() { _ = c.Close() }()
+	if err := c.Subscribe(ctx, "m2"); err != nil {
 		t.Fatal(err)
-	}
-	for range 2 { // welcome, snapshot
-		if _, _, err := c.Read(ctx); err != nil {
-			t.Fatal(err)
-		}
 	}
 	_ = gatewayproc.Status(p.API + "/?userId=bad%20id")
 	body := scrape(t, p.Metrics)

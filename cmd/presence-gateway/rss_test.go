@@ -32,6 +32,8 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 	}
 	p := run(b, "IDLE_TIMEOUT=1h", "LOG_LEVEL=warn")
 	before := rss(b, p.Cmd.Process.Pid)
+	// Raw connections that never send: the gateway's memory per bare idle
+	// connection, without a client's keep-alive traffic.
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {

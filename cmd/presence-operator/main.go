@@ -27,6 +27,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/controllers"
@@ -80,11 +81,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.checkInterval, "redis-check-interval", controllers.DefaultRedisCheckInterval, "time between two health checks of a RedisCluster")
 	fs.DurationVar(&o.checkTimeout, "redis-check-timeout", controllers.DefaultRedisCheckTimeout, "timeout of one health check of a RedisCluster (its seeds are asked concurrently)")
 	fs.DurationVar(&o.checkHeartbeat, "redis-check-heartbeat", controllers.DefaultRedisCheckHeartbeat, "how old a RedisCluster's status.lastCheckTime may grow before a check that found nothing new writes it again")
-	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", 2, "PresenceGateways reconciled at once")
+	fs.IntVar(&o.gatewayWorkers, "max-concurrent-reconciles-presencegateway", controllers.DefaultPresenceGatewayWorkers, "PresenceGateways reconciled at once")
 	fs.IntVar(&o.redisWorkers, "max-concurrent-reconciles-rediscluster", controllers.DefaultRedisClusterWorkers, "RedisClusters reconciled (and health-checked) at once; a Redis that does not answer holds one worker for up to --redis-check-timeout")
 	fs.IntVar(&o.maxRollouts, "max-concurrent-rollouts", 1, "gateway fleets that may roll out at once a new pod template they did not ask for in their own spec (the default image changed, a new operator version): the others wait in line (Progressing=False, RolloutQueued); 0 = no limit. An edit of a PresenceGateway's own spec rolls it at once")
-	fs.Float64Var(&o.apiQPS, "kube-api-qps", 50, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
-	fs.IntVar(&o.apiBurst, "kube-api-burst", 100, "requests the operator may send to the API server in a burst above --kube-api-qps")
+	fs.Float64Var(&o.apiQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
+	fs.IntVar(&o.apiBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests the operator may send to the API server in a burst above --kube-api-qps")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
@@ -155,6 +156,7 @@ func run(ctx context.Context, args []string) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
+	utilruntime.Must(gatewayv1.Install(scheme)) // HTTPRoutes, when the cluster serves them
 
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
@@ -189,7 +191,6 @@ func run(ctx context.Context, args []string) error {
 		DefaultImage:            o.gatewayImage,
 		MaxConcurrentReconciles: o.gatewayWorkers,
 		MaxConcurrentRollouts:   o.maxRollouts,
-		APIReader:               mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the PresenceGateway controller: %w", err)
 	}
@@ -200,7 +201,6 @@ func run(ctx context.Context, args []string) error {
 		CheckTimeout:            o.checkTimeout,
 		CheckHeartbeat:          o.checkHeartbeat,
 		MaxConcurrentReconciles: o.redisWorkers,
-		APIReader:               mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the RedisCluster controller: %w", err)
 	}

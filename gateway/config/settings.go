@@ -28,6 +28,11 @@ const (
 	EnvShutdownGrace              = "SHUTDOWN_GRACE"
 	EnvAllowedOrigins             = "ALLOWED_ORIGINS"
 	EnvAuthJWTSecretFile          = "AUTH_JWT_SECRET_FILE"
+	// EnvAuthJWTPublicKeyFile, EnvAuthJWTJWKSURL: the other two key sources.
+	EnvAuthJWTPublicKeyFile = "AUTH_JWT_PUBLIC_KEY_FILE"
+	EnvAuthJWTJWKSURL       = "AUTH_JWT_JWKS_URL"
+	EnvAuthJWTAudience      = "AUTH_JWT_AUDIENCE"
+	EnvAuthJWTIssuer        = "AUTH_JWT_ISSUER"
 	// EnvAuthRequireWatchClaim refuses tokens without a "watch" claim.
 	EnvAuthRequireWatchClaim = "AUTH_REQUIRE_WATCH_CLAIM"
 )
@@ -52,11 +57,12 @@ const (
 // operator sets no other.
 //
 // What may change while pods run (the Redis seed nodes, the Redis
-// credentials, the Redis CA bundle, the JWT secret) is given as files the
-// gateway re-reads, so that a change needs no restart.
+// credentials, the Redis CA bundle, the JWT secret or public key) is given
+// as files the gateway re-reads, so that a change needs no restart.
 var OperatorSettings = []string{
 	EnvWSPort, EnvMetricsPort, EnvRedisNodesFile, EnvRedisUsername, EnvRedisUsernameFile, EnvRedisPasswordFile,
 	EnvRedisTLS, EnvRedisTLSCAFile, EnvRedisTLSServerName, EnvRedisTLSInsecureSkipVerify,
 	EnvMaxPayloadBytes, EnvPresenceTTL, EnvHeartbeatInterval, EnvMaxConnections,
-	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile, EnvAuthRequireWatchClaim,
+	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile, EnvAuthJWTPublicKeyFile,
+	EnvAuthJWTJWKSURL, EnvAuthJWTAudience, EnvAuthJWTIssuer, EnvAuthRequireWatchClaim,
 }

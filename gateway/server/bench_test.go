@@ -65,7 +65,10 @@ func cpuNow() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchDial opens a connection and reads its welcome.
+// benchDial opens a raw connection and reads its welcome. The benchmarks
+// stay on raw connections, not the Go client: they measure the protocol's
+// cost per frame (the text ping, a status write without waiting for its
+// answer), which the client's own work would blur.
 func benchDial(b *testing.B, url, userID string) *websocket.Conn {
 	c, resp, err := websocket.Dial(context.Background(), url+"/?userId="+userID, nil)
 	if resp != nil && resp.Body != nil {

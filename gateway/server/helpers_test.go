@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	presenceclient "github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/gateway/auth"
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/hub"
@@ -130,7 +131,69 @@ func start(t *testing.T, su setup) *gateway {
 	return g
 }
 
-// client is a test WebSocket client.
+// connect dials the Go client (package client) as userID, for a test that
+// needs only a well-behaved client; tests that look at particular frames,
+// send bad ones or do not read use dial. One attempt; the client is closed
+// when the test ends. With events false it discards its events.
+func (g *gateway) connect(userID string, events bool) *presenceclient.Client {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := presenceclient.Dial(ctx, presenceclient.Options{URL: g.ws, UserID: userID, DiscardEvents: !events, DialAttempts: 1})
+	if err != nil {
+		g.t.Fatalf("connect %s: %v", userID, err)
+	}
+	g.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// connectionID is the id of c's open connection.
+func connectionID(t *testing.T, c *presenceclient.Client) string {
+	t.Helper()
+	w, ok := c.Welcome()
+	if !ok {
+		t.Fatal("the client has no open connection")
+	}
+	return w.ConnectionID
+}
+
+// stillConnected checks that c answers a ping on the connection whose id
+// is connID: the client would hide a drop by reconnecting.
+func stillConnected(t *testing.T, c *presenceclient.Client, connID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if id := connectionID(t, c); id != connID {
+		t.Fatalf("connection %s, want %s: the client was dropped and reconnected", id, connID)
+	}
+}
+
+// nextUser returns the next newer state (snapshot or change) that c
+// delivers, within 5s; states no newer than the one held are skipped.
+func nextUser(t *testing.T, c *presenceclient.Client) (presenceclient.User, bool) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatal("the client closed")
+			}
+			switch ev := ev.(type) {
+			case *presenceclient.PresenceEvent:
+				return ev.User, ev.Snapshot
+			}
+		case <-timeout:
+			t.Fatal("no presence event within 5s")
+		}
+	}
+}
+
+// client is a raw test WebSocket client: what the tests send and receive
+// frame by frame.
 type client struct {
 	t *testing.T
 	c *websocket.Conn

@@ -9,13 +9,14 @@ import (
 
 	"github.com/coder/websocket"
 
+	presenceclient "github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
 
 func TestPresenceAPI(t *testing.T) {
 	g := start(t, setup{})
-	g.dialWelcome("a")
+	g.connect("a", false)
 	resp, body := g.get("/v1/presence?userId=a&userId=b&userId=a", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%d %v", resp.StatusCode, body)
@@ -119,8 +120,8 @@ func TestDrain(t *testing.T) {
 
 func TestMetricNames(t *testing.T) {
 	g := start(t, setup{})
-	c := g.dialWelcome("u1")
-	c.alive()
+	c := g.connect("u1", false)
+	stillConnected(t, c, connectionID(t, c))
 	fams, err := g.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -145,9 +146,9 @@ func TestMetricNames(t *testing.T) {
 // below its limit by the margin (5%, at least one), not at every close.
 func TestReadyzAtMaxConnections(t *testing.T) {
 	g := start(t, setup{cfg: func(c *config.Config) { c.MaxConnections = 40 }}) // margin: 2
-	var cs []*client
+	var cs []*presenceclient.Client
 	for _, id := range idList("c", 40) {
-		cs = append(cs, g.dialWelcome(id))
+		cs = append(cs, g.connect(id, false))
 	}
 	ready := func() (int, any) {
 		resp, body := g.get("/readyz", nil)
@@ -156,8 +157,8 @@ func TestReadyzAtMaxConnections(t *testing.T) {
 	if code, e := ready(); code != http.StatusServiceUnavailable || e != "too_many_connections" {
 		t.Fatalf("/readyz at the limit: %d %v, want 503 too_many_connections", code, e)
 	}
-	closeOne := func(c *client, left int) {
-		_ = c.c.Close(websocket.StatusNormalClosure, "")
+	closeOne := func(c *presenceclient.Client, left int) {
+		_ = c.Close()
 		poll.Eventually(t, 5*time.Second, "the connection to end", func() (bool, string) {
 			n := g.srv.Connections()
 			return n == left, fmt.Sprint(n, " connections")
@@ -172,11 +173,11 @@ func TestReadyzAtMaxConnections(t *testing.T) {
 		t.Fatalf("/readyz two below the limit: %d, want 200", code)
 	}
 	// Filling up again turns it not ready again.
-	g.dialWelcome("again1")
+	g.connect("again1", false)
 	if code, _ := ready(); code != http.StatusOK {
 		t.Fatalf("/readyz at 39 on the way up: %d, want 200", code)
 	}
-	g.dialWelcome("again2")
+	g.connect("again2", false)
 	if code, _ := ready(); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz back at the limit: %d, want 503", code)
 	}

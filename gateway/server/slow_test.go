@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	presenceclient "github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/gateway/config"
 	"github.com/presencekit/presence-operator/gateway/server"
 	"github.com/presencekit/presence-operator/internal/poll"
@@ -58,16 +59,22 @@ func TestSlowConsumerCutOnWriteTimeout(t *testing.T) {
 	g, slow := startSmall(t)
 	slow.send(map[string]any{"type": "subscribe", "userIds": []string{"chatty"}})
 	slow.expectType("presence")
-	// The slow client now stops reading; chatty changes status (and reads
-	// each answer) until the gateway gives up on the slow one.
-	chatty := g.dialWelcome("chatty")
-	other := g.dialWelcome("other")
+	// The slow client (raw: it must stop reading) now stops reading; chatty
+	// changes status (and waits for each answer) until the gateway gives up
+	// on the slow one.
+	chatty := g.connect("chatty", false)
+	other := g.connect("other", false)
+	otherConn := connectionID(t, other)
 	for i := 0; g.counter(g.metrics.SlowConsumerDisconnects) == 0; i++ {
 		if i > 20000 {
 			t.Fatal("no slow consumer disconnect after 20000 status changes")
 		}
-		chatty.send(map[string]any{"type": "status", "status": []string{"away", "busy"}[i%2]})
-		chatty.expectType("ok")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := chatty.SetStatus(ctx, []presenceclient.Status{presenceclient.StatusAway, presenceclient.StatusBusy}[i%2], "")
+		cancel()
+		if err != nil {
+			t.Fatalf("status change %d: %v", i, err)
+		}
 	}
 	poll.Eventually(t, 5*time.Second, "the slow consumer's disconnection counted", func() (bool, string) {
 		return g.counter(g.metrics.DisconnectionsTotal.WithLabelValues("slow_consumer")) == 1, ""
@@ -76,7 +83,7 @@ func TestSlowConsumerCutOnWriteTimeout(t *testing.T) {
 		t.Fatal("events_coalesced_total is 0: the slow watcher's events were queued one by one")
 	}
 	// Nobody else was slowed down or dropped.
-	other.alive()
+	stillConnected(t, other, otherConn)
 }
 
 // TestSlowConsumerCutOnByteBound: a client that asks and never reads is

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -103,19 +104,19 @@ func TestAnyOriginWhenUnset(t *testing.T) {
 
 func TestRefuseAtMaxConnections(t *testing.T) {
 	g := start(t, setup{cfg: func(c *config.Config) { c.MaxConnections = 2 }})
-	a := g.dialWelcome("a")
-	g.dialWelcome("b")
+	a := g.connect("a", false)
+	g.connect("b", false)
 	resp := refusal(t, g, "/?userId=c", nil, http.StatusServiceUnavailable, "too_many_connections")
 	if resp.Header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
 	// A slot frees when a connection closes.
-	_ = a.c.Close(websocket.StatusNormalClosure, "")
+	_ = a.Close()
 	poll.Eventually(t, 5*time.Second, "a slot to free up", func() (bool, string) {
 		n := g.srv.Connections()
 		return n < 2, fmt.Sprint(n, " connections")
 	})
-	g.dialWelcome("c")
+	g.connect("c", false)
 }
 
 func TestMethodNotAllowed(t *testing.T) {
@@ -216,9 +217,12 @@ func TestAuthES256(t *testing.T) {
 // watcher of that user sees no online/offline events.
 func TestFailedHandshakeLeavesNoPresence(t *testing.T) {
 	g := start(t, setup{})
-	w := g.dialWelcome("watcher")
-	w.send(map[string]any{"type": "subscribe", "userIds": []string{"ghost", "marker"}})
-	w.expectType("presence")
+	w := g.connect("watcher", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Subscribe(ctx, "ghost", "marker"); err != nil {
+		t.Fatal(err)
+	}
 	hdr := upgradeHeaders()
 	hdr.Del("Sec-Websocket-Key")
 	req, err := http.NewRequest(http.MethodGet, g.url+"/?userId=ghost", nil)
@@ -235,13 +239,16 @@ func TestFailedHandshakeLeavesNoPresence(t *testing.T) {
 		t.Fatalf("upgrade without Sec-WebSocket-Key: %d, want 400", resp.StatusCode)
 	}
 	// Marker's online event comes after anything about ghost.
-	g.dialWelcome("marker")
+	g.connect("marker", false)
 	for {
-		us := users(t, w.read())
-		if _, ok := us["ghost"]; ok {
-			t.Fatalf("the watcher saw ghost change after a failed handshake: %v", us["ghost"])
+		u, snapshot := nextUser(t, w)
+		if snapshot {
+			continue
 		}
-		if _, ok := us["marker"]; ok {
+		if u.UserID == "ghost" {
+			t.Fatalf("the watcher saw ghost change after a failed handshake: %+v", u)
+		}
+		if u.UserID == "marker" {
 			break
 		}
 	}

@@ -532,7 +532,7 @@ The demo is running: a local control plane, a six-node Redis Cluster, the
 operator, PresenceGateway $NS/$PGW, and two gateways started from its pod template.
 
   export KUBECONFIG=$KUBECONFIG PATH=$(dirname "$KUBECTL"):\$PATH
-  kubectl get pgw -A                       # READY, REPLICAS, REDIS, ENDPOINT
+  kubectl get pgw -A                       # READY, REPLICAS, REDIS, ENDPOINT, EXTERNAL
   kubectl describe pgw -n $NS $PGW         # conditions and events
   kubectl get deploy,rs,pods,svc,pdb -n $NS
   kubectl scale pgw -n $NS $PGW --replicas=3

@@ -45,6 +45,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/procfs"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/presencekit/presence-operator/client"
 )
 
 type options struct {
@@ -188,13 +190,37 @@ func sourceAddr(w, i int) *net.TCPAddr {
 	return &net.TCPAddr{IP: net.IPv4(127, byte(10+w), byte(i/250), byte(i%250+1))}
 }
 
-// dial opens one WebSocket connection from src and reads the welcome.
-func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocket.Conn, error) {
+// sourceClient is an HTTP client whose connections come from src.
+func sourceClient(src *net.TCPAddr) *http.Client {
 	d := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
-	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// connect opens one connection of the Go client from src, keeping it alive
+// with a ping every ping. It makes one attempt, bounded by 15s, so that
+// every failed connect is counted as one.
+func connect(ctx context.Context, src *net.TCPAddr, base, userID string, ping time.Duration, events bool) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, base+"/?userId="+userID, &websocket.DialOptions{HTTPClient: hc})
+	o := client.Options{URL: base, UserID: userID, DialAttempts: 1, PingInterval: ping,
+		DialOptions: &websocket.DialOptions{HTTPClient: sourceClient(src)}, DiscardEvents: !events}
+	if events {
+		o.EventBuffer = 1 << 14 // a watcher's events are timed on arrival: never hold the reader back
+	}
+	c, err := client.Dial(ctx, o)
+	var refused *client.Error
+	if errors.As(err, &refused) && refused.HTTPStatus != 0 {
+		return nil, &refusedError{fmt.Sprintf("%d %s", refused.HTTPStatus, refused.Code)}
+	}
+	return c, err
+}
+
+// dial opens one raw WebSocket connection from src and reads the welcome:
+// the storm clients' (stormclient.go), which time each attempt and close.
+func dial(ctx context.Context, src *net.TCPAddr, base, userID string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, base+"/?userId="+userID, &websocket.DialOptions{HTTPClient: sourceClient(src)})
 	var refusal string // the gateway's {"error":"<code>"} of a refused upgrade
 	if resp != nil && resp.Body != nil {
 		if err != nil {
@@ -238,37 +264,16 @@ func runWorker(o options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	conns := make([]atomic.Pointer[websocket.Conn], o.conns)
+	// Each dialer writes its own indices; they are read once all are done.
+	conns := make([]*client.Client, o.conns)
 	done := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
 
-	// Keep-alive from the start, not once every connection is dialed: when
-	// connecting takes longer than IDLE_TIMEOUT (a loaded machine), the
-	// first connections would otherwise be cut as idle before their first
-	// ping, and the idle window would measure their removal. One ticker
-	// walks the connections, a slice per tick, so each is pinged once per
-	// interval without a burst.
-	var pinger sync.WaitGroup
-	pinger.Go(func() {
-		const slices = 50
-		t := time.NewTicker(o.ping / slices)
-		defer t.Stop()
-		for k := 0; ; k++ {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			for i := k % slices; i < len(conns); i += slices {
-				if c := conns[i].Load(); c != nil {
-					wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-					_ = c.Write(wctx, websocket.MessageText, []byte("ping"))
-					wcancel()
-				}
-			}
-		}
-	})
-
+	// Each client pings every o.ping from its welcome on, not once every
+	// connection is dialed: when connecting takes longer than IDLE_TIMEOUT
+	// (a loaded machine), the first connections would otherwise be cut as
+	// idle before their first ping, and the idle window would measure
+	// their removal.
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	next := atomic.Int64{}
@@ -282,20 +287,13 @@ func runWorker(o options) error {
 				}
 				g := o.gateways[(o.offset+i)%len(o.gateways)]
 				id := fmt.Sprintf("%s-w%d-%d", o.prefix, o.workerID, i)
-				c, err := dial(ctx, sourceAddr(o.workerID, i), g, id)
+				c, err := connect(ctx, sourceAddr(o.workerID, i), g, id, o.ping, false)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				conns[i].Store(c)
-				go func() { // the client must read to see pongs and close frames
-					for {
-						if _, _, err := c.Read(ctx); err != nil {
-							return
-						}
-					}
-				}()
+				conns[i] = c
 			}
 		})
 	}
@@ -307,10 +305,9 @@ func runWorker(o options) error {
 	fmt.Println(string(rep))
 
 	<-done
-	pinger.Wait()
-	for i := range conns {
-		if c := conns[i].Load(); c != nil {
-			_ = c.CloseNow()
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close()
 		}
 	}
 	return nil
@@ -588,77 +585,87 @@ func sleep(ctx context.Context, d time.Duration) {
 // latencyPhase: actors on the first gateway change status at o.rate per
 // second in total, each change carrying its send time in the text;
 // watchers on the second gateway (or the first, if only one) subscribe to
-// every actor and time each presence frame on arrival.
+// every actor and time each presence event on arrival.
 func latencyPhase(ctx context.Context, o options, rep *report) error {
 	src, dst := o.gateways[0], o.gateways[len(o.gateways)-1]
-	actors := make([]*websocket.Conn, o.actors)
 	ids := make([]string, o.actors)
-	for i := range actors {
+	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-actor-%d", o.prefix, i)
-		c, err := dial(ctx, sourceAddr(200, i), src, ids[i])
+	}
+	// Each actor sets the statuses it is given, one at a time, stamping each
+	// with the time it is sent; the ticker below hands them out.
+	var sent atomic.Int64
+	var actorsDone sync.WaitGroup
+	actors := make([]chan client.Status, o.actors)
+	var stopOnce sync.Once
+	stopActors := func() {
+		stopOnce.Do(func() {
+			for _, due := range actors {
+				if due != nil {
+					close(due)
+				}
+			}
+			actorsDone.Wait()
+		})
+	}
+	defer stopActors()
+	for i := range actors {
+		c, err := connect(ctx, sourceAddr(200, i), src, ids[i], o.ping, false)
 		if err != nil {
 			return fmt.Errorf("actor %d: %w", i, err)
 		}
-		defer func() { _ = c.CloseNow() }()
-		actors[i] = c
-		go func() {
-			for {
-				if _, _, err := c.Read(ctx); err != nil {
-					return
+		defer func() { _ = c.Close() }()
+		due := make(chan client.Status, 64)
+		actors[i] = due
+		actorsDone.Go(func() {
+			for status := range due {
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				if c.SetStatus(sctx, status, strconv.FormatInt(time.Now().UnixNano(), 10)) == nil {
+					sent.Add(1)
 				}
+				cancel()
 			}
-		}()
+		})
 	}
 	var mu sync.Mutex
 	var lat []float64
 	var received atomic.Int64
+	var readers sync.WaitGroup
+	defer readers.Wait() // after the watchers' Close (deferred later, run earlier)
 	for w := range o.watchers {
-		c, err := dial(ctx, sourceAddr(201, w), dst, fmt.Sprintf("%s-watcher-%d", o.prefix, w))
+		c, err := connect(ctx, sourceAddr(201, w), dst, fmt.Sprintf("%s-watcher-%d", o.prefix, w), o.ping, true)
 		if err != nil {
 			return fmt.Errorf("watcher %d: %w", w, err)
 		}
-		defer func() { _ = c.CloseNow() }()
-		sub, _ := json.Marshal(map[string]any{"type": "subscribe", "id": "s", "userIds": ids})
-		if err := c.Write(ctx, websocket.MessageText, sub); err != nil {
-			return err
-		}
-		snap := make(chan struct{})
-		go func() {
-			var once sync.Once
-			for {
-				_, b, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
+		defer func() { _ = c.Close() }() // ends the reader below: Close closes Events
+		readers.Go(func() {
+			for ev := range c.Events() {
 				now := time.Now().UnixNano()
-				var f struct {
-					Type  string `json:"type"`
-					ID    any    `json:"id"`
-					Users []struct {
-						Text string `json:"text"`
-					} `json:"users"`
-				}
-				if json.Unmarshal(b, &f) != nil || f.Type != "presence" {
-					continue
-				}
-				if f.ID != nil {
-					once.Do(func() { close(snap) })
-					continue
-				}
-				for _, u := range f.Users {
-					if ts, err := strconv.ParseInt(u.Text, 10, 64); err == nil {
-						received.Add(1)
-						mu.Lock()
-						lat = append(lat, float64(now-ts)/1e6)
-						mu.Unlock()
+				var u client.User
+				switch ev := ev.(type) {
+				case *client.PresenceEvent:
+					if ev.Snapshot {
+						continue
 					}
+					u = ev.User
+				case *client.StaleEvent: // an older state, but a frame that came
+					u = ev.User
+				default:
+					continue
+				}
+				if ts, err := strconv.ParseInt(u.Text, 10, 64); err == nil {
+					received.Add(1)
+					mu.Lock()
+					lat = append(lat, float64(now-ts)/1e6)
+					mu.Unlock()
 				}
 			}
-		}()
-		select {
-		case <-snap:
-		case <-time.After(10 * time.Second):
-			return errors.New("watcher: no subscribe snapshot within 10s")
+		})
+		subCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = c.Subscribe(subCtx, ids...)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("watcher %d: subscribe: %w", w, err)
 		}
 	}
 	log.Printf("latency phase: %d events/s for %s, %d actors on %s, %d watchers on %s", o.rate, o.latency, o.actors, src, o.watchers, dst)
@@ -668,8 +675,7 @@ func latencyPhase(ctx context.Context, o options, rep *report) error {
 	defer t.Stop()
 	began := time.Now()
 	end := began.Add(o.latency)
-	var sent int64
-	statuses := []string{"away", "busy"}
+	statuses := []client.Status{client.StatusAway, client.StatusBusy}
 	k := 0
 	for time.Now().Before(end) {
 		select {
@@ -679,19 +685,16 @@ func latencyPhase(ctx context.Context, o options, rep *report) error {
 		}
 		due := int(time.Since(began).Seconds()*float64(o.rate)) - k
 		for ; due > 0; due-- {
-			a := actors[k%len(actors)]
-			msg := fmt.Sprintf(`{"type":"status","status":%q,"text":"%d"}`, statuses[(k/len(actors))%2], time.Now().UnixNano())
-			k++
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := a.Write(wctx, websocket.MessageText, []byte(msg))
-			cancel()
-			if err == nil {
-				sent++
+			select { // an actor 64 changes behind holds the ticker back
+			case actors[k%len(actors)] <- statuses[(k/len(actors))%2]:
+			case <-ctx.Done():
 			}
+			k++
 		}
 	}
+	stopActors()
 	sleep(ctx, 2*time.Second) // the last events in flight
-	rep.EventsSent = sent
+	rep.EventsSent = sent.Load()
 	rep.EventsReceived = received.Load()
 	mu.Lock()
 	defer mu.Unlock()

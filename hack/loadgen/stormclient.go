@@ -3,6 +3,12 @@ package main
 // The clients of the storm scenarios (storm.go): worker processes that hold
 // many reconnecting clients, the watchers and the status probers, which live
 // in the coordinator.
+//
+// They stay on raw WebSocket connections, not the Go client (package
+// client): the storms measure the reconnect itself. Each attempt, drop and
+// close code is timed and reported, a client moves to another gateway after
+// a failure (the client has one URL), and the probers pipeline status
+// writes with their own timeouts to time the window in which writes fail.
 
 import (
 	"bufio"

@@ -72,9 +72,24 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisTLSInsecureSkipVerify, Value: "true"})
 		}
 	}
-	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
-		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecretFile, Value: jwtMountPath + "/" + jwtFileName})
-		if spec.Auth.RequireWatchClaim {
+	if a := spec.Auth; a != nil {
+		// One key source (CEL allows no more), then the claim rules, which
+		// need one.
+		switch {
+		case a.JWTSecretRef != nil:
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTSecretFile, Value: jwtMountPath + "/" + jwtFileName})
+		case a.JWTPublicKeyRef != nil:
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTPublicKeyFile, Value: JWTPublicKeyFile})
+		case a.JWKSURL != "":
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTJWKSURL, Value: a.JWKSURL})
+		}
+		if a.Audience != "" {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTAudience, Value: a.Audience})
+		}
+		if a.Issuer != "" {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthJWTIssuer, Value: a.Issuer})
+		}
+		if a.RequireWatchClaim {
 			env = append(env, corev1.EnvVar{Name: gwconfig.EnvAuthRequireWatchClaim, Value: "true"})
 		}
 	}
@@ -161,6 +176,12 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: jwtVolume, MountPath: jwtMountPath, ReadOnly: true})
 	}
+	if spec.Auth != nil && spec.Auth.JWTPublicKeyRef != nil {
+		// A public key is not secret, but it is mounted the same way: only
+		// the key named, as a fixed file name, updated in place.
+		volumes = append(volumes, jwtPublicKeyVolume(spec.Auth.JWTPublicKeyRef))
+		mounts = append(mounts, corev1.VolumeMount{Name: jwtKeyVolume, MountPath: jwtKeyMountPath, ReadOnly: true})
+	}
 
 	// Every field of the probes is set, the API server's defaults included
 	// (successThreshold 1, scheme HTTP): the controller compares the values
@@ -241,4 +262,25 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 			},
 		},
 	}
+}
+
+// jwtPublicKeyVolume mounts the one key of spec.auth.jwtPublicKeyRef as
+// jwtKeyFileName, from its Secret or its ConfigMap.
+func jwtPublicKeyVolume(ref *presencev1alpha1.KeySourceRef) corev1.Volume {
+	v := corev1.Volume{Name: jwtKeyVolume}
+	if r := ref.SecretKeyRef; r != nil {
+		v.Secret = &corev1.SecretVolumeSource{
+			SecretName:  r.Name,
+			Items:       []corev1.KeyToPath{{Key: r.Key, Path: jwtKeyFileName}},
+			DefaultMode: ptr.To[int32](0o440),
+		}
+		return v
+	}
+	r := ref.ConfigMapKeyRef
+	v.ConfigMap = &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: r.Name},
+		Items:                []corev1.KeyToPath{{Key: r.Key, Path: jwtKeyFileName}},
+		DefaultMode:          ptr.To[int32](0o444),
+	}
+	return v
 }

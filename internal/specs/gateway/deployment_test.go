@@ -43,7 +43,27 @@ func TestDeploymentEnv(t *testing.T) {
 				"MAX_CONNECTIONS": "10000", "ALLOWED_ORIGINS": "https://a.example,https://b.example", "LOG_LEVEL": "debug",
 				"REDIS_PASSWORD_FILE": "/etc/presence/redis/password", "REDIS_USERNAME_FILE": "/etc/presence/redis/username",
 				"AUTH_JWT_SECRET_FILE": "/etc/presence/jwt/secret", "AUTH_REQUIRE_WATCH_CLAIM": "true"},
-			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET"},
+			absent: []string{"REDIS_PASSWORD", "REDIS_USERNAME", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_JWKS_URL"},
+		},
+		{
+			name: "public key, audience and issuer",
+			gw: func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{
+					JWTPublicKeyRef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp", Key: "rs256.pem"}},
+					Audience:        "chat", Issuer: "https://idp.example.com/",
+				}
+			},
+			want: map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/etc/presence/jwt-public-key/key.pem",
+				"AUTH_JWT_AUDIENCE": "chat", "AUTH_JWT_ISSUER": "https://idp.example.com/"},
+			absent: []string{"AUTH_JWT_SECRET_FILE", "AUTH_JWT_JWKS_URL", "AUTH_REQUIRE_WATCH_CLAIM"},
+		},
+		{
+			name: "JWKS URL",
+			gw: func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWKSURL: "https://idp.example.com/jwks.json", RequireWatchClaim: true}
+			},
+			want:   map[string]string{"AUTH_JWT_JWKS_URL": "https://idp.example.com/jwks.json", "AUTH_REQUIRE_WATCH_CLAIM": "true"},
+			absent: []string{"AUTH_JWT_SECRET_FILE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_AUDIENCE", "AUTH_JWT_ISSUER"},
 		},
 	}
 	for _, tt := range tests {
@@ -177,12 +197,15 @@ func TestSharedChangesLeaveTheTemplate(t *testing.T) {
 	}
 	g.Expect(baseNodes).To(Equal(map[string]string{"nodes": "redis-0.redis.chat.svc:6379\nredis-1.redis.chat.svc:6379\n"}))
 
-	// Without nodes in the spec, those the cluster announced.
-	announced := testDeps(func(d *Deps) {
+	// With spec.serviceRef, the seeds the operator resolved from the
+	// Service's endpoints, not the nodes the cluster announced.
+	fromService := testDeps(func(d *Deps) {
 		d.Redis.Spec.External = nil
+		d.Redis.Spec.ServiceRef = &presencev1alpha1.RedisServiceRef{Name: "redis", Port: 6379}
+		d.Redis.Status.Seeds = []string{"redis-0.redis.chat.svc:6379"}
 		d.Redis.Status.Nodes = []string{"10.0.0.1:6379"}
 	})
-	g.Expect(RedisNodesConfigMap(gw, announced).Data).To(Equal(map[string]string{"nodes": "10.0.0.1:6379\n"}))
+	g.Expect(RedisNodesConfigMap(gw, fromService).Data).To(Equal(map[string]string{"nodes": "redis-0.redis.chat.svc:6379\n"}))
 }
 
 // TestEnvNamesAreGatewaySettings: every variable the operator sets on the
@@ -194,7 +217,7 @@ func TestEnvNamesAreGatewaySettings(t *testing.T) {
 		gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{MaxConnectionsPerPod: ptr.To[int32](10), AllowedOrigins: []string{"https://a.example"}}
 		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
 	})
-	for _, deps := range []func(*Deps){withAuth, withTLSAndUser(&presencev1alpha1.CARef{SecretKeyRef: &presencev1alpha1.KeyRef{Name: "ca", Key: "ca.crt"}}, "redis.example.internal", false),
+	for _, deps := range []func(*Deps){withAuth, withTLSAndUser(&presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "ca", Key: "ca.crt"}}, "redis.example.internal", false),
 		withTLSAndUser(nil, "", true)} {
 		for _, e := range Deployment(gw, testDeps(deps), "img:1").Spec.Template.Spec.Containers[0].Env {
 			g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
@@ -204,7 +227,7 @@ func TestEnvNamesAreGatewaySettings(t *testing.T) {
 
 // withTLSAndUser gives the RedisCluster spec.tls (with ca, serverName and
 // skip) and an ACL user in spec.auth.username.
-func withTLSAndUser(ca *presencev1alpha1.CARef, serverName string, skip bool) func(*Deps) {
+func withTLSAndUser(ca *presencev1alpha1.KeySourceRef, serverName string, skip bool) func(*Deps) {
 	return func(d *Deps) {
 		withAuth(d)
 		delete(d.RedisAuth.Data, "username")
@@ -228,7 +251,7 @@ func TestDeploymentRedisTLS(t *testing.T) {
 	}{
 		{
 			name: "CA from a Secret, server name, ACL user",
-			deps: withTLSAndUser(&presencev1alpha1.CARef{SecretKeyRef: &presencev1alpha1.KeyRef{Name: "redis-tls", Key: "ca.crt"}}, "redis.example.internal", false),
+			deps: withTLSAndUser(&presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "redis-tls", Key: "ca.crt"}}, "redis.example.internal", false),
 			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/presence/redis-tls/ca.crt",
 				"REDIS_TLS_SERVER_NAME": "redis.example.internal", "REDIS_USERNAME": "presence", "REDIS_PASSWORD_FILE": "/etc/presence/redis/password"},
 			absent: []string{"REDIS_TLS_INSECURE_SKIP_VERIFY", "REDIS_USERNAME_FILE"},
@@ -237,7 +260,7 @@ func TestDeploymentRedisTLS(t *testing.T) {
 		},
 		{
 			name:    "CA from a ConfigMap",
-			deps:    withTLSAndUser(&presencev1alpha1.CARef{ConfigMapKeyRef: &presencev1alpha1.KeyRef{Name: "bundle", Key: "root-certs.pem"}}, "", false),
+			deps:    withTLSAndUser(&presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "bundle", Key: "root-certs.pem"}}, "", false),
 			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/presence/redis-tls/ca.crt"},
 			absent:  []string{"REDIS_TLS_INSECURE_SKIP_VERIFY", "REDIS_TLS_SERVER_NAME"},
 			wantVolume: And(HaveField("VolumeSource.ConfigMap.Name", "bundle"),
@@ -277,6 +300,38 @@ func TestDeploymentRedisTLS(t *testing.T) {
 			g.Expect(pod.Volumes).To(ContainElement(And(HaveField("Name", "redis-tls-ca"), tt.wantVolume)))
 			g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(And(HaveField("Name", "redis-tls-ca"),
 				HaveField("MountPath", "/etc/presence/redis-tls"), HaveField("ReadOnly", true), HaveField("SubPath", ""))))
+		})
+	}
+}
+
+// TestDeploymentMountsPublicKey: spec.auth.jwtPublicKeyRef's one key is
+// mounted as key.pem from its Secret or its ConfigMap, as a whole volume
+// (no subPath, so the kubelet updates it in place and a rotation restarts
+// nothing), and its content never reaches the pod template.
+func TestDeploymentMountsPublicKey(t *testing.T) {
+	for name, ref := range map[string]*presencev1alpha1.KeySourceRef{
+		"secret":    {SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-keys", Key: "es256.pem"}},
+		"configmap": {ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "idp-keys", Key: "es256.pem"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			dep := Deployment(testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+				gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTPublicKeyRef: ref}
+			}), testDeps(nil), "img:1")
+			pod := dep.Spec.Template.Spec
+			items := []corev1.KeyToPath{{Key: "es256.pem", Path: "key.pem"}}
+			var want OmegaMatcher
+			if ref.SecretKeyRef != nil {
+				want = And(HaveField("VolumeSource.Secret.SecretName", "idp-keys"), HaveField("VolumeSource.Secret.Items", items),
+					HaveField("VolumeSource.ConfigMap", BeNil()))
+			} else {
+				want = And(HaveField("VolumeSource.ConfigMap.Name", "idp-keys"), HaveField("VolumeSource.ConfigMap.Items", items),
+					HaveField("VolumeSource.Secret", BeNil()))
+			}
+			g.Expect(pod.Volumes).To(ContainElement(And(HaveField("Name", "jwt-public-key"), want)))
+			g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(And(
+				HaveField("Name", "jwt-public-key"), HaveField("MountPath", "/etc/presence/jwt-public-key"),
+				HaveField("ReadOnly", true), HaveField("SubPath", ""))))
 		})
 	}
 }

@@ -38,6 +38,9 @@ const (
 	jwtVolume           = "jwt"
 	jwtMountPath        = "/etc/presence/jwt"
 	jwtFileName         = "secret"
+	jwtKeyVolume        = "jwt-public-key"
+	jwtKeyMountPath     = "/etc/presence/jwt-public-key"
+	jwtKeyFileName      = "key.pem"
 	tmpVolume           = "tmp"
 
 	// gatewayUID runs the gateway as a fixed non-root user, so Secret files
@@ -76,6 +79,10 @@ type Deps struct {
 	// like RedisAuth.
 	JWT *corev1.Secret
 }
+
+// JWTPublicKeyFile is where the pods find the key of
+// spec.auth.jwtPublicKeyRef (AUTH_JWT_PUBLIC_KEY_FILE).
+const JWTPublicKeyFile = jwtKeyMountPath + "/" + jwtKeyFileName
 
 // SelectorLabels select the pods of one PresenceGateway; they never change,
 // because a Deployment's selector is immutable.

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
+	presenceclient "github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
 	"github.com/presencekit/presence-operator/internal/poll"
 )
@@ -25,15 +24,19 @@ func TestCrossReplicaEventsAndUserOnTwoReplicas(t *testing.T) {
 	w := dialClient(t, g2, uniq("watcher"))
 	w.subscribe(alice)
 
-	a1 := dialClient(t, g1, alice)
+	a1 := connect(t, g1, alice)
 	w.waitEvent(5*time.Second, alice, "online from g1", func(u map[string]any) bool { return online(u) && conns(u) == 1 })
 
-	a1.send(map[string]any{"type": "status", "id": "s1", "status": "away", "text": "lunch"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a1.SetStatus(ctx, presenceclient.StatusAway, "lunch"); err != nil {
+		t.Fatal(err)
+	}
 	w.waitEvent(5*time.Second, alice, "away from g1", func(u map[string]any) bool {
 		return u["status"] == "away" && u["text"] == "lunch"
 	})
 
-	a3 := dialClient(t, g3, alice) // the same user on a second replica
+	a3 := connect(t, g3, alice) // the same user on a second replica
 	w.waitEvent(5*time.Second, alice, "two connections", func(u map[string]any) bool { return online(u) && conns(u) == 2 })
 	for _, g := range []*gw{g1, g2, g3} {
 		u, err := g.presenceOf(t, alice)
@@ -42,10 +45,10 @@ func TestCrossReplicaEventsAndUserOnTwoReplicas(t *testing.T) {
 		}
 	}
 
-	_ = a1.c.Close(websocket.StatusNormalClosure, "")
+	_ = a1.Close()
 	w.waitEvent(5*time.Second, alice, "one connection left", func(u map[string]any) bool { return online(u) && conns(u) == 1 })
 	closed := time.Now()
-	_ = a3.c.Close(websocket.StatusNormalClosure, "")
+	_ = a3.Close()
 	w.waitEvent(5*time.Second, alice, "offline", func(u map[string]any) bool { return !online(u) && u["status"] == "offline" })
 	t.Logf("offline after a clean disconnect seen on another replica in %s", time.Since(closed))
 	// Versions only grow in the order the watcher received them.
@@ -69,9 +72,9 @@ func TestSIGKILLedReplicaUsersGoOffline(t *testing.T) {
 	bob, carol := uniq("bob"), uniq("carol")
 	w := dialClient(t, g1, uniq("watcher"))
 	w.subscribe(bob, carol)
-	dialClient(t, victim, bob)
-	dialClient(t, victim, carol)
-	dialClient(t, g2, carol) // carol also on a live replica: she must stay online
+	connect(t, victim, bob)
+	connect(t, victim, carol)
+	connect(t, g2, carol) // carol also on a live replica: she must stay online
 	w.waitEvent(5*time.Second, carol, "carol on two replicas", func(u map[string]any) bool { return conns(u) == 2 })
 
 	const reaped = "presence_gateway_reaped_connections_total"
@@ -140,11 +143,14 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	auth := "REDIS_PASSWORD_FILE=" + cl.passwordFile
 	g1, g2 := startGateway(t, "g1", cl.nodes, auth), startGateway(t, "g2", cl.nodes, auth)
 	var ids []string
-	var clients []*client
+	var clients []*presenceclient.Client
+	var connIDs []string
 	for i := range 8 {
 		id := uniq(fmt.Sprint("u", i))
 		ids = append(ids, id)
-		clients = append(clients, dialClient(t, g1, id))
+		c := connect(t, g1, id)
+		clients = append(clients, c)
+		connIDs = append(connIDs, connectionID(c))
 	}
 	w := dialClient(t, g2, uniq("watcher"))
 	w.subscribe(ids...)
@@ -162,10 +168,13 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	}
 	alive := func() {
 		t.Helper()
-		for i, c := range append(clients, w) {
-			if err := c.ping(); err != nil {
+		for i, c := range clients {
+			if err := stillConnected(c, connIDs[i]); err != nil {
 				t.Fatalf("client %d: %v", i, err)
 			}
+		}
+		if err := w.ping(); err != nil {
+			t.Fatalf("watcher: %v", err)
 		}
 	}
 	allOnline(5 * time.Second)
@@ -175,11 +184,7 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 	cl.failover(t, replica)
 	alive()
 	allOnline(10 * time.Second)
-	clients[0].send(map[string]any{"type": "status", "id": "busy", "status": "busy"})
-	ok := clients[0].waitFrame("status ok", func(f map[string]any) bool { return f["id"] == "busy" })
-	if ok["type"] != "ok" {
-		t.Fatalf("status after the failover: %v", ok)
-	}
+	setStatus(t, clients[0], presenceclient.StatusBusy)
 	w.waitEvent(10*time.Second, ids[0], "busy after the failover", func(u map[string]any) bool { return u["status"] == "busy" })
 
 	// The whole cluster down.
@@ -192,17 +197,14 @@ func TestGatewaysRideOutRedisTrouble(t *testing.T) {
 		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, resp, err := websocket.Dial(ctx, g1.WS+"/?userId=late", nil)
+	late, err := presenceclient.Dial(ctx, presenceclient.Options{URL: g1.WS, UserID: "late", DiscardEvents: true, DialAttempts: 1})
 	cancel()
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
+	if late != nil {
+		_ = late.Close()
 	}
-	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		code := -1
-		if resp != nil {
-			code = resp.StatusCode
-		}
-		t.Fatalf("upgrade during the outage: %v (HTTP %d), want 503", err, code)
+	var refused *presenceclient.Error
+	if !errors.As(err, &refused) || refused.HTTPStatus != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade during the outage: %v, want 503", err)
 	}
 	alive()
 	nBefore := len(w.events(ids[1]))

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
+	presenceclient "github.com/presencekit/presence-operator/client"
 	"github.com/presencekit/presence-operator/internal/gatewayproc"
 	"github.com/presencekit/presence-operator/internal/poll"
 	"github.com/presencekit/presence-operator/internal/redistest"
@@ -93,7 +94,54 @@ func (g *gw) presenceOf(t *testing.T, id string) (map[string]any, error) {
 	return body.Users[0], nil
 }
 
-// client is one WebSocket client; a goroutine reads its frames.
+// connect dials the Go client (package client) as userID on g: for the
+// users a test connects, changes and disconnects. The watchers, whose
+// every event the tests inspect (versions, how many), use dialClient. One
+// attempt; the client is closed when the test ends.
+func connect(t *testing.T, g *gw, userID string) *presenceclient.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := presenceclient.Dial(ctx, presenceclient.Options{URL: g.WS, UserID: userID, DiscardEvents: true, DialAttempts: 1})
+	if err != nil {
+		t.Fatalf("connect to %s as %s: %v", g.name, userID, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// setStatus sets c's status and waits for the gateway's ok.
+func setStatus(t *testing.T, c *presenceclient.Client, status presenceclient.Status) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.SetStatus(ctx, status, ""); err != nil {
+		t.Fatalf("status %s: %v", status, err)
+	}
+}
+
+// connectionID is the id of c's open connection ("" when it has none).
+func connectionID(c *presenceclient.Client) string {
+	w, _ := c.Welcome()
+	return w.ConnectionID
+}
+
+// stillConnected returns an error unless c answers a ping on the
+// connection whose id is connID: the client would hide a drop by
+// reconnecting.
+func stillConnected(c *presenceclient.Client, connID string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		return err
+	}
+	if id := connectionID(c); id != connID {
+		return fmt.Errorf("connection %s, want %s: dropped and reconnected", id, connID)
+	}
+	return nil
+}
+
+// client is one raw WebSocket client; a goroutine reads its frames.
 type client struct {
 	t      *testing.T
 	c      *websocket.Conn

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	presenceclient "github.com/presencekit/presence-operator/client"
 )
 
 // TestInvisibleAcrossReplicas: two gateway processes on one Redis Cluster.
@@ -20,9 +20,9 @@ func TestInvisibleAcrossReplicas(t *testing.T) {
 	w := dialClient(t, g2, uniq("watcher"))
 	w.subscribe(ivy, marker)
 
-	a := dialClient(t, g1, ivy)
+	a := connect(t, g1, ivy)
 	w.waitEvent(5*time.Second, ivy, "online from g1", online)
-	a.send(map[string]any{"type": "status", "id": "hide", "status": "invisible"})
+	setStatus(t, a, presenceclient.StatusInvisible)
 	hid := w.waitEvent(5*time.Second, ivy, "offline on going invisible", func(u map[string]any) bool { return !online(u) })
 	checkHidden(t, "the event", hid, hid)
 	for _, g := range []*gw{g1, g2} {
@@ -34,28 +34,29 @@ func TestInvisibleAcrossReplicas(t *testing.T) {
 	}
 
 	// A second connection, on g2, starts invisible.
-	b := dialClient(t, g2, ivy)
-	b.send(map[string]any{"type": "ping", "id": "p"})
-	b.waitFrame("pong", func(f map[string]any) bool { return f["type"] == "pong" })
+	b := connect(t, g2, ivy)
+	if err := stillConnected(b, connectionID(b)); err != nil {
+		t.Fatal(err)
+	}
 	u, err := g1.presenceOf(t, ivy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkHidden(t, "GET on g1 with a second connection on g2", u, hid)
 
-	b.send(map[string]any{"type": "status", "id": "back", "status": "away"})
+	setStatus(t, b, presenceclient.StatusAway)
 	w.waitEvent(5*time.Second, ivy, "online again, from g2", func(u map[string]any) bool {
 		return online(u) && u["status"] == "away" && conns(u) == 2
 	})
-	_ = b.c.Close(websocket.StatusNormalClosure, "")
+	_ = b.Close()
 	w.waitEvent(5*time.Second, ivy, "down to the g1 connection", func(u map[string]any) bool { return online(u) && conns(u) == 1 })
 
 	// Hidden on g1, and g1 dies.
-	a.send(map[string]any{"type": "status", "id": "hide2", "status": "invisible"})
+	setStatus(t, a, presenceclient.StatusInvisible)
 	hid2 := w.waitEvent(5*time.Second, ivy, "offline on going invisible again", func(u map[string]any) bool {
 		return !online(u) && u["version"].(float64) > hid["version"].(float64)
 	})
-	dialClient(t, g1, marker)
+	connect(t, g1, marker)
 	w.waitEvent(5*time.Second, marker, "marker online", online)
 	if err := g1.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

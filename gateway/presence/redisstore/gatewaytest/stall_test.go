@@ -35,6 +35,9 @@ func TestStalledGatewayReRegistersItsConnections(t *testing.T) {
 			alice := uniq("alice")
 			w := dialClient(t, watcherGW, uniq("watcher"))
 			w.subscribe(alice)
+			// A raw connection, not the Go client: the stall is longer than
+			// three heartbeats, after which the client would give the gateway
+			// up and reconnect; the test is about this connection surviving.
 			a := dialClient(t, victim, alice)
 			w.waitEvent(5*time.Second, alice, "online", online)
 
