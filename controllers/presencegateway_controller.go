@@ -57,7 +57,8 @@ type PresenceGatewayReconciler struct {
 	MaxConcurrentRollouts int
 	// APIReader reads what the manager does not cache: the ConfigMaps of
 	// spec.auth.jwtPublicKeyRef and of the RedisCluster's spec.tls.caRef
-	// (the cache holds only the operator's own ConfigMaps). SetupWithManager sets the manager's when nil.
+	// (the cache holds only the operator's own ConfigMaps).
+	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// gatewayAPI is whether the cluster served HTTPRoutes at start.
 	gatewayAPI bool
