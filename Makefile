@@ -11,12 +11,14 @@ BIN := $(CURDIR)/bin
 export GOBIN := $(BIN)
 GO ?= go
 
-# The Go modules of the repository: the main one, and the e2e's tool, which
-# has a module of its own so that the main module does not depend on chromedp
-# and cdproto (hack/e2e/e2etool/go.mod). go vet, golangci-lint and go fmt run
-# once in each.
+# The Go modules of the repository: the main one, the e2e's tool and the
+# image builder, which have modules of their own so that the main module does
+# not depend on chromedp and cdproto (hack/e2e/e2etool/go.mod) or on
+# go-containerregistry (hack/images/go.mod). go vet, golangci-lint and go fmt
+# run once in each.
 E2ETOOL_DIR := hack/e2e/e2etool
-GO_MODULE_DIRS := . $(E2ETOOL_DIR)
+IMAGES_TOOL_DIR := hack/images
+GO_MODULE_DIRS := . $(E2ETOOL_DIR) $(IMAGES_TOOL_DIR)
 
 ## Tool versions (each tool is cached in bin/ under a versioned name).
 GOLANGCI_LINT_VERSION ?= v2.15.0
@@ -30,10 +32,16 @@ help: ## Show the targets.
 
 ##@ Gateway
 
+# What --version prints (internal/version): the chart's appVersion (IMAGE_TAG,
+# below) and the commit, set by the linker.
+VERSION_PKG := github.com/presencekit/presence-operator/internal/version
+GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_LDFLAGS = -X $(VERSION_PKG).Version=$(IMAGE_TAG) -X $(VERSION_PKG).Commit=$(GIT_COMMIT)
+
 .PHONY: build
 build: ## Build bin/presence-gateway and bin/presence-operator.
-	$(GO) build -trimpath -o $(BIN)/presence-gateway ./cmd/presence-gateway
-	@if [ -d cmd/presence-operator ]; then $(GO) build -trimpath -o $(BIN)/presence-operator ./cmd/presence-operator; fi
+	$(GO) build -trimpath -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/presence-gateway ./cmd/presence-gateway
+	$(GO) build -trimpath -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/presence-operator ./cmd/presence-operator
 
 .PHONY: run
 run: ## Run the gateway on the embedded in-memory store on :8080.
@@ -61,7 +69,7 @@ $(GOLANGCI_LINT):
 
 # Every test of the repository. Each part below installs or starts what it needs.
 .PHONY: test
-test: lint test-gateway test-js test-redis test-operator test-helm ## Run every test (what .ci/run calls).
+test: lint test-gateway test-js test-redis test-operator test-helm test-images ## Run every test (what .ci/run calls).
 
 .PHONY: test-gateway
 test-gateway: ## Gateway unit and integration tests on the embedded store, with the race detector and the fuzz seed corpus; the docs' link check.
@@ -207,7 +215,6 @@ IMAGE_REGISTRY ?= ghcr.io/presencekit
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' $(CHART_DIR)/Chart.yaml)
 OPERATOR_IMG ?= $(IMAGE_REGISTRY)/presence-operator:$(IMAGE_TAG)
 GATEWAY_IMG ?= $(IMAGE_REGISTRY)/presence-gateway:$(IMAGE_TAG)
-DOCKER ?= docker
 
 .PHONY: helm
 helm: $(HELM) ## Build the pinned helm (HELM_VERSION) into bin/ from the Go module proxy.
@@ -235,7 +242,7 @@ $(PROMTOOL):
 	rm -rf $(BIN)/.promtool-build
 
 .PHONY: test-helm
-test-helm: $(HELM) $(PROMTOOL) envtest ## Chart tests: lint, template with every toggle, dry-run and helm install/upgrade/uninstall on envtest, alert rules (promtool), chart copies of config/ in sync, dashboard, Dockerfiles.
+test-helm: $(HELM) $(PROMTOOL) envtest ## Chart tests: lint, template with every toggle, dry-run and helm install/upgrade/uninstall on envtest, alert rules (promtool), chart copies of config/ in sync, dashboard.
 	HELM=$(HELM) PROMTOOL=$(PROMTOOL) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -timeout 10m ./charts/...
 
 .PHONY: helm-crds
@@ -244,21 +251,39 @@ helm-crds: manifests ## Regenerate the CRDs and ClusterRole (make manifests) and
 	cp config/crd/bases/*.yaml $(CHART_DIR)/files/crds/
 	cp config/rbac/role.yaml $(CHART_DIR)/files/rbac/role.yaml
 
-.PHONY: docker-build
-docker-build: docker-build-operator docker-build-gateway ## Build both images (needs a Docker engine).
+# The images are built without a container engine or a base image pulled
+# from a registry (hack/images, go-containerregistry): each binary is
+# cross-compiled static for IMAGE_PLATFORMS and put on an empty image with a
+# CA bundle (the host's, Debian's ca-certificates) and a nonroot user; both
+# platforms go into one OCI image index, an OCI layout per image in
+# IMAGES_DIR (bin/images/presence-gateway, bin/images/presence-operator).
+# Set IMAGE_REGISTRY (make images IMAGE_REGISTRY=ghcr.io/you) to also push
+# them as $(IMAGE_REGISTRY)/<name>:$(IMAGE_TAG), with the credentials of
+# docker login / crane auth login; or push a layout later with
+# crane push bin/images/<name> <ref>.
+IMAGES_DIR ?= $(BIN)/images
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+IMAGES_BUILD = cd $(IMAGES_TOOL_DIR) && $(GO) run . -root $(CURDIR) -out $(IMAGES_DIR) -platforms $(IMAGE_PLATFORMS)
+# Only a registry given on the command line or in the environment is pushed
+# to, not the default above.
+IMAGE_PUSH = $(if $(filter command% environment%,$(origin IMAGE_REGISTRY)),$(IMAGE_REGISTRY))
 
-.PHONY: docker-build-operator
-docker-build-operator: ## Build the operator image (OPERATOR_IMG, tagged with the chart appVersion).
-	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMG) .
+.PHONY: images
+images: ## Build both images (linux/amd64, linux/arm64) as OCI layouts in bin/images/<name>, without Docker (cold: ~10 min on 2 cores); IMAGE_REGISTRY=... also pushes them.
+	$(IMAGES_BUILD) -version $(IMAGE_TAG) $(if $(IMAGE_PUSH),-push $(IMAGE_PUSH))
 
-.PHONY: docker-build-gateway
-docker-build-gateway: ## Build the gateway image (GATEWAY_IMG, tagged with the chart appVersion).
-	$(DOCKER) build -f Dockerfile.gateway -t $(GATEWAY_IMG) .
+# Builds the images of the chart's appVersion (never pushes) and checks them:
+# platforms, entrypoint, user, labels, no shell, the binary's --version, and
+# that the chart, the Makefile and the binaries agree on the version.
+.PHONY: test-images
+test-images: ## Build the images (as make images, no push; cold: ~10 min on 2 cores) and test them with go-containerregistry.
+	$(IMAGES_BUILD)
+	cd $(IMAGES_TOOL_DIR) && IMAGES_DIR=$(IMAGES_DIR) $(GO) test -count=1 ./...
 
-.PHONY: docker-push
-docker-push: ## Push both images.
-	$(DOCKER) push $(OPERATOR_IMG)
-	$(DOCKER) push $(GATEWAY_IMG)
+.PHONY: image-refs
+image-refs: ## Print the images the chart deploys by default (OPERATOR_IMG, GATEWAY_IMG).
+	@echo $(OPERATOR_IMG)
+	@echo $(GATEWAY_IMG)
 
 ##@ End to end: local control plane, make e2e, make demo
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,20 +54,27 @@ func newApplier(c client.Client, scheme *runtime.Scheme) *applier {
 	return &applier{Client: c, scheme: scheme, converter: byGroupConverter{
 		builtin:    applyconfigurations.NewTypeConverter(scheme),
 		gatewayAPI: gatewayapply.NewTypeConverter(scheme),
+		deduced:    managedfields.NewDeducedTypeConverter(),
 	}}
 }
 
 // byGroupConverter turns objects into typed values with the schema of their
 // API group: client-go's knows the built-in kinds only, the Gateway API's
-// module ships its own for HTTPRoute. (A converter whose schema merged both
-// would need their OpenAPI models, which neither exports.)
+// module ships its own for HTTPRoute. prometheus-operator's API module ships
+// none, so a PodMonitor's schema is deduced from the object (maps merge by
+// key, lists are atomic: exact for what the operator sets, one list of
+// endpoints). A converter whose schema merged them all would need their
+// OpenAPI models, which none exports.
 type byGroupConverter struct {
-	builtin, gatewayAPI managedfields.TypeConverter
+	builtin, gatewayAPI, deduced managedfields.TypeConverter
 }
 
 func (c byGroupConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
-	if obj.GetObjectKind().GroupVersionKind().Group == gatewayv1.GroupName {
+	switch obj.GetObjectKind().GroupVersionKind().Group {
+	case gatewayv1.GroupName:
 		return c.gatewayAPI.ObjectToTyped(obj, opts...)
+	case monitoringv1.SchemeGroupVersion.Group:
+		return c.deduced.ObjectToTyped(obj, opts...)
 	}
 	return c.builtin.ObjectToTyped(obj, opts...)
 }

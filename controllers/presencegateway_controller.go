@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -57,11 +58,18 @@ type PresenceGatewayReconciler struct {
 	MaxConcurrentRollouts int
 	// APIReader reads what the manager does not cache: the ConfigMaps of
 	// spec.auth.jwtPublicKeyRef and of the RedisCluster's spec.tls.caRef
-	// (the cache holds only the operator's own ConfigMaps).
+	// (the cache holds only the operator's own ConfigMaps) and the
+	// Gateways spec.httpRoute attaches to.
 	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// gatewayAPI is whether the cluster served HTTPRoutes at start.
 	gatewayAPI bool
+	// openShift is whether the cluster served security.openshift.io at
+	// start (see gwspecs.Deps.PlatformAssignsIDs).
+	openShift bool
+	// podMonitors is whether the cluster served prometheus-operator's
+	// PodMonitor at start.
+	podMonitors bool
 	// UnwatchedRecheck is DefaultUnwatchedRecheck when zero.
 	UnwatchedRecheck time.Duration
 
@@ -108,6 +116,7 @@ const DefaultUnwatchedRecheck = 30 * time.Second
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -148,6 +157,7 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	deps.PlatformAssignsIDs = r.openShift
 	problem := redisProblem
 	if problem == nil {
 		problem = jwtProblem
@@ -324,6 +334,9 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 	if err := r.applyRoute(ctx, a, gw, obs); err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyPodMonitor(ctx, a, gw, obs); err != nil {
+		return nil, nil, err
+	}
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
 		return nil, nil, err
 	}
@@ -446,6 +459,14 @@ func (r *PresenceGatewayReconciler) writeStatus(ctx context.Context, gw *presenc
 		}
 	}
 
+	if gw.Spec.HTTPRoute != nil && r.gatewayAPI {
+		tls, err := r.routeTerminatesTLS(ctx, gw)
+		if err != nil {
+			return err
+		}
+		obs.routeTLS = tls
+	}
+
 	status := computeStatus(gw, obs)
 	if equality.Semantic.DeepEqual(status, gw.Status) {
 		return nil
@@ -480,18 +501,22 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// The Gateway API is optional: its HTTPRoutes are owned (and watched)
 	// only when the cluster serves them at start.
-	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "HTTPRoute"}, gatewayv1.GroupVersion.Version)
-	switch {
-	case err == nil:
-		r.gatewayAPI = true
-	case meta.IsNoMatchError(err):
-		r.gatewayAPI = false
-	default:
-		return fmt.Errorf("look for the Gateway API (HTTPRoute): %w", err)
+	var err error
+	if r.gatewayAPI, err = serves(mgr, gatewayv1.GroupName, "HTTPRoute"); err != nil {
+		return err
+	}
+	if r.openShift, err = serves(mgr, "security.openshift.io", "SecurityContextConstraints"); err != nil {
+		return err
+	}
+	if r.podMonitors, err = serves(mgr, monitoringv1.SchemeGroupVersion.Group, monitoringv1.PodMonitorsKind); err != nil {
+		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.gatewayAPI {
 		b = b.Owns(&gatewayv1.HTTPRoute{})
+	}
+	if r.podMonitors {
+		b = b.Owns(&monitoringv1.PodMonitor{})
 	}
 	return b.
 		Named("presencegateway").
@@ -513,8 +538,7 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // applyRoute creates or corrects the HTTPRoute of spec.httpRoute, or
-// deletes the one the operator made once the spec drops it, and finds
-// whether its parent Gateways terminate TLS (for status.endpoints). Without
+// deletes the one the operator made once the spec drops it. Without
 // the Gateway API the gateway is Degraded, not blocked: it still serves in
 // the cluster.
 func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
@@ -529,12 +553,7 @@ func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, 
 	case route == nil:
 		return nil
 	}
-	if err := r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{}); err != nil {
-		return err
-	}
-	tls, err := r.routeTerminatesTLS(ctx, gw)
-	obs.routeTLS = tls
-	return err
+	return r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{})
 }
 
 // routeTerminatesTLS reports whether a listener that spec.httpRoute attaches
@@ -546,7 +565,7 @@ func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *
 		ns := cmp.Or(ref.Namespace, gw.Namespace)
 		g := &gatewayv1.Gateway{}
 		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, g); err != nil {
-			if apierrors.IsNotFound(err) {
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				continue
 			}
 			return false, fmt.Errorf("get Gateway %s/%s: %w", ns, ref.Name, err)
@@ -561,4 +580,39 @@ func (r *PresenceGatewayReconciler) routeTerminatesTLS(ctx context.Context, gw *
 		}
 	}
 	return false, nil
+}
+
+// serves reports whether the cluster serves group's kind (in any version)
+// now: the optional APIs (Gateway API, prometheus-operator, OpenShift) are
+// looked for once, when the operator starts.
+func serves(mgr ctrl.Manager, group, kind string) (bool, error) {
+	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: group, Kind: kind})
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look for %s %s: %w", group, kind, err)
+	}
+}
+
+// applyPodMonitor creates or corrects the PodMonitor of
+// spec.monitoring.podMonitor, or deletes the one the operator made once the
+// spec drops it. Without prometheus-operator the gateway is Degraded.
+func (r *PresenceGatewayReconciler) applyPodMonitor(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
+	pm := gwspecs.PodMonitor(gw)
+	switch {
+	case pm != nil && !r.podMonitors:
+		if obs.exposure == nil {
+			obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonPrometheusOperatorMissing,
+				"spec.monitoring.podMonitor needs prometheus-operator's PodMonitor (monitoring.coreos.com/v1), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or scrape the pods by their prometheus.io annotations"}
+		}
+		return nil
+	case pm == nil && r.podMonitors:
+		return r.deleteOwned(ctx, gw, "PodMonitor", &monitoringv1.PodMonitor{})
+	case pm == nil:
+		return nil
+	}
+	return r.applyOne(ctx, a, gw, pm, &monitoringv1.PodMonitor{})
 }

@@ -7,21 +7,25 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
+	gwspecs "github.com/presencekit/presence-operator/internal/specs/gateway"
 )
 
 // seedNodes are loopback ports nothing listens on: the RedisCluster check
@@ -537,6 +541,101 @@ func TestHTTPRouteWithoutGatewayAPI(t *testing.T) {
 	st := computeStatus(gw, obs)
 	g.Expect(meta.FindStatusCondition(st.Conditions, presencev1alpha1.ConditionDegraded)).To(And(
 		HaveField("Status", metav1.ConditionTrue), HaveField("Reason", presencev1alpha1.ReasonGatewayAPIMissing)))
+}
+
+// TestOpenShiftLeavesIDsToTheSCC: an operator started on a cluster that
+// serves security.openshift.io (here its SecurityContextConstraints kind,
+// installed as a CRD so that discovery finds the group) renders gateway pods
+// without runAsUser, runAsGroup or fsGroup, which the restricted SCC
+// assigns; elsewhere it pins 65532.
+func TestOpenShiftLeavesIDsToTheSCC(t *testing.T) {
+	g := NewWithT(t)
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "securitycontextconstraints.security.openshift.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "security.openshift.io", Scope: apiextensionsv1.ClusterScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "securitycontextconstraints", Singular: "securitycontextconstraints",
+				Kind: "SecurityContextConstraints", ListKind: "SecurityContextConstraintsList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptr.To(true)}}}},
+		},
+	}
+	_, err := envtest.InstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+	g.Expect(err).NotTo(HaveOccurred())
+	restartOperator(t, suiteOperator)
+	// Runs before restartOperator's cleanup starts the suite's operator
+	// again (cleanups run last first), so that one sees no OpenShift.
+	t.Cleanup(func() {
+		NewWithT(t).Expect(envtest.UninstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})).To(Succeed())
+	})
+
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	createGateway(t, ns, "chat", "presence-redis", nil)
+	pod := waitDeployment(t, ns, "chat").Spec.Template.Spec
+	g.Expect(pod.SecurityContext.FSGroup).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsUser).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsGroup).To(BeNil())
+	g.Expect(pod.Containers[0].SecurityContext.RunAsNonRoot).To(Equal(ptr.To(true)))
+}
+
+// TestPodMonitor: spec.monitoring.podMonitor creates a PodMonitor (the CRD
+// of prometheus-operator's own release) that selects the gateway pods'
+// metrics port, with the user's labels beside the operator's; removing it
+// deletes the PodMonitor.
+func TestPodMonitor(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createRedisCluster(t, ns, "presence-redis", seedNodes, "")
+	gw := createGateway(t, ns, "chat", "presence-redis", func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{
+			Interval: "15s", Labels: map[string]string{"release": "kube-prometheus-stack"}}}
+	})
+	pm := &monitoringv1.PodMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"}}
+	eventually(t, func() error { return get(ctx, pm) }).Should(Succeed())
+	g := NewWithT(t)
+	g.Expect(pm.Labels).To(HaveKeyWithValue("release", "kube-prometheus-stack"))
+	g.Expect(pm.Spec.Selector.MatchLabels).To(Equal(gwspecs.SelectorLabels(gw)))
+	g.Expect(pm.Spec.PodMetricsEndpoints).To(ConsistOf(And(
+		HaveField("Port", ptr.To("metrics")), HaveField("Path", "/metrics"), HaveField("Interval", monitoringv1.Duration("15s")))))
+	g.Expect(metav1.GetControllerOf(pm)).To(HaveField("UID", gw.UID))
+
+	// A steady PodMonitor is not written again on later reconciles.
+	rv := pm.ResourceVersion
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.PodLabels = map[string]string{"touch": "1"} })
+	waitDeploymentLabel(t, ns, "chat", "touch")
+	g.Expect(get(ctx, pm)).To(Succeed())
+	g.Expect(pm.ResourceVersion).To(Equal(rv), "nothing in the PodMonitor changed, so nothing was written")
+
+	editGateway(t, gw, func(gw *presencev1alpha1.PresenceGateway) { gw.Spec.Monitoring = nil })
+	eventually(t, func() bool { return apierrors.IsNotFound(get(ctx, pm)) }).Should(BeTrue(), "the PodMonitor is deleted with spec.monitoring.podMonitor")
+}
+
+// waitDeploymentLabel waits for the gateway Deployment's pod template to
+// carry label key.
+func waitDeploymentLabel(t *testing.T, ns, name, key string) {
+	t.Helper()
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	eventually(t, func(g Gomega) map[string]string {
+		g.Expect(get(context.Background(), dep)).To(Succeed())
+		return dep.Spec.Template.Labels
+	}).Should(HaveKey(key))
+}
+
+// TestPodMonitorWithoutPrometheusOperator: without prometheus-operator at
+// start, spec.monitoring.podMonitor makes the gateway Degraded, saying what
+// to install.
+func TestPodMonitorWithoutPrometheusOperator(t *testing.T) {
+	r := &PresenceGatewayReconciler{podMonitors: false}
+	gw := &presencev1alpha1.PresenceGateway{Spec: presencev1alpha1.PresenceGatewaySpec{
+		Monitoring: &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{}}}}
+	obs := &gatewayObservation{}
+	g := NewWithT(t)
+	g.Expect(r.applyPodMonitor(context.Background(), nil, gw, obs)).To(Succeed())
+	g.Expect(obs.exposure).NotTo(BeNil())
+	g.Expect(obs.exposure.reason).To(Equal(presencev1alpha1.ReasonPrometheusOperatorMissing))
+	g.Expect(obs.exposure.message).To(ContainSubstring("monitoring.coreos.com/v1"))
 }
 
 // scaleTo sets obj's scale subresource to n replicas, reading it again when

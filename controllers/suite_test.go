@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ import (
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/internal/envtestenv"
+	"github.com/presencekit/presence-operator/internal/gomod"
 	"github.com/presencekit/presence-operator/internal/needs"
 )
 
@@ -70,6 +72,7 @@ func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(testScheme))
 	utilruntime.Must(gatewayv1.Install(testScheme))
+	utilruntime.Must(monitoringv1.AddToScheme(testScheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	// As in the operator: go-redis's dial errors (the tests point clusters
 	// at closed ports) go to the debug level, not to stderr.
@@ -89,6 +92,9 @@ func setupSuite(env *envtestenv.Env) (stop func(), err error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	if err := installGatewayAPI(env.Config); err != nil {
+		return nil, err
+	}
+	if err := installPodMonitorCRD(env.Config); err != nil {
 		return nil, err
 	}
 	// The manager runs as a user bound to config/rbac/role.yaml only, the
@@ -121,6 +127,27 @@ func installGatewayAPI(cfg *rest.Config) error {
 	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
 	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install the Gateway API CRDs from %s: %w", dir, err)
+	}
+	return nil
+}
+
+// prometheus-operator's release whose PodMonitor CRD the tests install: the
+// same version as its API module in go.mod, whose types the operator uses.
+const (
+	prometheusOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
+	prometheusOperatorVersion = "v0.85.0"
+)
+
+// installPodMonitorCRD installs prometheus-operator's PodMonitor CRD from
+// its Go module (see package gomod), before the operator looks for it.
+func installPodMonitorCRD(cfg *rest.Config) error {
+	p, err := gomod.File(context.Background(), prometheusOperatorModule, prometheusOperatorVersion,
+		"example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{p}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("install the PodMonitor CRD from %s: %w", p, err)
 	}
 	return nil
 }

@@ -59,6 +59,10 @@ const (
 	// ReasonGatewayAPIMissing: spec.httpRoute is set but the cluster did
 	// not serve the Gateway API's HTTPRoute when the operator started.
 	ReasonGatewayAPIMissing = "GatewayAPIMissing"
+	// ReasonPrometheusOperatorMissing: spec.monitoring.podMonitor is set but
+	// the cluster did not serve prometheus-operator's PodMonitor when the
+	// operator started.
+	ReasonPrometheusOperatorMissing = "PrometheusOperatorMissing"
 	// ReasonInvalidSecret: a referenced Secret lacks a key the operator needs.
 	ReasonInvalidSecret = "InvalidSecret"
 	// ReasonInvalidSpec: the spec passed schema validation but cannot be

@@ -73,6 +73,11 @@ type PresenceGatewaySpec struct {
 	// +optional
 	HTTPRoute *HTTPRouteSpec `json:"httpRoute,omitempty"`
 
+	// Monitoring has the operator create what Prometheus needs to scrape
+	// the gateways.
+	// +optional
+	Monitoring *MonitoringSpec `json:"monitoring,omitempty"`
+
 	// PodDisruptionBudget configures the PodDisruptionBudget created when more
 	// than one gateway pod can run.
 	// +optional
@@ -472,6 +477,30 @@ type PresenceGatewayStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MonitoringSpec says how the gateways are scraped.
+type MonitoringSpec struct {
+	// PodMonitor, when set, has the operator create a prometheus-operator
+	// PodMonitor (named after the PresenceGateway) that scrapes every
+	// gateway pod's metrics port. Needs prometheus-operator's CRDs
+	// (monitoring.coreos.com/v1) when the operator starts.
+	// +optional
+	PodMonitor *PodMonitorSpec `json:"podMonitor,omitempty"`
+}
+
+// PodMonitorSpec configures the PodMonitor.
+type PodMonitorSpec struct {
+	// Interval between scrapes; Prometheus' own when empty.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$`
+	Interval string `json:"interval,omitempty"`
+
+	// Labels of the PodMonitor, for a Prometheus whose podMonitorSelector
+	// selects by label (the kube-prometheus-stack chart's selects
+	// release: <its release name>).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // HTTPRouteSpec describes the HTTPRoute in front of the client Service.

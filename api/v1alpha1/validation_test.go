@@ -171,6 +171,19 @@ func TestPresenceGatewayValidation(t *testing.T) {
 		{"an Ingress path without a leading slash", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", Path: "ws"}
 		}, []string{"spec.ingress.path"}},
+		{"a PodMonitor interval that is not a duration", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{Interval: "15 seconds"}}
+		}, []string{"spec.monitoring.podMonitor.interval"}},
+		{"a PodMonitor", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{Interval: "1m30s", Labels: map[string]string{"release": "prom"}}}
+		}, nil},
+		{"both an Ingress and an HTTPRoute", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com"}
+			s.HTTPRoute = &presencev1alpha1.HTTPRouteSpec{ParentRefs: []presencev1alpha1.RouteParentRef{{Name: "edge"}}}
+		}, []string{"give one of spec.ingress and spec.httpRoute"}},
+		{"an HTTPRoute without parents", func(s *presencev1alpha1.PresenceGatewaySpec) {
+			s.HTTPRoute = &presencev1alpha1.HTTPRouteSpec{}
+		}, []string{"spec.httpRoute.parentRefs"}},
 		{"an Ingress", func(s *presencev1alpha1.PresenceGatewaySpec) {
 			s.Ingress = &presencev1alpha1.IngressSpec{Host: "presence.example.com", ClassName: ptr.To("nginx"), TLSSecretName: "tls"}
 		}, nil},

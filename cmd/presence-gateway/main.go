@@ -29,11 +29,16 @@ import (
 	"github.com/presencekit/presence-operator/gateway/presence/memstore"
 	"github.com/presencekit/presence-operator/gateway/presence/redisstore"
 	"github.com/presencekit/presence-operator/gateway/server"
+	"github.com/presencekit/presence-operator/internal/version"
 )
 
 func main() {
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stdout)
 	if errors.Is(err, config.ErrHelp) {
+		return
+	}
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Println(version.String("presence-gateway"))
 		return
 	}
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,6 +140,28 @@ func TestBadConfigExits(t *testing.T) {
 		if !strings.HasPrefix(out, tc.want) || strings.Count(out, "\n") != 1 {
 			t.Fatalf("%s: stderr %q, want one line starting %q", tc.env, out, tc.want)
 		}
+	}
+}
+
+// TestVersionFlag: --version prints one line and exits 0 without starting
+// anything, even with settings that would stop the gateway. The test's
+// binary is built without -ldflags, so it carries the defaults; make
+// test-images checks the values make images sets.
+func TestVersionFlag(t *testing.T) {
+	bin, err := gatewayproc.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--version")
+	cmd.Env = append(os.Environ(), "REDIS_NODES=redis-0", "WS_PORT=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("--version: %v, stderr %q", err, stderr.String())
+	}
+	want := "presence-gateway version dev, commit unknown, " + runtime.Version() + " "
+	if out := stdout.String(); !strings.HasPrefix(out, want) || strings.Count(out, "\n") != 1 || stderr.Len() != 0 {
+		t.Fatalf("--version printed %q (stderr %q), want one line starting %q", out, stderr.String(), want)
 	}
 }
 

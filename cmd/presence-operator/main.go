@@ -8,11 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +33,7 @@ import (
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
 	"github.com/presencekit/presence-operator/controllers"
+	"github.com/presencekit/presence-operator/internal/version"
 )
 
 // defaultGatewayImage is the gateway image for PresenceGateways without
@@ -38,7 +41,7 @@ import (
 const defaultGatewayImage = "ghcr.io/presencekit/presence-gateway:0.1.0"
 
 func main() {
-	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-operator:", err)
 		os.Exit(1)
 	}
@@ -64,6 +67,7 @@ type options struct {
 	apiBurst        int
 	watchNamespaces []string
 	zap             zap.Options
+	version         bool
 }
 
 // parseFlags parses and checks args.
@@ -87,9 +91,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.apiQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "requests per second the operator sends to the API server, sustained (client-go's rate limit; reads from the informer cache do not count)")
 	fs.IntVar(&o.apiBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests the operator may send to the API server in a burst above --kube-api-qps")
 	watch := fs.String("watch-namespaces", "", "comma-separated namespaces whose PresenceGateways and RedisClusters the operator reconciles; empty = all namespaces")
+	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	o.zap.BindFlags(fs) // --zap-log-level, --zap-devel, ...
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.version {
+		return o, nil // nothing else is read: run prints the version and returns
 	}
 	if o.checkInterval < time.Second {
 		return nil, fmt.Errorf("--redis-check-interval=%s: must be at least 1s", o.checkInterval)
@@ -141,10 +149,15 @@ func parseNamespaces(list string) ([]string, error) {
 	return namespaces, nil
 }
 
-// run parses args and runs the manager until ctx is done.
-func run(ctx context.Context, args []string) error {
+// run parses args and runs the manager until ctx is done; with --version
+// it writes the version to stdout and returns.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o, err := parseFlags(args)
 	if err != nil {
+		return err
+	}
+	if o.version {
+		_, err := fmt.Fprintln(stdout, version.String("presence-operator"))
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
@@ -156,7 +169,8 @@ func run(ctx context.Context, args []string) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(presencev1alpha1.AddToScheme(scheme))
-	utilruntime.Must(gatewayv1.Install(scheme)) // HTTPRoutes, when the cluster serves them
+	utilruntime.Must(gatewayv1.Install(scheme))        // HTTPRoutes, when the cluster serves them
+	utilruntime.Must(monitoringv1.AddToScheme(scheme)) // PodMonitors, when the cluster serves them
 
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -47,5 +49,20 @@ func TestWatchNamespacesFlag(t *testing.T) {
 		if !slices.Equal(o.watchNamespaces, tt.want) {
 			t.Errorf("--watch-namespaces=%q parsed as %q, want %q", tt.arg, o.watchNamespaces, tt.want)
 		}
+	}
+}
+
+// TestVersionFlag: --version prints one line and returns without reading a
+// kubeconfig or checking the other flags. The test binary carries the
+// defaults; make test-images checks the values make images sets.
+func TestVersionFlag(t *testing.T) {
+	var out strings.Builder
+	err := run(context.Background(), []string{"--version", "--kubeconfig=/nonexistent", "--redis-check-interval=1ms"}, &out)
+	if err != nil {
+		t.Fatalf("--version: %v", err)
+	}
+	want := "presence-operator version dev, commit unknown, " + runtime.Version() + " "
+	if got := out.String(); !strings.HasPrefix(got, want) || strings.Count(got, "\n") != 1 {
+		t.Fatalf("--version printed %q, want one line starting %q", got, want)
 	}
 }

@@ -98,7 +98,7 @@ func TestMetricsNeedAnAuthorizedToken(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(runCtx, []string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=" + addr,
-			"--health-probe-bind-address=0", "--zap-log-level=error"})
+			"--health-probe-bind-address=0", "--zap-log-level=error"}, io.Discard)
 	}()
 	t.Cleanup(func() {
 		stop()

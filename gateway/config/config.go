@@ -304,10 +304,15 @@ var settings = []setting{
 // ErrHelp is returned when the flags ask for help; the usage was written.
 var ErrHelp = flag.ErrHelp
 
+// ErrVersion is returned when the flags ask for the version (--version):
+// the caller prints it and exits without starting anything.
+var ErrVersion = errors.New("version requested")
+
 // Load reads the configuration: each setting comes from its flag in args
 // if given, else from its environment variable (getenv) if not empty, else
 // its default. The error names the variable and the bad value. With -h the
-// usage goes to usage and the error is ErrHelp.
+// usage goes to usage and the error is ErrHelp; with --version the error is
+// ErrVersion, whatever the other settings say.
 func Load(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("presence-gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -315,12 +320,16 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 	for _, s := range settings {
 		values[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def))
 	}
+	showVersion := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(usage)
 			fs.PrintDefaults()
 		}
 		return Config{}, err
+	}
+	if *showVersion {
+		return Config{}, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags like --ws-port=8080 or environment variables)", fs.Arg(0))

@@ -264,3 +264,11 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("help: %v\n%s", err, b.String())
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	// --version wins over settings that would not load: it starts nothing.
+	_, err := Load([]string{"--version"}, env(map[string]string{"WS_PORT": "not-a-port"}), io.Discard)
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("--version: %v, want ErrVersion", err)
+	}
+}

@@ -216,8 +216,8 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 		VolumeMounts:   mounts,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](gatewayUID),
-			RunAsGroup:               ptr.To[int64](gatewayUID),
+			RunAsUser:                pinnedID(deps),
+			RunAsGroup:               pinnedID(deps),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			AllowPrivilegeEscalation: ptr.To(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -255,7 +255,7 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 					EnableServiceLinks:            ptr.To(false),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
-						FSGroup:        ptr.To[int64](gatewayUID),
+						FSGroup:        pinnedID(deps),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 				},
@@ -283,4 +283,14 @@ func jwtPublicKeyVolume(ref *presencev1alpha1.KeySourceRef) corev1.Volume {
 		DefaultMode:          ptr.To[int32](0o444),
 	}
 	return v
+}
+
+// pinnedID is the user and group the pods run as (and the fsGroup that makes
+// the mounted Secrets readable), or nil where the platform assigns them
+// (Deps.PlatformAssignsIDs).
+func pinnedID(deps Deps) *int64 {
+	if deps.PlatformAssignsIDs {
+		return nil
+	}
+	return ptr.To[int64](gatewayUID)
 }

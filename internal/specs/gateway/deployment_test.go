@@ -335,3 +335,24 @@ func TestDeploymentMountsPublicKey(t *testing.T) {
 		})
 	}
 }
+
+// TestPlatformAssignsIDs: on OpenShift the restricted SCC assigns the user,
+// group and fsGroup from the namespace's range and refuses pods that pin
+// others, so none is pinned there; the rest of the hardening stays.
+func TestPlatformAssignsIDs(t *testing.T) {
+	g := NewWithT(t)
+	pinned := Deployment(testGateway(nil), testDeps(nil), "img:1").Spec.Template.Spec
+	g.Expect(pinned.SecurityContext.FSGroup).To(Equal(ptr.To[int64](65532)))
+	g.Expect(pinned.Containers[0].SecurityContext.RunAsUser).To(Equal(ptr.To[int64](65532)))
+
+	pod := Deployment(testGateway(nil), testDeps(func(d *Deps) { d.PlatformAssignsIDs = true }), "img:1").Spec.Template.Spec
+	c := pod.Containers[0].SecurityContext
+	g.Expect(pod.SecurityContext.FSGroup).To(BeNil())
+	g.Expect(c.RunAsUser).To(BeNil())
+	g.Expect(c.RunAsGroup).To(BeNil())
+	g.Expect(c.RunAsNonRoot).To(Equal(ptr.To(true)))
+	g.Expect(pod.SecurityContext.RunAsNonRoot).To(Equal(ptr.To(true)))
+	g.Expect(c.ReadOnlyRootFilesystem).To(Equal(ptr.To(true)))
+	g.Expect(c.AllowPrivilegeEscalation).To(Equal(ptr.To(false)))
+	g.Expect(c.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+}

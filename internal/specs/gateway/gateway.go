@@ -78,6 +78,11 @@ type Deps struct {
 	// JWT is the Secret of spec.auth.jwtSecretRef, nil without it; mounted
 	// like RedisAuth.
 	JWT *corev1.Secret
+	// PlatformAssignsIDs is set on OpenShift (the cluster serves
+	// security.openshift.io): its restricted SCC gives each namespace a
+	// UID range and assigns runAsUser and fsGroup from it, refusing pods
+	// that pin other values, so the pods leave them unset.
+	PlatformAssignsIDs bool
 }
 
 // JWTPublicKeyFile is where the pods find the key of

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -224,6 +225,31 @@ func MetricsService(gw *presencev1alpha1.PresenceGateway) *corev1.Service {
 			Ports: []corev1.ServicePort{
 				{Name: "metrics", Port: MetricsPort, TargetPort: intstr.FromString("metrics"), Protocol: corev1.ProtocolTCP},
 			},
+		},
+	}
+}
+
+// PodMonitor renders the PodMonitor of spec.monitoring.podMonitor, nil
+// without it: every gateway pod's metrics port, in the gateway's namespace.
+func PodMonitor(gw *presencev1alpha1.PresenceGateway) *monitoringv1.PodMonitor {
+	if gw.Spec.Monitoring == nil || gw.Spec.Monitoring.PodMonitor == nil {
+		return nil
+	}
+	pm := gw.Spec.Monitoring.PodMonitor
+	labels := maps.Clone(pm.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, ObjectLabels(gw)) // ours win: the operator's cache selects by them
+	return &monitoringv1.PodMonitor{
+		ObjectMeta: metav1.ObjectMeta{Name: gw.Name, Namespace: gw.Namespace, Labels: labels},
+		Spec: monitoringv1.PodMonitorSpec{
+			Selector: metav1.LabelSelector{MatchLabels: SelectorLabels(gw)},
+			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{
+				Port:     ptr.To("metrics"),
+				Path:     metricsPath,
+				Interval: monitoringv1.Duration(pm.Interval),
+			}},
 		},
 	}
 }

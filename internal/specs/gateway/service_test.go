@@ -102,3 +102,22 @@ func TestEndpoints(t *testing.T) {
 	gw.Spec.Ingress.TLSSecretName = ""
 	g.Expect(Endpoints(gw, nil, false)[1].URL).To(Equal("ws://presence.example.com/ws"), "without a certificate, plain ws")
 }
+
+func TestPodMonitor(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(PodMonitor(testGateway(nil))).To(BeNil())
+	gw := testGateway(func(gw *presencev1alpha1.PresenceGateway) {
+		gw.Spec.Monitoring = &presencev1alpha1.MonitoringSpec{PodMonitor: &presencev1alpha1.PodMonitorSpec{
+			Labels: map[string]string{"release": "prom", "app.kubernetes.io/managed-by": "someone-else"}}}
+	})
+	pm := PodMonitor(gw)
+	g.Expect(pm.Name).To(Equal("chat"))
+	g.Expect(pm.Labels).To(HaveKeyWithValue("release", "prom"))
+	g.Expect(pm.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "presence-operator"))
+	g.Expect(pm.Spec.Selector.MatchLabels).To(Equal(SelectorLabels(gw)))
+	g.Expect(pm.Spec.PodMetricsEndpoints).To(HaveLen(1))
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	g.Expect(ep.Port).To(Equal(ptr.To("metrics")), "the container port the gateway serves /metrics on")
+	g.Expect(ep.Path).To(Equal("/metrics"))
+	g.Expect(ep.Interval).To(BeEmpty(), "Prometheus' own interval")
+}
