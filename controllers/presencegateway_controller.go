@@ -57,9 +57,10 @@ type PresenceGatewayReconciler struct {
 	// (--max-concurrent-rollouts; see presencegateway_rollout.go); no
 	// limit when zero.
 	MaxConcurrentRollouts int
-	// APIReader reads what the manager does not cache: the ConfigMap of
-	// spec.auth.jwtPublicKeyRef (the cache holds only the operator's own
-	// ConfigMaps) and the Gateways spec.httpRoute attaches to.
+	// APIReader reads what the manager does not cache: the ConfigMaps of
+	// spec.auth.jwtPublicKeyRef and of the RedisCluster's spec.tls.caRef
+	// (the cache holds only the operator's own ConfigMaps) and the
+	// Gateways spec.httpRoute attaches to.
 	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// gatewayAPI is whether the cluster served HTTPRoutes at start.
@@ -101,8 +102,9 @@ func (r *PresenceGatewayReconciler) limiter() *rolloutLimiter {
 const queuedRequeue = time.Minute
 
 // DefaultUnwatchedRecheck is how soon a gateway blocked on a missing object
-// that no watch reports (the ConfigMap of spec.auth.jwtPublicKeyRef; the
-// operator caches only its own ConfigMaps) is looked at again.
+// that no watch reports (the ConfigMap of spec.auth.jwtPublicKeyRef or of
+// its RedisCluster's spec.tls.caRef; the operator caches only its own
+// ConfigMaps) is looked at again.
 const DefaultUnwatchedRecheck = 30 * time.Second
 
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=presencegateways,verbs=get;list;watch
@@ -214,7 +216,8 @@ func (r *PresenceGatewayReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if obs.queued != nil {
 		return ctrl.Result{RequeueAfter: queuedRequeue}, nil
 	}
-	if problem != nil && problem.reason == presencev1alpha1.ReasonJWTKeyNotFound && gw.Spec.Auth.JWTPublicKeyRef.ConfigMapKeyRef != nil {
+	if problem != nil && problem.reason == presencev1alpha1.ReasonJWTKeyNotFound && gw.Spec.Auth.JWTPublicKeyRef.ConfigMapKeyRef != nil ||
+		redisProblem != nil && caFromConfigMap(deps.Redis) && (redisProblem.reason == presencev1alpha1.ReasonConfigMapNotFound || redisProblem.reason == presencev1alpha1.ReasonInvalidCA) {
 		// No watch reports that ConfigMap (the cache holds only the
 		// operator's own): look again.
 		return ctrl.Result{RequeueAfter: cmp.Or(r.UnwatchedRecheck, DefaultUnwatchedRecheck)}, nil
@@ -249,6 +252,13 @@ func (r *PresenceGatewayReconciler) resolveDeps(ctx context.Context, gw *presenc
 			return deps, problem, nil, err
 		}
 		deps.RedisAuth = s
+	}
+	if src := caSourceOf(rc); src != nil {
+		// The pods mount it: a missing object or key would leave them
+		// waiting for the volume.
+		if _, problem, err := readCA(ctx, r.Client, r.APIReader, gw.Namespace, src, ref); problem != nil || err != nil {
+			return deps, problem, nil, err
+		}
 	}
 	if gw.Spec.Auth != nil && gw.Spec.Auth.JWTSecretRef != nil {
 		s, problem, err := getSecret(ctx, r.Client, gw.Namespace, gw.Spec.Auth.JWTSecretRef.Name, gwspecs.JWTSecretKey(gw), "spec.auth.jwtSecretRef")

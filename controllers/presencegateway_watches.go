@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -101,7 +102,8 @@ func (r *PresenceGatewayReconciler) gatewaysForRedisCluster(ctx context.Context,
 }
 
 // gatewaysForSecret maps a Secret to the gateways that mount it: directly
-// (spec.auth.jwtSecretRef, spec.auth.jwtPublicKeyRef.secretKeyRef) or through their RedisCluster's spec.auth. The
+// (spec.auth.jwtSecretRef, spec.auth.jwtPublicKeyRef.secretKeyRef) or
+// through their RedisCluster's spec.auth or spec.tls.caRef.secretKeyRef. The
 // RedisClusters of the Secret's namespace are filtered here rather than
 // through the RedisCluster controller's index, so that this controller does
 // not depend on another one's setup.
@@ -114,7 +116,7 @@ func (r *PresenceGatewayReconciler) gatewaysForSecret(ctx context.Context, obj c
 		return reqs
 	}
 	for _, rc := range clusters.Items {
-		if rc.Spec.Auth != nil && rc.Spec.Auth.SecretRef.Name == obj.GetName() {
+		if slices.Contains(secretsOf(&rc), obj.GetName()) {
 			reqs = append(reqs, r.gatewaysBy(ctx, ns, indexGatewayByRedisCluster, rc.Name)...)
 		}
 	}

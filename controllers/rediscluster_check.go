@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,9 +19,11 @@ import (
 // totalSlots is the number of hash slots of a Redis Cluster.
 const totalSlots = 16384
 
-// redisCredentials are the ACL credentials from a RedisCluster's Secret.
-type redisCredentials struct {
+// redisAccess is how the check reaches the nodes: the ACL credentials of
+// spec.auth and the TLS configuration of spec.tls (nil: no TLS).
+type redisAccess struct {
 	username, password string
+	tls                *tls.Config
 }
 
 // clusterHealth is what checking a Redis Cluster found.
@@ -33,6 +36,11 @@ type clusterHealth struct {
 	slotsOK int
 	// nodes are the host:port of every master and replica in CLUSTER SHARDS, sorted.
 	nodes []string
+	// masters and replicas count the nodes of CLUSTER SHARDS by role.
+	masters, replicas int
+	// missingPerms are the gateways' commands the ACL user may not run
+	// (probeACL), over every seed that answered, sorted.
+	missingPerms []string
 	// seedErrors has one entry per seed node that did not answer.
 	seedErrors map[string]error
 	// authFailed is set when a node refused the credentials.
@@ -43,19 +51,24 @@ type clusterHealth struct {
 	// tooOld is a seed that answered CLUSTER INFO but not CLUSTER SHARDS
 	// (Redis before 7), "" when none.
 	tooOld string
+	// tlsFailed is set when a node's TLS handshake failed.
+	tlsFailed bool
 }
 
 // checkCluster asks every seed node, concurrently and each under timeout,
 // for CLUSTER INFO and CLUSTER SHARDS (the Redis 7 successor of CLUSTER
-// SLOTS; the gateway needs Redis 7 anyway), and reports the answers of the first
-// seed (in spec order) that gave both. The whole check returns within
-// timeout (and a little scheduling), however the nodes behave: a node that
-// accepts the connection and never answers costs timeout, not more.
-func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, timeout time.Duration) clusterHealth {
+// SLOTS; the gateway needs Redis 7 anyway), then probes whether the ACL
+// user may run the gateways' commands (probeACL), and reports the answers
+// of the first seed (in spec order) that gave both, with the permissions
+// missing on any seed. The whole check returns within timeout (and a
+// little scheduling), however the nodes behave: a node that accepts the
+// connection and never answers costs timeout, not more.
+func checkCluster(ctx context.Context, seeds []string, access redisAccess, timeout time.Duration) clusterHealth {
 	type answer struct {
-		info   string
-		shards []redis.ClusterShard
-		err    error
+		info    string
+		shards  []redis.ClusterShard
+		missing []string
+		err     error
 	}
 	answers := make([]answer, len(seeds))
 	var wg sync.WaitGroup
@@ -67,8 +80,9 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 			defer cancel()
 			c := redis.NewClient(&redis.Options{
 				Addr:            addr,
-				Username:        creds.username,
-				Password:        creds.password,
+				Username:        access.username,
+				Password:        access.password,
+				TLSConfig:       access.tls, // go-redis's dialer verifies each node's host unless ServerName is set
 				DialTimeout:     timeout,
 				ReadTimeout:     timeout,
 				WriteTimeout:    timeout,
@@ -86,9 +100,14 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 			}
 			shards, err := c.ClusterShards(cctx).Result()
 			if err != nil {
-				err = fmt.Errorf("CLUSTER SHARDS: %w", err)
+				answers[i] = answer{info: info, err: fmt.Errorf("CLUSTER SHARDS: %w", err)}
+				return
 			}
-			answers[i] = answer{info: info, shards: shards, err: err}
+			missing, err := probeACL(cctx, c)
+			if err != nil {
+				err = fmt.Errorf("ACL probe: %w", err)
+			}
+			answers[i] = answer{info: info, shards: shards, missing: missing, err: err}
 		}()
 	}
 	wg.Wait()
@@ -104,8 +123,15 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 				h.permissionDenied = true
 			case a.info != "" && isUnknownShards(a.err) && h.tooOld == "":
 				h.tooOld = seeds[i]
+			case isTLSError(a.err):
+				h.tlsFailed = true
 			}
 			continue
+		}
+		for _, m := range a.missing {
+			if !slices.Contains(h.missingPerms, m) {
+				h.missingPerms = append(h.missingPerms, m)
+			}
 		}
 		if h.answered != "" {
 			continue
@@ -114,8 +140,10 @@ func checkCluster(ctx context.Context, seeds []string, creds redisCredentials, t
 		fields := parseClusterInfo(a.info)
 		h.state = fields["cluster_state"]
 		h.slotsOK, _ = strconv.Atoi(fields["cluster_slots_ok"])
-		h.nodes = shardNodes(a.shards)
+		h.nodes = shardNodes(a.shards, access.tls != nil)
+		h.masters, h.replicas = shardRoles(a.shards)
 	}
+	slices.Sort(h.missingPerms)
 	return h
 }
 
@@ -172,8 +200,9 @@ func parseClusterInfo(info string) map[string]string {
 }
 
 // shardNodes lists every node of every shard, masters and replicas, as
-// host:port with the endpoint the cluster announces to clients.
-func shardNodes(shards []redis.ClusterShard) []string {
+// host:port with the endpoint the cluster announces to clients, and the
+// TLS port when tlsPorts (or when the node has no other).
+func shardNodes(shards []redis.ClusterShard, tlsPorts bool) []string {
 	var nodes []string
 	for _, s := range shards {
 		for _, n := range s.Nodes {
@@ -181,10 +210,14 @@ func shardNodes(shards []redis.ClusterShard) []string {
 			if host == "" || host == "?" {
 				host = n.IP
 			}
-			if host == "" || n.Port == 0 {
+			port := n.Port
+			if (tlsPorts && n.TLSPort != 0) || port == 0 {
+				port = n.TLSPort // what a TLS client dials; the only port of a TLS-only node
+			}
+			if host == "" || port == 0 {
 				continue
 			}
-			addr := net.JoinHostPort(host, strconv.FormatInt(n.Port, 10))
+			addr := net.JoinHostPort(host, strconv.FormatInt(port, 10))
 			if !slices.Contains(nodes, addr) {
 				nodes = append(nodes, addr)
 			}
@@ -192,6 +225,22 @@ func shardNodes(shards []redis.ClusterShard) []string {
 	}
 	slices.Sort(nodes)
 	return nodes
+}
+
+// shardRoles counts the nodes of CLUSTER SHARDS by role: one master per
+// shard that has one, and every replica.
+func shardRoles(shards []redis.ClusterShard) (masters, replicas int) {
+	for _, s := range shards {
+		for _, n := range s.Nodes {
+			switch n.Role {
+			case "master":
+				masters++
+			case "replica", "slave":
+				replicas++
+			}
+		}
+	}
+	return masters, replicas
 }
 
 // seedErrorSummary lists the seeds that did not answer and why, in spec order.

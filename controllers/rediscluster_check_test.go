@@ -30,8 +30,18 @@ func TestShardNodes(t *testing.T) {
 	nodes := shardNodes([]redis.ClusterShard{
 		{Nodes: []redis.Node{{Endpoint: "127.0.0.1", Port: 7000}, {Endpoint: "127.0.0.1", Port: 7004}}},
 		{Nodes: []redis.Node{{Endpoint: "?", IP: "::1", Port: 7001}, {Endpoint: "127.0.0.1", Port: 7000}, {Endpoint: "gone"}}},
-	})
+	}, false)
 	g.Expect(nodes).To(Equal([]string{"127.0.0.1:7000", "127.0.0.1:7004", "[::1]:7001"}))
+
+	// A TLS client dials the tls-port; a TLS-only node announces no other.
+	shards := []redis.ClusterShard{{Nodes: []redis.Node{
+		{Endpoint: "127.0.0.1", Port: 7000, TLSPort: 8000, Role: "master"},
+		{Endpoint: "127.0.0.1", TLSPort: 8001, Role: "replica"},
+	}}}
+	g.Expect(shardNodes(shards, true)).To(Equal([]string{"127.0.0.1:8000", "127.0.0.1:8001"}))
+	g.Expect(shardNodes(shards, false)).To(Equal([]string{"127.0.0.1:7000", "127.0.0.1:8001"}))
+	masters, replicas := shardRoles(shards)
+	g.Expect([]int{masters, replicas}).To(Equal([]int{1, 1}))
 }
 
 func TestClusterConditions(t *testing.T) {
@@ -57,7 +67,7 @@ func TestClusterConditions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			ready, degraded := clusterConditions(seeds, tt.h)
+			ready, degraded := clusterConditions(seeds, "", tt.h)
 			g.Expect(ready.status).To(Equal(tt.wantReady))
 			g.Expect(ready.reason).To(Equal(tt.wantReason))
 			if tt.wantDegraded == "" {
@@ -126,8 +136,8 @@ func TestCheckClusterClassifiesRedisRefusals(t *testing.T) {
 			g := NewWithT(t)
 			node := startFakeRedis(t, tt.reply)
 			seeds := []string{node.addr}
-			h := checkCluster(context.Background(), seeds, redisCredentials{}, 5*time.Second)
-			ready, _ := clusterConditions(seeds, h)
+			h := checkCluster(context.Background(), seeds, redisAccess{}, 5*time.Second)
+			ready, _ := clusterConditions(seeds, "", h)
 			g.Expect(ready.status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.reason).To(Equal(tt.wantReason))
 			g.Expect(ready.message).To(And(ContainSubstring(tt.wantText), ContainSubstring(node.addr)))
@@ -151,10 +161,10 @@ func TestCheckClusterBlackholedNodeEndsWithTheTimeout(t *testing.T) {
 		return fakeUnknownCommand
 	})
 	seeds := []string{blackhole.addr, healthy.addr}
-	h := checkCluster(context.Background(), seeds, redisCredentials{}, 200*time.Millisecond)
+	h := checkCluster(context.Background(), seeds, redisAccess{}, 200*time.Millisecond)
 	g.Expect(h.answered).To(Equal(healthy.addr))
 	g.Expect(h.seedErrors).To(HaveKey(blackhole.addr))
-	ready, degraded := clusterConditions(seeds, h)
+	ready, degraded := clusterConditions(seeds, "", h)
 	g.Expect(ready.reason).To(Equal(presencev1alpha1.ReasonClusterOK))
 	g.Expect(degraded).NotTo(BeNil())
 	g.Expect(degraded.message).To(ContainSubstring(blackhole.addr))

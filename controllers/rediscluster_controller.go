@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -69,8 +71,9 @@ type RedisClusterReconciler struct {
 	// checked) at once; DefaultRedisClusterWorkers when zero.
 	MaxConcurrentReconciles int
 	// APIReader reads what the manager does not cache: the Service of
-	// spec.serviceRef and its EndpointSlices. SetupWithManager sets the
-	// manager's when nil.
+	// spec.serviceRef and its EndpointSlices, the ConfigMap of
+	// spec.tls.caRef (the cache holds only the operator's own ConfigMaps).
+	// SetupWithManager sets the manager's when nil.
 	APIReader client.Reader
 	// now is the clock of status.lastCheckTime (time.Now when nil).
 	now func() time.Time
@@ -79,6 +82,7 @@ type RedisClusterReconciler struct {
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=presence.presencekit.io,resources=redisclusters/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -108,22 +112,24 @@ func (r *RedisClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		// check.
 		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
-	creds, problem, err := r.credentials(ctx, rc)
+	access, problem, err := r.access(ctx, rc)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if problem != nil {
-		// The Secret watch brings us back when it appears.
+		// The Secret watch brings us back when a Secret appears; a CA
+		// ConfigMap is read again at the next interval.
 		return next, r.writeStatus(ctx, rc, seeds, nil, *problem, nil)
 	}
 
-	h := checkCluster(ctx, seeds, creds, r.timeout())
-	ready, degraded := clusterConditions(seeds, h)
+	h := checkCluster(ctx, seeds, access, r.timeout())
+	ready, degraded := clusterConditions(seeds, access.username, h)
 	return next, r.writeStatus(ctx, rc, seeds, &h, ready, degraded)
 }
 
 // clusterConditions turns a check into the Ready and Degraded conditions.
-func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, degraded *conditionResult) {
+// username names the ACL user in messages ("" is the default user).
+func clusterConditions(seeds []string, username string, h clusterHealth) (ready conditionResult, degraded *conditionResult) {
 	switch {
 	case h.answered == "" && h.authFailed:
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
@@ -131,6 +137,10 @@ func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, 
 	case h.answered == "" && h.permissionDenied:
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInsufficientPermissions,
 			"Redis accepted the credentials but their ACL user may not run CLUSTER INFO or CLUSTER SHARDS: " + seedErrorSummary(seeds, h.seedErrors)}, nil
+	case h.answered == "" && h.tlsFailed:
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonTLSHandshakeFailed,
+			"no seed node completed a TLS handshake (check spec.tls: the CA, serverName, and that the nodes speak TLS on these ports): " +
+				seedErrorSummary(seeds, h.seedErrors)}, nil
 	case h.answered == "" && h.tooOld != "":
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonRedisVersionUnsupported,
 			h.tooOld + " answers CLUSTER INFO but does not know CLUSTER SHARDS: Redis 7 or later is required (the gateways use sharded pub/sub): " +
@@ -145,8 +155,16 @@ func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, 
 		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonSlotsUncovered,
 			fmt.Sprintf("%s reports %d of %d slots ok", h.answered, h.slotsOK, totalSlots)}, nil
 	}
+	if len(h.missingPerms) > 0 {
+		user := username
+		if user == "" {
+			user = "default"
+		}
+		return conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInsufficientPermissions,
+			fmt.Sprintf("the ACL user %q may not run what the gateways need: %s", user, strings.Join(h.missingPerms, ", "))}, nil
+	}
 	ready = conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonClusterOK,
-		fmt.Sprintf("cluster_state:ok, all %d slots covered by %d nodes", totalSlots, len(h.nodes))}
+		fmt.Sprintf("cluster_state:ok, all %d slots covered by %d nodes (%d masters, %d replicas)", totalSlots, len(h.nodes), h.masters, h.replicas)}
 	if len(h.seedErrors) > 0 {
 		degraded = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonSeedsUnreachable,
 			"the cluster is ok but some seed nodes did not answer: " + seedErrorSummary(seeds, h.seedErrors)}
@@ -154,16 +172,35 @@ func clusterConditions(seeds []string, h clusterHealth) (ready conditionResult, 
 	return ready, degraded
 }
 
-// credentials reads the username and password of spec.auth.secretRef.
-func (r *RedisClusterReconciler) credentials(ctx context.Context, rc *presencev1alpha1.RedisCluster) (redisCredentials, *conditionResult, error) {
-	if rc.Spec.Auth == nil {
-		return redisCredentials{}, nil, nil
+// access reads what the check needs to reach the nodes as the gateways
+// do: the password of spec.auth.secretRef, the ACL user (spec.auth.username
+// or the Secret's username key, not both), and the CA of spec.tls.caRef.
+func (r *RedisClusterReconciler) access(ctx context.Context, rc *presencev1alpha1.RedisCluster) (redisAccess, *conditionResult, error) {
+	var a redisAccess
+	if auth := rc.Spec.Auth; auth != nil {
+		s, problem, err := getSecret(ctx, r.Client, rc.Namespace, auth.SecretRef.Name, secretKeyPassword, "spec.auth.secretRef")
+		if problem != nil || err != nil {
+			return a, problem, err
+		}
+		a.username, a.password = string(s.Data[secretKeyUsername]), string(s.Data[secretKeyPassword])
+		if auth.Username != "" {
+			if _, both := s.Data[secretKeyUsername]; both {
+				return a, &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonInvalidSecret,
+					fmt.Sprintf("the ACL user is set twice: in spec.auth.username and in the key %q of Secret %q (spec.auth.secretRef); remove one", secretKeyUsername, auth.SecretRef.Name)}, nil
+			}
+			a.username = auth.Username
+		}
 	}
-	s, problem, err := getSecret(ctx, r.Client, rc.Namespace, rc.Spec.Auth.SecretRef.Name, secretKeyPassword, "spec.auth.secretRef")
-	if problem != nil || err != nil {
-		return redisCredentials{}, problem, err
+	var caPEM []byte
+	if src := caSourceOf(rc); src != nil {
+		pem, problem, err := readCA(ctx, r.Client, r.APIReader, rc.Namespace, src, "")
+		if problem != nil || err != nil {
+			return a, problem, err
+		}
+		caPEM = pem
 	}
-	return redisCredentials{username: string(s.Data[secretKeyUsername]), password: string(s.Data[secretKeyPassword])}, nil, nil
+	a.tls = checkTLSConfig(rc, caPEM)
+	return a, nil, nil
 }
 
 // writeStatus publishes a check; h is nil when no check could run. Degraded
@@ -175,8 +212,10 @@ func (r *RedisClusterReconciler) writeStatus(ctx context.Context, rc *presencev1
 	st.LastCheckTime = rc.Status.LastCheckTime
 	if h != nil && h.answered != "" {
 		st.Nodes, st.ClusterState, st.SlotsCovered = h.nodes, h.state, int32(h.slotsOK)
+		st.Masters, st.Replicas = int32(h.masters), int32(h.replicas)
 	} else {
 		st.Nodes, st.ClusterState, st.SlotsCovered = nil, "", 0
+		st.Masters, st.Replicas = 0, 0
 	}
 	if degraded == nil {
 		degraded = &conditionResult{metav1.ConditionFalse, presencev1alpha1.ReasonAsExpected, "no problem found"}
@@ -249,8 +288,21 @@ func (r *RedisClusterReconciler) timeout() time.Duration {
 }
 
 // indexRedisClusterBySecret maps a Secret back to the RedisClusters whose
-// spec.auth names it.
-const indexRedisClusterBySecret = "spec.auth.secretRef.name"
+// spec.auth or spec.tls.caRef names it.
+const indexRedisClusterBySecret = "secretNames"
+
+// secretsOf are the Secrets a RedisCluster reads: spec.auth.secretRef and
+// spec.tls.caRef.secretKeyRef.
+func secretsOf(rc *presencev1alpha1.RedisCluster) []string {
+	var names []string
+	if a := rc.Spec.Auth; a != nil {
+		names = append(names, a.SecretRef.Name)
+	}
+	if src := caSourceOf(rc); src != nil && src.kind == "Secret" && !slices.Contains(names, src.name) {
+		names = append(names, src.name)
+	}
+	return names
+}
 
 // SetupWithManager registers the controller and the cache index its Secret
 // watch uses.
@@ -259,10 +311,7 @@ func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &presencev1alpha1.RedisCluster{}, indexRedisClusterBySecret, func(o client.Object) []string {
-		if a := o.(*presencev1alpha1.RedisCluster).Spec.Auth; a != nil {
-			return []string{a.SecretRef.Name}
-		}
-		return nil
+		return secretsOf(o.(*presencev1alpha1.RedisCluster))
 	}); err != nil {
 		return fmt.Errorf("index RedisCluster by %s: %w", indexRedisClusterBySecret, err)
 	}
@@ -277,7 +326,9 @@ func (r *RedisClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// trigger a check; the interval does.
 		For(&presencev1alpha1.RedisCluster{}, builder.WithPredicates(specOrPauseChanged())).
 		// Metadata only: Secrets are not cached (CacheOptions); the
-		// reconciler reads the one it needs from the API server.
+		// reconciler reads the ones it needs from the API server. A CA in a
+		// ConfigMap is not watched (the cache holds only the operator's own
+		// ConfigMaps): each check, every CheckInterval, reads it again.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
 		Complete(r)
 }
@@ -301,7 +352,8 @@ func RedisClusterChanged() predicate.Predicate {
 	}
 }
 
-// clustersForSecret maps a Secret to the RedisClusters whose spec.auth names it.
+// clustersForSecret maps a Secret to the RedisClusters whose spec.auth or
+// spec.tls.caRef names it.
 func (r *RedisClusterReconciler) clustersForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list presencev1alpha1.RedisClusterList
 	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexRedisClusterBySecret: obj.GetName()}); err != nil {

@@ -29,6 +29,8 @@ func TestRedisClusterReadyOnRealCluster(t *testing.T) {
 	g.Expect(get(ctx, rc)).To(Succeed())
 	g.Expect(rc.Status.ClusterState).To(Equal("ok"))
 	g.Expect(rc.Status.SlotsCovered).To(Equal(int32(16384)))
+	g.Expect(rc.Status.Masters).To(Equal(int32(3)), "status.masters")
+	g.Expect(rc.Status.Replicas).To(Equal(int32(3)), "status.replicas")
 	// One seed is enough: the six nodes are discovered from CLUSTER SHARDS.
 	g.Expect(rc.Status.Nodes).To(ConsistOf(testRedisNodes))
 	g.Expect(rc.Status.ObservedGeneration).To(Equal(rc.Generation))

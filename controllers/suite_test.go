@@ -219,7 +219,7 @@ func startOperator(s operatorSettings) error {
 	}
 	if err := (&RedisClusterReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("rediscluster-controller"),
-		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout,
+		CheckInterval: testCheckInterval, CheckTimeout: testCheckTimeout, APIReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

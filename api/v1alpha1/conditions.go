@@ -110,8 +110,19 @@ const (
 	// ReasonSeedsUnreachable: the cluster is ok but some seed nodes did not answer (Degraded=True).
 	ReasonSeedsUnreachable = "SeedsUnreachable"
 	// ReasonInsufficientPermissions: Redis accepted the credentials but the
-	// ACL user may not run a command the check (and the gateways) need (NOPERM).
+	// ACL user may not run a command the check or the gateways need, or not
+	// on the gateways' keys and channels (NOPERM); the message names them.
 	ReasonInsufficientPermissions = "InsufficientPermissions"
+	// ReasonConfigMapNotFound: a referenced ConfigMap (the Redis CA of
+	// spec.tls.caRef) does not exist.
+	ReasonConfigMapNotFound = "ConfigMapNotFound"
+	// ReasonInvalidCA: spec.tls.caRef names a key that is missing or holds
+	// no PEM certificate.
+	ReasonInvalidCA = "InvalidCA"
+	// ReasonTLSHandshakeFailed: no seed node completed a TLS handshake: its
+	// certificate did not verify against spec.tls (CA, serverName), or it
+	// does not speak TLS at all (or speaks it while spec.tls is off).
+	ReasonTLSHandshakeFailed = "TLSHandshakeFailed"
 	// ReasonRedisVersionUnsupported: the cluster answers but is older than
 	// Redis 7 (no CLUSTER SHARDS, no sharded pub/sub the gateways need).
 	ReasonRedisVersionUnsupported = "RedisVersionUnsupported"

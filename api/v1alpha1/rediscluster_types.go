@@ -25,9 +25,49 @@ type RedisClusterSpec struct {
 	ServiceRef *RedisServiceRef `json:"serviceRef,omitempty"`
 
 	// Auth names the Secret with the Redis ACL credentials (keys username,
-	// optional, and password).
+	// optional, and password), or the ACL user beside it (auth.username).
 	// +optional
 	Auth *RedisAuth `json:"auth,omitempty"`
+
+	// TLS makes the gateways and the operator's health check speak TLS to
+	// every node (the cluster's tls-port).
+	// +optional
+	TLS *RedisTLS `json:"tls,omitempty"`
+}
+
+// RedisTLS says how to reach the nodes over TLS. Client certificates are
+// not supported: the nodes must run with tls-auth-clients no (or optional).
+//
+// +kubebuilder:validation:XValidation:rule="self.enabled || (!has(self.caRef) && !has(self.serverName) && !(has(self.insecureSkipVerify) && self.insecureSkipVerify))",message="spec.tls: caRef, serverName and insecureSkipVerify need enabled: true"
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecureSkipVerify) && self.insecureSkipVerify && has(self.caRef))",message="spec.tls: insecureSkipVerify verifies no certificate, so caRef would be ignored: set one of them"
+type RedisTLS struct {
+	// Enabled turns TLS on (REDIS_TLS on the gateways).
+	Enabled bool `json:"enabled"`
+
+	// CARef names the CA bundle (PEM) that signed the nodes' certificates:
+	// a key of a Secret (e.g. ca.crt beside a cert-manager certificate) or
+	// of a ConfigMap (e.g. a trust-manager bundle) in the RedisCluster's
+	// namespace. Without it, the system roots of the gateway image (and of
+	// the operator) are trusted. The gateways mount it (REDIS_TLS_CA_FILE)
+	// and re-read it when it changes.
+	// +optional
+	CARef *KeySourceRef `json:"caRef,omitempty"`
+
+	// ServerName is the name every node's certificate is verified against
+	// (REDIS_TLS_SERVER_NAME), instead of the host of the address dialled.
+	// Cluster nodes announce IP addresses, so a certificate without those
+	// IPs in its SANs needs a common name here (e.g.
+	// redis.example.internal, or a name a wildcard certificate covers).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`
+	ServerName string `json:"serverName,omitempty"`
+
+	// InsecureSkipVerify accepts any certificate the nodes present: the
+	// traffic is encrypted but anyone on the path can read it. For tests
+	// only; never in production.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
 // ExternalRedisCluster lists the seed nodes of an existing Redis Cluster.
@@ -65,6 +105,17 @@ type RedisAuth struct {
 	// SecretRef names a Secret in the same namespace with the keys password
 	// and, optionally, username.
 	SecretRef LocalRef `json:"secretRef"`
+
+	// Username is the Redis 6+ ACL user the password belongs to, when it is
+	// not in the Secret: the gateways get it as REDIS_USERNAME (a user name
+	// is not a secret). Set it here or as the Secret's username key, not
+	// both (the RedisCluster is then not Ready, reason InvalidSecret).
+	// Without either, the password is the default user's.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	Username string `json:"username,omitempty"`
 }
 
 // RedisClusterStatus is what the operator saw when it last checked the cluster.
@@ -97,6 +148,14 @@ type RedisClusterStatus struct {
 	// +optional
 	SlotsCovered int32 `json:"slotsCovered,omitempty"`
 
+	// Masters is the number of shards' masters in CLUSTER SHARDS.
+	// +optional
+	Masters int32 `json:"masters,omitempty"`
+
+	// Replicas is the number of replicas in CLUSTER SHARDS, over every shard.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
 	// LastCheckTime is when a health check last confirmed this status. A
 	// check that finds what the status already says refreshes it only once
 	// it is older than the operator's --redis-check-heartbeat (default 5m),
@@ -121,6 +180,9 @@ type RedisClusterStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.clusterState`
 // +kubebuilder:printcolumn:name="Slots",type=integer,JSONPath=`.status.slotsCovered`
+// +kubebuilder:printcolumn:name="Masters",type=integer,JSONPath=`.status.masters`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="TLS",type=boolean,priority=1,JSONPath=`.spec.tls.enabled`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 type RedisCluster struct {

@@ -274,6 +274,29 @@ func TestRedisClusterValidation(t *testing.T) {
 			[]string{"spec.external.nodes: every entry must be host:port with a port from 1 to 65535"}},
 		{"port zero", presencev1alpha1.RedisClusterSpec{External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0:0"}}},
 			[]string{"spec.external.nodes: every entry must be host:port with a port from 1 to 65535"}},
+		{"tls with a CA from a Secret, a server name and an ACL user", withTLS(&presencev1alpha1.RedisTLS{
+			Enabled: true, ServerName: "redis.example.internal",
+			CARef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "redis-tls", Key: "ca.crt"}},
+		}, "presence"), nil},
+		{"tls with a CA from a ConfigMap", withTLS(&presencev1alpha1.RedisTLS{
+			Enabled: true, CARef: &presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "bundle", Key: "ca.pem"}},
+		}, ""), nil},
+		{"tls skipping verification", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, InsecureSkipVerify: true}, ""), nil},
+		{"tls CA from both a Secret and a ConfigMap", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{
+			SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a", Key: "ca.crt"}, ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "b", Key: "ca.crt"},
+		}}, ""), []string{"spec.tls.caRef", "give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"tls CA from neither", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{}}, ""),
+			[]string{"spec.tls.caRef", "give exactly one of secretKeyRef and configMapKeyRef"}},
+		{"tls CA without a key", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, CARef: &presencev1alpha1.KeySourceRef{
+			SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a"}}}, ""), []string{"spec.tls.caRef.secretKeyRef.key"}},
+		{"tls settings while disabled", withTLS(&presencev1alpha1.RedisTLS{ServerName: "redis.example.internal"}, ""),
+			[]string{"spec.tls: caRef, serverName and insecureSkipVerify need enabled: true"}},
+		{"tls skipping verification with a CA", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, InsecureSkipVerify: true,
+			CARef: &presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "a", Key: "ca.crt"}}}, ""),
+			[]string{"spec.tls: insecureSkipVerify verifies no certificate"}},
+		{"tls server name with a port", withTLS(&presencev1alpha1.RedisTLS{Enabled: true, ServerName: "redis:6379"}, ""),
+			[]string{"spec.tls.serverName"}},
+		{"ACL user with a space", withTLS(nil, "two words"), []string{"spec.auth.username"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,6 +315,19 @@ func TestRedisClusterValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withTLS is a valid RedisCluster spec with spec.tls and, unless empty,
+// spec.auth.username.
+func withTLS(tls *presencev1alpha1.RedisTLS, username string) presencev1alpha1.RedisClusterSpec {
+	s := presencev1alpha1.RedisClusterSpec{
+		External: &presencev1alpha1.ExternalRedisCluster{Nodes: []string{"redis-0.redis:6379"}},
+		TLS:      tls,
+	}
+	if username != "" {
+		s.Auth = &presencev1alpha1.RedisAuth{SecretRef: presencev1alpha1.LocalRef{Name: "auth"}, Username: username}
+	}
+	return s
 }
 
 func TestScaleSubresourceSchema(t *testing.T) {

@@ -63,8 +63,10 @@ func newStore(cfg config.Config, opts presence.Options, reg prometheus.Registere
 		Nodes: cfg.RedisNodes, NodesFile: cfg.RedisNodesFile,
 		Username: cfg.RedisUsername, UsernameFile: cfg.RedisUsernameFile,
 		Password: cfg.RedisPassword, PasswordFile: cfg.RedisPasswordFile,
-		TLS: cfg.RedisTLS, TLSCAFile: cfg.RedisTLSCAFile, ReplicaName: host,
-		Metrics: redisstore.NewMetrics(reg),
+		TLS: cfg.RedisTLS, TLSCAFile: cfg.RedisTLSCAFile,
+		TLSServerName: cfg.RedisTLSServerName, TLSInsecureSkipVerify: cfg.RedisTLSInsecureSkipVerify,
+		ReplicaName: host,
+		Metrics:     redisstore.NewMetrics(reg),
 	}
 	if c.NodesFile != "" {
 		c.Nodes = nil // the file is read by the store, and re-read

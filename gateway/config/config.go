@@ -44,7 +44,12 @@ type Config struct {
 	RedisPassword     string // from REDIS_PASSWORD
 	RedisPasswordFile string // re-read when it changes
 	RedisTLS          bool
-	RedisTLSCAFile    string
+	RedisTLSCAFile    string // re-read when it changes
+	// RedisTLSServerName, when set, is the name every node's certificate
+	// is verified against instead of the host dialled.
+	RedisTLSServerName string
+	// RedisTLSInsecureSkipVerify accepts any certificate: for tests only.
+	RedisTLSInsecureSkipVerify bool
 
 	MaxPayloadBytes   int64
 	PresenceTTL       time.Duration
@@ -118,7 +123,7 @@ var settings = []setting{
 		c.RedisNodesFile = v
 		return nil
 	}},
-	{"REDIS_USERNAME", "redis-username", "", "Redis ACL user", func(c *Config, v string) error {
+	{EnvRedisUsername, "redis-username", "", "Redis ACL user (Redis 6+; empty: the default user)", func(c *Config, v string) error {
 		c.RedisUsername = v
 		return nil
 	}},
@@ -152,11 +157,11 @@ var settings = []setting{
 		c.RedisPasswordFile = v
 		return nil
 	}},
-	{"REDIS_TLS", "redis-tls", "false", "TLS to Redis", func(c *Config, v string) (err error) {
+	{EnvRedisTLS, "redis-tls", "false", "TLS to Redis (every node, the tls-port)", func(c *Config, v string) (err error) {
 		c.RedisTLS, err = parseBool(v)
 		return
 	}},
-	{"REDIS_TLS_CA_FILE", "redis-tls-ca-file", "", "CA bundle to verify Redis with (default: system roots)", func(c *Config, v string) error {
+	{EnvRedisTLSCAFile, "redis-tls-ca-file", "", "PEM CA bundle to verify Redis with (a mounted Secret or ConfigMap), re-read when it changes (default: system roots)", func(c *Config, v string) error {
 		if v != "" {
 			if _, err := os.Stat(v); err != nil {
 				return err
@@ -164,6 +169,17 @@ var settings = []setting{
 		}
 		c.RedisTLSCAFile = v
 		return nil
+	}},
+	{EnvRedisTLSServerName, "redis-tls-server-name", "", "name every Redis node's certificate is verified against (default: the host dialled, often an IP the node announces)", func(c *Config, v string) error {
+		if strings.ContainsAny(v, ":/ ") {
+			return errors.New("a host name, without port or scheme")
+		}
+		c.RedisTLSServerName = v
+		return nil
+	}},
+	{EnvRedisTLSInsecureSkipVerify, "redis-tls-insecure-skip-verify", "false", "accept any certificate from Redis (encrypted, not authenticated): for tests only", func(c *Config, v string) (err error) {
+		c.RedisTLSInsecureSkipVerify, err = parseBool(v)
+		return
 	}},
 	{"WS_MAX_PAYLOAD_BYTES", "ws-max-payload-bytes", "4096", "largest client frame; bigger ones close with 1009", func(c *Config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -353,6 +369,19 @@ func (c *Config) check() error {
 	if c.IdleTimeout < 2*c.HeartbeatInterval {
 		return fmt.Errorf("IDLE_TIMEOUT=%s must be at least twice HEARTBEAT_INTERVAL=%s: clients are told to ping every heartbeat, and one late ping must not cut them",
 			c.IdleTimeout, c.HeartbeatInterval)
+	}
+	if !c.RedisTLS {
+		for _, s := range []struct {
+			name string
+			set  bool
+		}{{EnvRedisTLSCAFile, c.RedisTLSCAFile != ""}, {EnvRedisTLSServerName, c.RedisTLSServerName != ""}, {EnvRedisTLSInsecureSkipVerify, c.RedisTLSInsecureSkipVerify}} {
+			if s.set {
+				return fmt.Errorf("%s is set but REDIS_TLS is false: set REDIS_TLS=true to use TLS to Redis", s.name)
+			}
+		}
+	}
+	if c.RedisTLSInsecureSkipVerify && c.RedisTLSCAFile != "" {
+		return fmt.Errorf("%s and %s are both set: skipping verification ignores the CA, set one of them", EnvRedisTLSInsecureSkipVerify, EnvRedisTLSCAFile)
 	}
 	if c.WSPort == c.MetricsPort {
 		return fmt.Errorf("WS_PORT and METRICS_PORT are both %d; /metrics needs its own port", c.WSPort)

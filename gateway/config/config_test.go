@@ -113,6 +113,49 @@ func TestRedisFiles(t *testing.T) {
 	}
 }
 
+// The TLS settings the operator derives from a RedisCluster's spec.tls:
+// the CA file (a mounted Secret or ConfigMap key), the server name and the
+// test-only skip; each needs REDIS_TLS, and skipping verification excludes
+// a CA.
+func TestRedisTLS(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(nil, env(map[string]string{
+		EnvRedisTLS: "true", EnvRedisTLSCAFile: ca, EnvRedisTLSServerName: "redis.example.internal",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RedisTLS || c.RedisTLSCAFile != ca || c.RedisTLSServerName != "redis.example.internal" || c.RedisTLSInsecureSkipVerify {
+		t.Fatalf("redis TLS settings: %+v", c)
+	}
+	c, err = Load([]string{"--redis-tls", "true", "--redis-tls-insecure-skip-verify", "true"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RedisTLS || !c.RedisTLSInsecureSkipVerify {
+		t.Fatalf("flags: %+v", c)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{EnvRedisTLSCAFile: ca}, "REDIS_TLS_CA_FILE is set but REDIS_TLS is false: set REDIS_TLS=true to use TLS to Redis"},
+		{map[string]string{EnvRedisTLSServerName: "redis"}, "REDIS_TLS_SERVER_NAME is set but REDIS_TLS is false: set REDIS_TLS=true to use TLS to Redis"},
+		{map[string]string{EnvRedisTLSInsecureSkipVerify: "true"}, "REDIS_TLS_INSECURE_SKIP_VERIFY is set but REDIS_TLS is false: set REDIS_TLS=true to use TLS to Redis"},
+		{map[string]string{EnvRedisTLS: "true", EnvRedisTLSInsecureSkipVerify: "true", EnvRedisTLSCAFile: ca},
+			"REDIS_TLS_INSECURE_SKIP_VERIFY and REDIS_TLS_CA_FILE are both set: skipping verification ignores the CA, set one of them"},
+		{map[string]string{EnvRedisTLS: "true", EnvRedisTLSServerName: "redis:6379"}, `REDIS_TLS_SERVER_NAME="redis:6379": a host name, without port or scheme`},
+		{map[string]string{EnvRedisTLS: "true", EnvRedisTLSInsecureSkipVerify: "yes please"}, `REDIS_TLS_INSECURE_SKIP_VERIFY="yes please": not a boolean (true or false)`},
+	} {
+		if _, err := Load(nil, env(tc.env), io.Discard); err == nil || err.Error() != tc.want {
+			t.Errorf("Load(%v) error = %v\nwant %s", tc.env, err, tc.want)
+		}
+	}
+}
+
 func TestBadValues(t *testing.T) {
 	tests := []struct {
 		env  map[string]string

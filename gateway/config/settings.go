@@ -11,15 +11,23 @@ const (
 	EnvWSPort            = "WS_PORT"
 	EnvMetricsPort       = "METRICS_PORT"
 	EnvRedisNodesFile    = "REDIS_NODES_FILE"
+	EnvRedisUsername     = "REDIS_USERNAME"
 	EnvRedisUsernameFile = "REDIS_USERNAME_FILE"
 	EnvRedisPasswordFile = "REDIS_PASSWORD_FILE"
-	EnvMaxPayloadBytes   = "WS_MAX_PAYLOAD_BYTES"
-	EnvPresenceTTL       = "PRESENCE_TTL"
-	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
-	EnvMaxConnections    = "MAX_CONNECTIONS"
-	EnvShutdownGrace     = "SHUTDOWN_GRACE"
-	EnvAllowedOrigins    = "ALLOWED_ORIGINS"
-	EnvAuthJWTSecretFile = "AUTH_JWT_SECRET_FILE"
+	EnvRedisTLS          = "REDIS_TLS"
+	EnvRedisTLSCAFile    = "REDIS_TLS_CA_FILE"
+	// EnvRedisTLSServerName is the name every node's certificate is
+	// verified against, instead of the host dialled.
+	EnvRedisTLSServerName = "REDIS_TLS_SERVER_NAME"
+	// EnvRedisTLSInsecureSkipVerify accepts any certificate (tests only).
+	EnvRedisTLSInsecureSkipVerify = "REDIS_TLS_INSECURE_SKIP_VERIFY"
+	EnvMaxPayloadBytes            = "WS_MAX_PAYLOAD_BYTES"
+	EnvPresenceTTL                = "PRESENCE_TTL"
+	EnvHeartbeatInterval          = "HEARTBEAT_INTERVAL"
+	EnvMaxConnections             = "MAX_CONNECTIONS"
+	EnvShutdownGrace              = "SHUTDOWN_GRACE"
+	EnvAllowedOrigins             = "ALLOWED_ORIGINS"
+	EnvAuthJWTSecretFile          = "AUTH_JWT_SECRET_FILE"
 	// EnvAuthJWTPublicKeyFile, EnvAuthJWTJWKSURL: the other two key sources.
 	EnvAuthJWTPublicKeyFile = "AUTH_JWT_PUBLIC_KEY_FILE"
 	EnvAuthJWTJWKSURL       = "AUTH_JWT_JWKS_URL"
@@ -49,10 +57,11 @@ const (
 // operator sets no other.
 //
 // What may change while pods run (the Redis seed nodes, the Redis
-// credentials, the JWT secret or public key) is given as files the gateway re-reads, so
-// that a change needs no restart.
+// credentials, the Redis CA bundle, the JWT secret or public key) is given
+// as files the gateway re-reads, so that a change needs no restart.
 var OperatorSettings = []string{
-	EnvWSPort, EnvMetricsPort, EnvRedisNodesFile, EnvRedisUsernameFile, EnvRedisPasswordFile,
+	EnvWSPort, EnvMetricsPort, EnvRedisNodesFile, EnvRedisUsername, EnvRedisUsernameFile, EnvRedisPasswordFile,
+	EnvRedisTLS, EnvRedisTLSCAFile, EnvRedisTLSServerName, EnvRedisTLSInsecureSkipVerify,
 	EnvMaxPayloadBytes, EnvPresenceTTL, EnvHeartbeatInterval, EnvMaxConnections,
 	EnvShutdownGrace, EnvAllowedOrigins, EnvAuthJWTSecretFile, EnvAuthJWTPublicKeyFile,
 	EnvAuthJWTJWKSURL, EnvAuthJWTAudience, EnvAuthJWTIssuer, EnvAuthRequireWatchClaim,

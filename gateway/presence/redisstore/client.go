@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"slices"
 	"strings"
@@ -92,12 +91,11 @@ func parseSeeds(b []byte) ([]string, error) {
 }
 
 // clusterOptions are the go-redis options of a client bootstrapped from
-// seeds.
-func clusterOptions(seeds []string, tlsConfig *tls.Config, creds *credentialFiles) *redis.ClusterOptions {
-	return &redis.ClusterOptions{
+// seeds; tlsSet is nil without TLS.
+func clusterOptions(seeds []string, tlsSet *tlsSettings, creds *credentialFiles) *redis.ClusterOptions {
+	o := &redis.ClusterOptions{
 		Addrs:                      slices.Clone(seeds),
 		CredentialsProviderContext: creds.get,
-		TLSConfig:                  tlsConfig,
 		// Fail fast while Redis is away: callers (upgrades, the heartbeat)
 		// retry on their own schedule, and nothing piles up behind a dead node.
 		DialTimeout:           time.Second,
@@ -108,6 +106,13 @@ func clusterOptions(seeds []string, tlsConfig *tls.Config, creds *credentialFile
 		MaxRedirects:          4,
 		PoolTimeout:           2 * time.Second,
 	}
+	if tlsSet != nil {
+		// Our dialer makes each connection's TLS configuration (the CA file
+		// of now); TLSConfig only tells go-redis the connections are TLS.
+		o.Dialer = tlsSet.dialer(o.DialTimeout)
+		o.TLSConfig = tlsSet.forAddr("")
+	}
+	return o
 }
 
 // client is the cluster client of now (see reseed).
@@ -138,7 +143,7 @@ func (s *Store) reseed(ctx context.Context) {
 	if sameNodes(seeds, s.seedsFailed) && time.Since(s.seedsFailedAt) < s.opts.Heartbeat {
 		return // retried once per heartbeat
 	}
-	next := redis.NewClusterClient(clusterOptions(seeds, s.tlsConfig, s.creds))
+	next := redis.NewClusterClient(clusterOptions(seeds, s.tls, s.creds))
 	pctx, cancel := context.WithTimeout(ctx, max(s.opts.Heartbeat, 2*time.Second))
 	err := next.Ping(pctx).Err() // loads the slot map from the new seeds
 	cancel()

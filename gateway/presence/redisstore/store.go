@@ -4,14 +4,11 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,9 +44,15 @@ type Config struct {
 	// at most (filewatch.DefaultEvery when zero).
 	FileCheckInterval time.Duration
 	// TLS turns on TLS to every node; TLSCAFile (optional) is a PEM bundle
-	// of the CAs to trust instead of the system roots.
-	TLS       bool
-	TLSCAFile string
+	// of the CAs to trust instead of the system roots, re-read when it
+	// changes (checked like the credential files); TLSServerName, when
+	// set, is the name every node's certificate is verified against
+	// instead of the host dialled; TLSInsecureSkipVerify accepts any
+	// certificate (tests only).
+	TLS                   bool
+	TLSCAFile             string
+	TLSServerName         string
+	TLSInsecureSkipVerify bool
 	// Namespace prefixes every key and channel ("presence" when empty).
 	// Replicas that share presence must use the same one.
 	Namespace string
@@ -82,7 +85,7 @@ type Store struct {
 	cc   atomic.Pointer[redis.ClusterClient] // see client() and reseed
 	sub  *shardsub.Client
 
-	tlsConfig *tls.Config
+	tls       *tlsSettings // nil: no TLS
 	creds     *credentialFiles
 	seedsFile *filewatch.File[[]string] // nil: the seeds are Config.Nodes
 	// Written by Run's goroutine (and New) under mu:
@@ -171,29 +174,18 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	var tlsConfig *tls.Config
-	if cfg.TLS {
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("redisstore: REDIS_TLS_CA_FILE: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("redisstore: REDIS_TLS_CA_FILE %q: no PEM certificate in it", cfg.TLSCAFile)
-			}
-			tlsConfig.RootCAs = pool
-		}
+	tlsSet, err := newTLSSettings(cfg, fo)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	cc := redis.NewClusterClient(clusterOptions(nodes, tlsConfig, creds))
+	cc := redis.NewClusterClient(clusterOptions(nodes, tlsSet, creds))
 	s := &Store{
 		cfg: cfg, opts: opts, m: cfg.Metrics, pm: opts.Metrics, log: log, now: now,
-		tlsConfig: tlsConfig, creds: creds, seedsFile: seedsFile, seeds: nodes,
+		tls: tlsSet, creds: creds, seedsFile: seedsFile, seeds: nodes,
 		seed:    maphash.MakeSeed(),
 		keys:    keyspace(cmp.Or(cfg.Namespace, "presence")),
 		users:   map[string]*localUser{},
@@ -201,7 +193,7 @@ func New(cfg Config, opts presence.Options) (*Store, error) {
 		retries: map[presence.Conn]struct{}{},
 	}
 	sub, err := shardsub.New(shardsub.Options{
-		Router: shardsub.ClusterRouter{Client: s.client}, TLSConfig: tlsConfig,
+		Router: shardsub.ClusterRouter{Client: s.client}, TLS: s.tlsFor(),
 		Credentials: creds.get, Logger: s.log,
 		OnMessage: s.onMessage, OnResync: s.onResync,
 		OnCoalesced: func(n int) { s.m.EventsCoalescedTotal.Add(float64(n)) },

@@ -50,15 +50,30 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 	if len(spec.Websocket.AllowedOrigins) > 0 {
 		env = append(env, corev1.EnvVar{Name: gwconfig.EnvAllowedOrigins, Value: strings.Join(spec.Websocket.AllowedOrigins, ",")})
 	}
-	if deps.Redis.Spec.Auth != nil {
-		// Both from the mounted Secret, re-read when they change: no
+	if auth := deps.Redis.Spec.Auth; auth != nil {
+		// The password from the mounted Secret, re-read when it changes: no
 		// credential in the Deployment or the process environment, and a
-		// rotation needs no restart. The username key is optional (no file:
-		// the default user).
-		env = append(env,
-			corev1.EnvVar{Name: gwconfig.EnvRedisUsernameFile, Value: redisAuthMountPath + "/" + SecretKeyUsername},
-			corev1.EnvVar{Name: gwconfig.EnvRedisPasswordFile, Value: redisAuthMountPath + "/" + SecretKeyPassword},
-		)
+		// rotation needs no restart. The user is spec.auth.username (not a
+		// secret), or else the Secret's optional username key (no file:
+		// the default user); the reconciler refuses both at once.
+		if auth.Username != "" {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisUsername, Value: auth.Username})
+		} else {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisUsernameFile, Value: redisAuthMountPath + "/" + SecretKeyUsername})
+		}
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisPasswordFile, Value: redisAuthMountPath + "/" + SecretKeyPassword})
+	}
+	if t := deps.Redis.Spec.TLS; t != nil && t.Enabled {
+		env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisTLS, Value: "true"})
+		if t.CARef != nil {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisTLSCAFile, Value: redisCAMountPath + "/" + redisCAFileName})
+		}
+		if t.ServerName != "" {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisTLSServerName, Value: t.ServerName})
+		}
+		if t.InsecureSkipVerify {
+			env = append(env, corev1.EnvVar{Name: gwconfig.EnvRedisTLSInsecureSkipVerify, Value: "true"})
+		}
 	}
 	if a := spec.Auth; a != nil {
 		// One key source (CEL allows no more), then the claim rules, which
@@ -84,6 +99,30 @@ func Env(gw *presencev1alpha1.PresenceGateway, deps Deps) []corev1.EnvVar {
 	return append(env, spec.Env...)
 }
 
+// redisCAVolumeSource is the volume of the RedisCluster's spec.tls.caRef
+// (its one key as redisCAFileName), nil without one.
+func redisCAVolumeSource(rc *presencev1alpha1.RedisCluster) *corev1.VolumeSource {
+	t := rc.Spec.TLS
+	if t == nil || !t.Enabled || t.CARef == nil {
+		return nil
+	}
+	if ref := t.CARef.SecretKeyRef; ref != nil {
+		return &corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  ref.Name,
+			Items:       []corev1.KeyToPath{{Key: ref.Key, Path: redisCAFileName}},
+			DefaultMode: ptr.To[int32](0o444),
+		}}
+	}
+	if ref := t.CARef.ConfigMapKeyRef; ref != nil {
+		return &corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name},
+			Items:                []corev1.KeyToPath{{Key: ref.Key, Path: redisCAFileName}},
+			DefaultMode:          ptr.To[int32](0o444),
+		}}
+	}
+	return nil
+}
+
 // Deployment renders the gateway Deployment of gw.
 func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *appsv1.Deployment {
 	spec := gw.Spec
@@ -103,7 +142,7 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 	})
 
 	// What may change while the pods run (the seed nodes, the Redis
-	// credentials, the JWT secret) is mounted as whole volumes, never with
+	// credentials, the Redis CA, the JWT secret) is mounted as whole volumes, never with
 	// subPath: the kubelet then updates the files in place, the gateway
 	// re-reads them, and a change needs no new pod template, so no restart.
 	volumes := []corev1.Volume{
@@ -123,6 +162,12 @@ func Deployment(gw *presencev1alpha1.PresenceGateway, deps Deps, image string) *
 			DefaultMode: ptr.To[int32](0o440),
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: redisAuthVolume, MountPath: redisAuthMountPath, ReadOnly: true})
+	}
+	if v := redisCAVolumeSource(deps.Redis); v != nil {
+		// Only the CA's key, as a fixed file name; re-read by the gateway
+		// when the kubelet updates it (a CA rotation needs no restart).
+		volumes = append(volumes, corev1.Volume{Name: redisCAVolume, VolumeSource: *v})
+		mounts = append(mounts, corev1.VolumeMount{Name: redisCAVolume, MountPath: redisCAMountPath, ReadOnly: true})
 	}
 	if spec.Auth != nil && spec.Auth.JWTSecretRef != nil {
 		// Only the key the spec names, as a fixed file name.

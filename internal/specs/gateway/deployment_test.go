@@ -5,6 +5,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -216,8 +217,90 @@ func TestEnvNamesAreGatewaySettings(t *testing.T) {
 		gw.Spec.Websocket = presencev1alpha1.WebsocketSpec{MaxConnectionsPerPod: ptr.To[int32](10), AllowedOrigins: []string{"https://a.example"}}
 		gw.Spec.Auth = &presencev1alpha1.AuthSpec{JWTSecretRef: &presencev1alpha1.SecretKeyRef{Name: "jwt"}, RequireWatchClaim: true}
 	})
-	for _, e := range Deployment(gw, testDeps(withAuth), "img:1").Spec.Template.Spec.Containers[0].Env {
-		g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
+	for _, deps := range []func(*Deps){withAuth, withTLSAndUser(&presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "ca", Key: "ca.crt"}}, "redis.example.internal", false),
+		withTLSAndUser(nil, "", true)} {
+		for _, e := range Deployment(gw, testDeps(deps), "img:1").Spec.Template.Spec.Containers[0].Env {
+			g.Expect(gwconfig.OperatorSettings).To(ContainElement(e.Name), "the operator sets %s, which gateway/config does not list", e.Name)
+		}
+	}
+}
+
+// withTLSAndUser gives the RedisCluster spec.tls (with ca, serverName and
+// skip) and an ACL user in spec.auth.username.
+func withTLSAndUser(ca *presencev1alpha1.KeySourceRef, serverName string, skip bool) func(*Deps) {
+	return func(d *Deps) {
+		withAuth(d)
+		delete(d.RedisAuth.Data, "username")
+		d.Redis.Spec.Auth.Username = "presence"
+		d.Redis.Spec.TLS = &presencev1alpha1.RedisTLS{Enabled: true, CARef: ca, ServerName: serverName, InsecureSkipVerify: skip}
+	}
+}
+
+// TestDeploymentRedisTLS: spec.tls reaches the pods as REDIS_TLS and the
+// server name settings, and its CA (from a Secret or a ConfigMap) as one
+// mounted file, a whole volume with one item (no subPath, so the kubelet
+// updates it and the gateway re-reads it); spec.auth.username is
+// REDIS_USERNAME, in place of the Secret's username file.
+func TestDeploymentRedisTLS(t *testing.T) {
+	tests := []struct {
+		name       string
+		deps       func(*Deps)
+		wantEnv    map[string]string
+		absent     []string
+		wantVolume types.GomegaMatcher // nil: no CA volume
+	}{
+		{
+			name: "CA from a Secret, server name, ACL user",
+			deps: withTLSAndUser(&presencev1alpha1.KeySourceRef{SecretKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "redis-tls", Key: "ca.crt"}}, "redis.example.internal", false),
+			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/presence/redis-tls/ca.crt",
+				"REDIS_TLS_SERVER_NAME": "redis.example.internal", "REDIS_USERNAME": "presence", "REDIS_PASSWORD_FILE": "/etc/presence/redis/password"},
+			absent: []string{"REDIS_TLS_INSECURE_SKIP_VERIFY", "REDIS_USERNAME_FILE"},
+			wantVolume: And(HaveField("VolumeSource.Secret.SecretName", "redis-tls"),
+				HaveField("VolumeSource.Secret.Items", Equal([]corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}))),
+		},
+		{
+			name:    "CA from a ConfigMap",
+			deps:    withTLSAndUser(&presencev1alpha1.KeySourceRef{ConfigMapKeyRef: &presencev1alpha1.ObjectKeyRef{Name: "bundle", Key: "root-certs.pem"}}, "", false),
+			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/presence/redis-tls/ca.crt"},
+			absent:  []string{"REDIS_TLS_INSECURE_SKIP_VERIFY", "REDIS_TLS_SERVER_NAME"},
+			wantVolume: And(HaveField("VolumeSource.ConfigMap.Name", "bundle"),
+				HaveField("VolumeSource.ConfigMap.Items", Equal([]corev1.KeyToPath{{Key: "root-certs.pem", Path: "ca.crt"}}))),
+		},
+		{
+			name:    "skip verification (tests only)",
+			deps:    withTLSAndUser(nil, "", true),
+			wantEnv: map[string]string{"REDIS_TLS": "true", "REDIS_TLS_INSECURE_SKIP_VERIFY": "true"},
+			absent:  []string{"REDIS_TLS_CA_FILE", "REDIS_TLS_SERVER_NAME"},
+		},
+		{
+			name: "disabled",
+			deps: func(d *Deps) {
+				d.Redis.Spec.TLS = &presencev1alpha1.RedisTLS{Enabled: false}
+			},
+			absent: []string{"REDIS_TLS", "REDIS_TLS_CA_FILE", "REDIS_TLS_SERVER_NAME", "REDIS_TLS_INSECURE_SKIP_VERIFY"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			dep := Deployment(testGateway(nil), testDeps(tt.deps), "img:1")
+			pod := dep.Spec.Template.Spec
+			env := envMap(pod.Containers[0].Env)
+			for k, v := range tt.wantEnv {
+				g.Expect(env).To(HaveKey(k))
+				g.Expect(env[k].Value).To(Equal(v), k)
+			}
+			for _, k := range tt.absent {
+				g.Expect(env).NotTo(HaveKey(k))
+			}
+			if tt.wantVolume == nil {
+				g.Expect(pod.Volumes).NotTo(ContainElement(HaveField("Name", "redis-tls-ca")))
+				return
+			}
+			g.Expect(pod.Volumes).To(ContainElement(And(HaveField("Name", "redis-tls-ca"), tt.wantVolume)))
+			g.Expect(pod.Containers[0].VolumeMounts).To(ContainElement(And(HaveField("Name", "redis-tls-ca"),
+				HaveField("MountPath", "/etc/presence/redis-tls"), HaveField("ReadOnly", true), HaveField("SubPath", ""))))
+		})
 	}
 }
 

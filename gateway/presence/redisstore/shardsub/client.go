@@ -19,9 +19,10 @@ import (
 type Options struct {
 	// Router finds a channel's master. Required.
 	Router Router
-	// TLSConfig, when set, makes every connection TLS (ServerName defaults
-	// to the node's host).
-	TLSConfig *tls.Config
+	// TLS, when set, makes every connection TLS with the configuration it
+	// returns for the node's address. It is asked at every dial, so a
+	// rotated CA is used from the next connection on.
+	TLS func(addr string) *tls.Config
 	// Credentials, when set, gives the username and password of each new
 	// connection (AUTH; no AUTH when both are empty). It is asked at every
 	// dial, so a rotated password is used from the next connection on.
@@ -62,7 +63,7 @@ var routeBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jit
 // connection per master node. See the package doc.
 type Client struct {
 	router    Router
-	tlsConfig *tls.Config
+	tlsFor    func(addr string) *tls.Config
 	creds     func(ctx context.Context) (username, password string, err error)
 	log       *slog.Logger
 	onMessage func(channel, payload string)
@@ -108,7 +109,7 @@ func New(o Options) (*Client, error) {
 		o.Backoff = DefaultRepairBackoff
 	}
 	return &Client{
-		router: o.Router, tlsConfig: o.TLSConfig, creds: o.Credentials, log: o.Logger,
+		router: o.Router, tlsFor: o.TLS, creds: o.Credentials, log: o.Logger,
 		onMessage: o.OnMessage, onResync: o.OnResync, onCoal: o.OnCoalesced, queueLen: o.QueueLen, backoff: o.Backoff,
 		want:  map[string]string{},
 		conns: map[string]*subConn{},
@@ -271,14 +272,8 @@ func (s *Client) dial(ctx context.Context, addr string) (*subConn, error) {
 	defer cancel()
 	var nc net.Conn
 	var err error
-	if s.tlsConfig != nil {
-		cfg := s.tlsConfig.Clone()
-		if cfg.ServerName == "" {
-			if host, _, herr := net.SplitHostPort(addr); herr == nil {
-				cfg.ServerName = host
-			}
-		}
-		d := tls.Dialer{Config: cfg}
+	if s.tlsFor != nil {
+		d := tls.Dialer{Config: s.tlsFor(addr)}
 		nc, err = d.DialContext(ctx, "tcp", addr)
 	} else {
 		var d net.Dialer
