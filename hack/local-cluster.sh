@@ -280,6 +280,7 @@ up() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$DIR/pki/sa.pub" --service-account-signing-key-file="$DIR/pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
+    --enable-aggregator-routing=true \
     --profiling=false --v=1
   wait_for kube-apiserver "kube-apiserver on https://127.0.0.1:$APISERVER_PORT" api_ready
 

@@ -447,6 +447,92 @@ check_data_path() {
     -restart-pidfile "$E2E_DIR/gateway-1.pid" -restart-cmd "$(run_pod_cmd 1)"
 }
 
+# check_hpa_on_connections: the HPA of spec.autoscaling.targetConnectionsPerPod,
+# computed by the real kube-controller-manager from the gateways' real
+# connection gauge. There is no Prometheus here: e2etool metrics-adapter
+# serves custom.metrics.k8s.io (an APIService the aggregator routes to its
+# endpoint, a non-loopback address of this machine), each kwok pod's value
+# being one of the two gateway processes' presence_gateway_connections.
+check_hpa_on_connections() {
+  step "the HPA scales the gateways on their connection gauge (custom metrics API)"
+  local ip port
+  ip="$(ip -4 -o addr show scope global | awk '{sub(/\/.*/, "", $4); print $4; exit}')"
+  [[ -n "$ip" ]] || die "no non-loopback IPv4 address: the custom metrics APIService needs one (EndpointSlices refuse loopback)"
+  port="$(free_port 19443)"
+  "$E2ETOOL" metrics-adapter -listen "$ip:$port" -kubeconfig "$KUBECONFIG" \
+    -gateway-metrics "http://127.0.0.1:$METRICS_PORT_1/metrics,http://127.0.0.1:$METRICS_PORT_2/metrics" \
+    -pidfile "$E2E_DIR/metrics-adapter.pid" >"$E2E_DIR/metrics-adapter.log" 2>&1 &
+  poll "metrics-adapter on $ip:$port" 20 curl -fsSk "https://$ip:$port/healthz"
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: e2e-custom-metrics, namespace: $NS}
+spec:
+  ports: [{name: https, port: 443, targetPort: $port}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: e2e-custom-metrics
+  namespace: $NS
+  labels: {kubernetes.io/service-name: e2e-custom-metrics}
+addressType: IPv4
+ports: [{name: https, port: $port, protocol: TCP}]
+endpoints: [{addresses: ["$ip"], conditions: {ready: true}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: e2e-custom-metrics, namespace: $NS}
+subsets: [{addresses: [{ip: "$ip"}], ports: [{name: https, port: $port}]}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta2.custom.metrics.k8s.io}
+spec:
+  group: custom.metrics.k8s.io
+  version: v1beta2
+  service: {namespace: $NS, name: e2e-custom-metrics, port: 443}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+YAML
+  wait_condition Available apiservice/v1beta2.custom.metrics.k8s.io
+  poll "the custom metrics API through the aggregator" 30 k get --raw "/apis/custom.metrics.k8s.io/v1beta2/namespaces/$NS/pods/*/presence_gateway_connections"
+  ok "custom.metrics.k8s.io/v1beta2 served through the API server"
+
+  "$E2ETOOL" hold -n 40 -gateways "http://127.0.0.1:$GW_PORT_1,http://127.0.0.1:$GW_PORT_2" \
+    -pidfile "$E2E_DIR/hold.pid" >"$E2E_DIR/hold.log" 2>&1 &
+  poll "40 connections held open" 30 grep -q 'connections open' "$E2E_DIR/hold.log"
+  ok "$(cat "$E2E_DIR/hold.log")"
+
+  # 20 connections per gateway against a target of 5 per pod: the HPA
+  # wants 8 pods and is capped at maxReplicas.
+  k patch -n "$NS" "pgw/$PGW" --type=merge -p '{"spec":{"replicas":2,"autoscaling":{"minReplicas":2,"maxReplicas":4,"targetConnectionsPerPod":5}}}'
+  poll "hpa/$PGW" 60 k get -n "$NS" "hpa/$PGW"
+  poll "the HPA to scale deploy/$PGW to 4 on connections" 120 \
+    bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.replicas}')\" == 4 ]]"
+  expect_eq "HPA's current value of $PGW's connections metric (per pod, of 40 over 2 gateways)" \
+    "$(jp "hpa/$PGW" '{.status.currentMetrics[0].pods.current.averageValue}')" "20"
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+  poll "pgw status.replicas = 4" 60 bash -c "[[ \"\$($KUBECTL get -n $NS pgw/$PGW -o jsonpath='{.status.replicas}')\" == 4 ]]"
+  poll "the Autoscaling condition from the HPA" 60 bash -c \
+    "[[ \"\$($KUBECTL get -n $NS pgw/$PGW -o jsonpath='{.status.conditions[?(@.type==\"Autoscaling\")].status}')\" == True ]]"
+  ok "deploy/$PGW scaled to 4 by the HPA on presence_gateway_connections; Autoscaling: $(jp "pgw/$PGW" '{.status.conditions[?(@.type=="Autoscaling")].reason}')"
+
+  stop hold "$E2ETOOL"
+  k patch -n "$NS" "pgw/$PGW" --type=merge -p '{"spec":{"autoscaling":null}}'
+  k wait -n "$NS" "hpa/$PGW" --for=delete --timeout=60s >/dev/null 2>&1 || true
+  # Back to spec.replicas, settled, before the next step counts generations.
+  poll "deploy/$PGW back to spec.replicas (2)" 60 \
+    bash -c "[[ \"\$($KUBECTL get -n $NS deploy/$PGW -o jsonpath='{.spec.replicas}')\" == 2 ]]"
+  k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
+  wait_condition Ready -n "$NS" "pgw/$PGW"
+  k delete apiservice v1beta2.custom.metrics.k8s.io --wait=false >/dev/null
+  k delete -n "$NS" service/e2e-custom-metrics endpointslice/e2e-custom-metrics endpoints/e2e-custom-metrics >/dev/null
+  stop metrics-adapter "$E2ETOOL"
+  ok "autoscaling removed, the custom metrics API gone"
+}
+
 check_deletion_cascades() {
   step "deleting the PresenceGateway deletes what it owns (garbage collector)"
   k delete -n "$NS" "pgw/$PGW" --wait=true --timeout=60s
@@ -463,6 +549,8 @@ check_deletion_cascades() {
 # --- teardown -------------------------------------------------------------------
 
 teardown() {
+  stop hold "$E2ETOOL"
+  stop metrics-adapter "$E2ETOOL"
   stop gateway-1 "$GATEWAY_BIN"
   stop gateway-2 "$GATEWAY_BIN"
   stop operator "$OPERATOR_BIN"
@@ -511,6 +599,7 @@ case "$MODE" in
     check_drift
     start_gateways
     check_data_path
+    check_hpa_on_connections
     check_redis_change_no_restart
     check_deletion_cascades
     echo

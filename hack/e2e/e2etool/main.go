@@ -33,6 +33,10 @@ func main() {
 		err = checkPresence(ctx, os.Args[2:])
 	case "browser":
 		err = checkBrowser(ctx, os.Args[2:])
+	case "metrics-adapter":
+		err = metricsAdapter(ctx, os.Args[2:])
+	case "hold":
+		err = hold(ctx, os.Args[2:])
 	default:
 		usage()
 	}
@@ -44,7 +48,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: e2etool run-pod|presence|browser [flags] (-h for a subcommand's flags)")
+	fmt.Fprintln(os.Stderr, "usage: e2etool run-pod|presence|browser|metrics-adapter|hold [flags] (-h for a subcommand's flags)")
 	os.Exit(2)
 }
 
