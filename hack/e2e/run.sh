@@ -528,7 +528,7 @@ YAML
   k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
   wait_condition Ready -n "$NS" "pgw/$PGW"
   k delete apiservice v1beta2.custom.metrics.k8s.io --wait=false >/dev/null
-  k delete -n "$NS" service/e2e-custom-metrics endpointslice/e2e-custom-metrics endpoints/e2e-custom-metrics >/dev/null
+  k delete -n "$NS" --ignore-not-found service/e2e-custom-metrics endpointslice/e2e-custom-metrics endpoints/e2e-custom-metrics >/dev/null 2>&1
   stop metrics-adapter "$E2ETOOL"
   ok "autoscaling removed, the custom metrics API gone"
 }
