@@ -8,8 +8,10 @@
 #         names, as the README's quick start does, and a PresenceGateway,
 #         checked with kubectl; then the data path: two gateway processes
 #         started from the Deployment's own pod template and volumes, a
-#         WebSocket client and two /demo pages in headless Chromium; then a
-#         change of the RedisCluster's seeds, which must restart nothing.
+#         WebSocket client and two /demo pages in headless Chromium; an HPA
+#         that scales the gateways on their connection gauge, through a
+#         custom metrics API e2etool serves; then a change of the
+#         RedisCluster's seeds, which must restart nothing.
 #         Everything it started is stopped on exit, pass or fail.
 #   demo  the same environment, left running, and what to try with it.
 #   down  stop what `demo` left running.
@@ -480,11 +482,6 @@ addressType: IPv4
 ports: [{name: https, port: $port, protocol: TCP}]
 endpoints: [{addresses: ["$ip"], conditions: {ready: true}}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: e2e-custom-metrics, namespace: $NS}
-subsets: [{addresses: [{ip: "$ip"}], ports: [{name: https, port: $port}]}]
----
 apiVersion: apiregistration.k8s.io/v1
 kind: APIService
 metadata: {name: v1beta2.custom.metrics.k8s.io}
@@ -528,7 +525,7 @@ YAML
   k rollout status -n "$NS" "deploy/$PGW" --timeout="$WAIT"
   wait_condition Ready -n "$NS" "pgw/$PGW"
   k delete apiservice v1beta2.custom.metrics.k8s.io --wait=false >/dev/null
-  k delete -n "$NS" --ignore-not-found service/e2e-custom-metrics endpointslice/e2e-custom-metrics endpoints/e2e-custom-metrics >/dev/null 2>&1
+  k delete -n "$NS" --ignore-not-found service/e2e-custom-metrics endpointslice/e2e-custom-metrics >/dev/null
   stop metrics-adapter "$E2ETOOL"
   ok "autoscaling removed, the custom metrics API gone"
 }
