@@ -268,6 +268,9 @@ up() {
   [[ -z "$KUBE_API_QPS" ]] || rate+=(--kube-api-qps="$KUBE_API_QPS")
   [[ -z "$KUBE_API_BURST" ]] || rate+=(--kube-api-burst="$KUBE_API_BURST")
 
+  # --enable-aggregator-routing: an APIService (the e2e's custom metrics
+  # API) is reached at its Service's endpoint, since nothing here routes
+  # Service cluster IPs (no kube-proxy).
   start kube-apiserver \
     "${audit[@]}" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
