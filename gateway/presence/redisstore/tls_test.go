@@ -1,16 +1,8 @@
 package redisstore
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,41 +14,6 @@ import (
 	"github.com/presencekit/presence-operator/internal/redistest"
 )
 
-// writeTLSFiles writes a self-signed certificate for 127.0.0.1 as
-// cert.pem, key.pem and ca.pem (the certificate is its own CA).
-func writeTLSFiles(t *testing.T, dir string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "presencekit test redis"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, b := range map[string][]byte{
-		"cert.pem": cert, "ca.pem": cert,
-		"key.pem": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // The store over TLS (REDIS_TLS with REDIS_TLS_CA_FILE) with a password, on
 // a cluster of its own that speaks only TLS: commands, the scripts and the
 // sharded subscriptions (the subscriber's own TLS dial) all work; a store
@@ -64,7 +21,7 @@ func writeTLSFiles(t *testing.T, dir string) {
 func TestTLS(t *testing.T) {
 	testNodes(t)
 	dir := t.TempDir()
-	writeTLSFiles(t, dir)
+	redistest.WriteTLSFiles(t, dir)
 	base, err := redistest.FreeBase(clusterScript(), "PRESENCE_TEST_REDIS_TLS_BASE_PORT")
 	if err != nil {
 		t.Fatal(err)

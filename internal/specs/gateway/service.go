@@ -59,10 +59,6 @@ func Ingress(gw *presencev1alpha1.PresenceGateway) *networkingv1.Ingress {
 	if in == nil {
 		return nil
 	}
-	path := in.Path
-	if path == "" {
-		path = "/"
-	}
 	ing := &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        gw.Name,
@@ -76,7 +72,7 @@ func Ingress(gw *presencev1alpha1.PresenceGateway) *networkingv1.Ingress {
 				Host: in.Host,
 				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
 					Paths: []networkingv1.HTTPIngressPath{{
-						Path:     path,
+						Path:     routePath(in.Path),
 						PathType: ptr.To(networkingv1.PathTypePrefix),
 						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 							Name: gw.Name,
@@ -131,6 +127,9 @@ func HTTPRoute(gw *presencev1alpha1.PresenceGateway) *gatewayv1.HTTPRoute {
 	return route
 }
 
+// routePath is the path prefix of an Ingress or HTTPRoute: "/" when the
+// spec leaves it out (the API server defaults it, but objects built in
+// tests need not be).
 func routePath(p string) string {
 	if p == "" {
 		return "/"
@@ -155,13 +154,9 @@ func Endpoints(gw *presencev1alpha1.PresenceGateway, svc *corev1.Service, routeT
 		if in.TLSSecretName != "" {
 			scheme = "wss"
 		}
-		path := in.Path
-		if path == "" {
-			path = "/"
-		}
 		eps = append(eps, presencev1alpha1.GatewayEndpoint{
 			Scope: presencev1alpha1.EndpointScopeExternal, Via: presencev1alpha1.EndpointViaIngress,
-			URL: scheme + "://" + in.Host + path,
+			URL: scheme + "://" + in.Host + routePath(in.Path),
 		})
 	}
 	if hr := gw.Spec.HTTPRoute; hr != nil {
