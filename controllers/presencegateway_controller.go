@@ -336,11 +336,8 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 		return nil, nil, err
 	}
 	obs.service = svc
-	if ing := gwspecs.Ingress(gw); ing != nil {
-		if err := r.applyOne(ctx, a, gw, ing, &networkingv1.Ingress{}); err != nil {
-			return nil, nil, err
-		}
-	} else if err := r.deleteOwned(ctx, gw, "Ingress", &networkingv1.Ingress{}); err != nil {
+	ing := gwspecs.Ingress(gw)
+	if err := r.applyOrDelete(ctx, a, gw, ing != nil, ing, &networkingv1.Ingress{}); err != nil {
 		return nil, nil, err
 	}
 	if err := r.applyRoute(ctx, a, gw, obs); err != nil {
@@ -355,21 +352,30 @@ func (r *PresenceGatewayReconciler) applyAll(ctx context.Context, gw *presencev1
 	if err := r.applyOne(ctx, a, gw, gwspecs.MetricsService(gw), &corev1.Service{}); err != nil {
 		return nil, nil, err
 	}
-	if hpa := gwspecs.HPA(gw); hpa != nil {
-		if err := r.applyOne(ctx, a, gw, hpa, &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
-			return nil, nil, err
-		}
-	} else if err := r.deleteOwned(ctx, gw, "HorizontalPodAutoscaler", &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
+	hpa := gwspecs.HPA(gw)
+	if err := r.applyOrDelete(ctx, a, gw, hpa != nil, hpa, &autoscalingv2.HorizontalPodAutoscaler{}); err != nil {
 		return nil, nil, err
 	}
-	if pdb := gwspecs.PDB(gw); pdb != nil {
-		if err := r.applyOne(ctx, a, gw, pdb, &policyv1.PodDisruptionBudget{}); err != nil {
-			return nil, nil, err
-		}
-	} else if err := r.deleteOwned(ctx, gw, "PodDisruptionBudget", &policyv1.PodDisruptionBudget{}); err != nil {
+	pdb := gwspecs.PDB(gw)
+	if err := r.applyOrDelete(ctx, a, gw, pdb != nil, pdb, &policyv1.PodDisruptionBudget{}); err != nil {
 		return nil, nil, err
 	}
 	return dep, queued, nil
+}
+
+// applyOrDelete applies desired when want is set; otherwise it deletes the
+// object of live's kind named after gw, if gw controls it. It serves the
+// optional owned objects, which the spec adds and removes (an HPA, a PDB,
+// an Ingress...); desired is not read when want is false.
+func (r *PresenceGatewayReconciler) applyOrDelete(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, want bool, desired, live client.Object) error {
+	if want {
+		return r.applyOne(ctx, a, gw, desired, live)
+	}
+	kind, err := a.kind(live)
+	if err != nil {
+		return err
+	}
+	return r.deleteOwned(ctx, gw, kind, live)
 }
 
 // applyDeployment applies the gateway Deployment; live is the cached one
@@ -578,17 +584,14 @@ func (r *PresenceGatewayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // the cluster.
 func (r *PresenceGatewayReconciler) applyRoute(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
 	route := gwspecs.HTTPRoute(gw)
-	switch {
-	case route != nil && !r.gatewayAPI:
-		obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonGatewayAPIMissing,
-			"spec.httpRoute needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or use spec.ingress"}
-		return nil
-	case route == nil && r.gatewayAPI:
-		return r.deleteOwned(ctx, gw, "HTTPRoute", &gatewayv1.HTTPRoute{})
-	case route == nil:
+	if !r.gatewayAPI {
+		if route != nil {
+			obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonGatewayAPIMissing,
+				"spec.httpRoute needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or use spec.ingress"}
+		}
 		return nil
 	}
-	return r.applyOne(ctx, a, gw, route, &gatewayv1.HTTPRoute{})
+	return r.applyOrDelete(ctx, a, gw, route != nil, route, &gatewayv1.HTTPRoute{})
 }
 
 // routeTerminatesTLS reports whether a listener that spec.httpRoute attaches
@@ -637,19 +640,14 @@ func serves(mgr ctrl.Manager, group, kind string) (bool, error) {
 // spec drops it. Without prometheus-operator the gateway is Degraded.
 func (r *PresenceGatewayReconciler) applyPodMonitor(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
 	pm := gwspecs.PodMonitor(gw)
-	switch {
-	case pm != nil && !r.podMonitors:
-		if obs.exposure == nil {
+	if !r.podMonitors {
+		if pm != nil && obs.exposure == nil {
 			obs.exposure = &conditionResult{metav1.ConditionTrue, presencev1alpha1.ReasonPrometheusOperatorMissing,
 				"spec.monitoring.podMonitor needs prometheus-operator's PodMonitor (monitoring.coreos.com/v1), which the cluster did not serve when the operator started: install its CRDs and restart the operator, or scrape the pods by their prometheus.io annotations"}
 		}
 		return nil
-	case pm == nil && r.podMonitors:
-		return r.deleteOwned(ctx, gw, "PodMonitor", &monitoringv1.PodMonitor{})
-	case pm == nil:
-		return nil
 	}
-	return r.applyOne(ctx, a, gw, pm, &monitoringv1.PodMonitor{})
+	return r.applyOrDelete(ctx, a, gw, pm != nil, pm, &monitoringv1.PodMonitor{})
 }
 
 func newScaledObject() *unstructured.Unstructured {
@@ -665,19 +663,18 @@ func newScaledObject() *unstructured.Unstructured {
 // mode.)
 func (r *PresenceGatewayReconciler) applyScaledObject(ctx context.Context, a *applier, gw *presencev1alpha1.PresenceGateway, obs *gatewayObservation) error {
 	so := gwspecs.ScaledObject(gw)
-	switch {
-	case so != nil && !r.keda:
-		obs.keda = &kedaObservation{missing: true}
-		return nil
-	case so == nil && r.keda:
-		return r.deleteOwned(ctx, gw, "ScaledObject", newScaledObject())
-	case so == nil:
+	if !r.keda {
+		if so != nil {
+			obs.keda = &kedaObservation{missing: true}
+		}
 		return nil
 	}
 	live := newScaledObject()
-	if err := r.applyOne(ctx, a, gw, so, live); err != nil {
+	if err := r.applyOrDelete(ctx, a, gw, so != nil, so, live); err != nil {
 		return err
 	}
-	obs.keda = &kedaObservation{scaledObject: live}
+	if so != nil {
+		obs.keda = &kedaObservation{scaledObject: live}
+	}
 	return nil
 }
