@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	presencev1alpha1 "github.com/presencekit/presence-operator/api/v1alpha1"
@@ -95,7 +96,7 @@ func endpointSeeds(items []discoveryv1.EndpointSlice, service, namespace, portNa
 	for _, s := range items {
 		var port int32
 		for _, p := range s.Ports {
-			if p.Port != nil && ptrString(p.Name) == portName {
+			if p.Port != nil && ptr.Deref(p.Name, "") == portName {
 				port = *p.Port
 			}
 		}
@@ -120,13 +121,6 @@ func endpointSeeds(items []discoveryv1.EndpointSlice, service, namespace, portNa
 		seeds = seeds[:maxServiceSeeds]
 	}
 	return seeds
-}
-
-func ptrString(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }
 
 func orNone(s []string) string {
